@@ -1,0 +1,1 @@
+"""The ``genir`` command line: thin Typer commands over the library."""

@@ -1,0 +1,205 @@
+"""``genir``: build indexes, search, write runs, evaluate and benchmark from the shell.
+
+Every command is a thin wrapper over the library. Problems with the user's input end the
+command with one ``error:`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genir import __version__
+from genir.errors import GenirError
+
+app = typer.Typer(
+    name="genir",
+    help="Generative retrieval toolkit: index a collection, search it, evaluate and compare methods.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+CollectionOpt = Annotated[str, typer.Option(
+    "--collection", "-c",
+    help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a .tsv corpus (id<TAB>text), or builtin:stdlib.",
+)]
+SplitOpt = Annotated[str, typer.Option("--split", help="qrels split to evaluate on (qrels/SPLIT.tsv).")]
+AllowEmptyOpt = Annotated[bool, typer.Option(
+    "--allow-empty-docs", help="Keep documents with no title and no text (warn instead of failing).",
+)]
+
+
+def user_errors(command):
+    """Turn genir's input errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GenirError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"genir {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+
+
+@app.command()
+@user_errors
+def methods() -> None:
+    """List the retrieval methods and their options (set them with --set KEY=VALUE)."""
+    from genir.retrieval.searcher import METHODS, searcher_class
+
+    for name in METHODS:
+        cls = searcher_class(name)
+        out.print(f"[bold]{name}[/]: {cls.description}")
+        for f in dataclasses.fields(cls.Config):
+            out.print(f"    {f.name} = {f.default!r}", highlight=False)
+
+
+@app.command()
+@user_errors
+def index(
+    method: Annotated[str, typer.Option("--method", "-m", help="Retrieval method: see `genir methods`.")],
+    collection: CollectionOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Index directory to create.")],
+    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Method option KEY=VALUE (repeatable), e.g. factory=HNSW32.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --output.")] = False,
+    allow_empty_docs: AllowEmptyOpt = False,
+) -> None:
+    """Build an index of a collection. The directory appears only when the build succeeds."""
+    from genir.indexer.collection import Collection
+    from genir.indexer.artifact import index_size_bytes
+    from genir.retrieval.searcher import build_index, parse_config, searcher_class
+
+    config = parse_config(searcher_class(method).Config, settings or [])
+    coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
+    manifest = build_index(method, coll, output, config, overwrite=overwrite)
+    size = index_size_bytes(output) / 2**20
+    out.print(f"built {method} index of {coll.name} ({manifest.stats.get('num_docs', '?')} docs) "
+              f"at {output} in {manifest.stats['build_seconds']:.1f} s, {size:.1f} MB")
+
+
+@app.command()
+@user_errors
+def search(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
+    queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="One or more queries.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of hits per query.")] = 10,
+) -> None:
+    """Search an index and print the hits as a table."""
+    from genir.retrieval.searcher import Searcher
+
+    searcher = Searcher.load(index_dir)
+    for query, hits in zip(queries, searcher.batch_search(queries, k)):
+        table = Table(title=f"{query}  [{searcher.method}]", title_justify="left", expand=True)
+        table.add_column("rank", justify="right", no_wrap=True)
+        table.add_column("docid", no_wrap=True, max_width=40)
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("text", overflow="ellipsis", no_wrap=True, ratio=1)
+        for rank, hit in enumerate(hits, start=1):
+            table.add_row(str(rank), hit.docid, f"{hit.score:.4f}", (searcher.doc_text(hit.docid) or "").replace("\n", " "))
+        out.print(table)
+
+
+@app.command()
+@user_errors
+def run(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
+    collection: CollectionOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="TREC run file to write.")],
+    split: SplitOpt = "test",
+    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 100,
+) -> None:
+    """Search every query of a split and write a TREC run file."""
+    from genir.indexer.collection import Collection
+    from genir.retrieval.runs import write_run
+    from genir.retrieval.searcher import Searcher
+
+    queries = Collection.open(collection).split_queries(split)
+    searcher = Searcher.load(index_dir)
+    with err.status(f"searching {len(queries)} queries"):
+        results = searcher.batch_search(list(queries.values()), k)
+    write_run(dict(zip(queries, results)), output, tag=f"genir-{searcher.method}")
+    out.print(f"wrote {output} ({len(queries)} queries, k={k})")
+
+
+@app.command(name="eval")
+@user_errors
+def evaluate_runs(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="TREC run file(s).")],
+    collection: CollectionOpt,
+    split: SplitOpt = "test",
+    per_query: Annotated[Optional[Path], typer.Option("--per-query", help="Write per-query scores (JSON) here, for significance tests.")] = None,
+) -> None:
+    """Evaluate TREC run files: nDCG@10, RR@10, R@1/10/100, Hits@1/10."""
+    from genir.indexer.collection import Collection
+    from genir.retrieval.evaluation import DEFAULT_MEASURES, evaluate
+    from genir.retrieval.runs import read_run
+
+    qrels = Collection.open(collection).qrels(split)
+    table = Table(title=f"{collection} ({split})", title_justify="left")
+    table.add_column("run")
+    for measure in DEFAULT_MEASURES:
+        table.add_column(measure, justify="right")
+    per_query_scores = {}
+    for path in runs:
+        result = evaluate(read_run(path), qrels)
+        per_query_scores[str(path)] = result.per_query
+        table.add_row(path.name, *(f"{result.aggregate[m]:.4f}" for m in DEFAULT_MEASURES))
+    out.print(table)
+    if per_query is not None:
+        per_query.write_text(json.dumps(per_query_scores, indent=1) + "\n", encoding="utf-8")
+        out.print(f"per-query scores: {per_query}")
+
+
+@app.command()
+@user_errors
+def bench(
+    collection: CollectionOpt,
+    split: SplitOpt = "test",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods to compare.")] = "bm25,dense",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Work directory: indexes/, runs/, bench.md, bench.json.")] = Path("bench-out"),
+    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="METHOD.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
+    reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
+    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query in the run files.")] = 100,
+) -> None:
+    """Build, run and evaluate each method; write one markdown table and JSON."""
+    from genir.indexer.collection import Collection
+    from genir.retrieval.bench import markdown_table, run_bench, write_report
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise GenirError("--methods is empty")
+    coll = Collection.open(collection)
+    rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k, log=err.print)
+    md_path, json_path = write_report(rows, coll, split, output)
+    out.print(markdown_table(rows))
+    out.print(f"\nwrote {md_path} and {json_path}")
+
+
+if __name__ == "__main__":
+    app()

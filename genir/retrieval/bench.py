@@ -1,0 +1,154 @@
+"""``genir bench``: build, run and evaluate several methods on one collection, into one table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from genir import __version__
+from genir.errors import GenirError
+from genir.indexer.artifact import index_size_bytes, read_manifest
+from genir.indexer.collection import Collection
+from genir.retrieval.evaluation import evaluate
+from genir.retrieval.runs import write_run
+from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+
+
+@dataclass
+class BenchRow:
+    method: str
+    ndcg10: float
+    r10: float
+    rr10: float
+    hits1: float
+    build_seconds: float
+    size_mb: float
+    queries_per_second: float
+    num_queries: int
+    index_dir: str
+    run_file: str
+    config: dict
+
+
+COLUMNS = [
+    ("method", "method", "{}"),
+    ("nDCG@10", "ndcg10", "{:.4f}"),
+    ("R@10", "r10", "{:.4f}"),
+    ("RR@10", "rr10", "{:.4f}"),
+    ("Hits@1", "hits1", "{:.4f}"),
+    ("build s", "build_seconds", "{:.1f}"),
+    ("index MB", "size_mb", "{:.1f}"),
+    ("queries/s", "queries_per_second", "{:.1f}"),
+]
+
+
+def split_overrides(methods: Sequence[str], assignments: Sequence[str]) -> dict[str, list[str]]:
+    """Route ``METHOD.KEY=VALUE`` assignments to their method."""
+    routed: dict[str, list[str]] = {m: [] for m in methods}
+    for assignment in assignments:
+        method, dot, rest = assignment.partition(".")
+        if not dot or method not in routed:
+            raise GenirError(f"bench option {assignment!r} must be METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
+        routed[method].append(rest)
+    return routed
+
+
+def _reusable(directory: Path, method: str, config: object, collection: Collection) -> bool:
+    if not (directory / "manifest.json").is_file():
+        return False
+    try:
+        manifest = read_manifest(directory, verify=False)
+    except GenirError:
+        return False
+    return (
+        manifest.method == method
+        and manifest.config == dataclasses.asdict(config)
+        and manifest.collection.get("sha256") == collection.fingerprint
+    )
+
+
+def run_bench(
+    collection: Collection,
+    split: str,
+    methods: Sequence[str],
+    workdir: Path,
+    assignments: Sequence[str] = (),
+    reuse: bool = False,
+    k: int = 100,
+    log=print,
+) -> list[BenchRow]:
+    """Build (or, with ``reuse``, reopen) each method's index, search every query, evaluate.
+
+    Query throughput is the wall time of one ``batch_search`` over all queries of the split,
+    after the index is loaded (model and JVM start-up are not counted).
+    """
+    overrides = split_overrides(methods, assignments)
+    configs = {m: parse_config(searcher_class(m).Config, overrides[m]) for m in methods}
+    queries = collection.split_queries(split)
+    qrels = collection.qrels(split)
+    rows = []
+    for method in methods:
+        index_dir = workdir / "indexes" / method
+        if reuse and _reusable(index_dir, method, configs[method], collection):
+            log(f"[{method}] reusing {index_dir}")
+        else:
+            log(f"[{method}] building {index_dir}")
+            build_index(method, collection, index_dir, configs[method], overwrite=True)
+        searcher = Searcher.load(index_dir)
+        log(f"[{method}] searching {len(queries)} queries")
+        started = time.perf_counter()
+        results = searcher.batch_search(list(queries.values()), k)
+        elapsed = time.perf_counter() - started
+        run = dict(zip(queries, results))
+        run_file = workdir / "runs" / f"{collection.name}-{split}-{method}.trec"
+        write_run(run, run_file, tag=f"genir-{method}")
+        scores = evaluate(run, qrels).aggregate
+        rows.append(BenchRow(
+            method=method,
+            ndcg10=scores["nDCG@10"], r10=scores["R@10"], rr10=scores["RR@10"], hits1=scores["Hits@1"],
+            build_seconds=float(searcher.manifest.stats["build_seconds"]),
+            size_mb=index_size_bytes(index_dir) / 2**20,
+            queries_per_second=len(queries) / elapsed,
+            num_queries=len(queries), index_dir=str(index_dir), run_file=str(run_file),
+            config=searcher.manifest.config,
+        ))
+        log(f"[{method}] nDCG@10 {scores['nDCG@10']:.4f}")
+    return rows
+
+
+def markdown_table(rows: Sequence[BenchRow]) -> str:
+    header = "| " + " | ".join(title for title, _, _ in COLUMNS) + " |"
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|"
+    body = ["| " + " | ".join(fmt.format(getattr(r, attr)) for _, attr, fmt in COLUMNS) + " |" for r in rows]
+    return "\n".join([header, rule, *body])
+
+
+def write_report(rows: Sequence[BenchRow], collection: Collection, split: str, workdir: Path) -> tuple[Path, Path]:
+    """Write ``bench.md`` and ``bench.json`` (with the machine they were measured on)."""
+    environment = {
+        "genir_version": __version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    title = f"genir bench: {collection.name}, split {split}, {rows[0].num_queries if rows else 0} queries"
+    markdown = f"## {title}\n\n{markdown_table(rows)}\n\nMeasured {environment['date']} on {environment['cpu_count']} CPU(s), torch {environment['torch']}.\n"
+    md_path, json_path = workdir / "bench.md", workdir / "bench.json"
+    md_path.write_text(markdown, encoding="utf-8")
+    payload = {"collection": collection.name, "split": split, "environment": environment,
+               "rows": [dataclasses.asdict(r) for r in rows]}
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return md_path, json_path

@@ -1,0 +1,107 @@
+"""BM25 through pyserini (Lucene): the sparse baseline.
+
+pyserini 0.25.0 is used because its Anserini runs on Java 17, which Debian 12 ships; newer
+releases need Java 21. Documents are indexed as ``title + " " + text`` with Anserini's default
+English analyzer (Porter stemming, stopwords), as pyserini's BEIR "flat" indexes are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from genir.errors import GenirError
+from genir.indexer.artifact import Manifest
+from genir.indexer.collection import Collection
+from genir.retrieval.searcher import Hit, Searcher, parse_config
+
+LUCENE_DIR = "lucene"
+
+
+def ensure_java() -> None:
+    """Point ``JAVA_HOME`` at a JDK 17+ before pyserini starts the JVM."""
+    if os.environ.get("JAVA_HOME"):
+        return
+    candidates = sorted(Path("/usr/lib/jvm").glob("java-17-openjdk-*")) if Path("/usr/lib/jvm").is_dir() else []
+    java = shutil.which("java")
+    if candidates:
+        os.environ["JAVA_HOME"] = str(candidates[0])
+    elif java:
+        os.environ["JAVA_HOME"] = str(Path(os.path.realpath(java)).parent.parent)
+    else:
+        raise GenirError("BM25 needs Java 17: install it with `apt-get install openjdk-17-jdk-headless` (or set JAVA_HOME)")
+
+
+@dataclass
+class BM25Config:
+    k1: float = 0.9
+    b: float = 0.4
+    threads: int = 2
+    store_raw: bool = True
+
+
+class BM25Searcher(Searcher):
+    method = "bm25"
+    Config = BM25Config
+    description = "Lucene BM25 via pyserini (title + text, k1=0.9, b=0.4)"
+
+    def __init__(self, config: BM25Config, manifest: Manifest, lucene_dir: Path):
+        super().__init__(config, manifest)
+        self.lucene_dir = lucene_dir
+        ensure_java()
+        from pyserini.search.lucene import LuceneSearcher
+
+        self._lucene = LuceneSearcher(str(lucene_dir))
+        self._lucene.set_bm25(config.k1, config.b)
+
+    @classmethod
+    def build(cls, collection: Collection, config: BM25Config, directory: Path, previous: Path | None) -> dict[str, Any]:
+        ensure_java()
+        staging = directory / "_jsonl"
+        staging.mkdir()
+        count = 0
+        with open(staging / "docs.jsonl", "w", encoding="utf-8") as f:
+            for doc in collection.docs():
+                f.write(json.dumps({"id": doc.id, "contents": doc.contents}) + "\n")
+                count += 1
+        command = [
+            sys.executable, "-m", "pyserini.index.lucene",
+            "--collection", "JsonCollection", "--input", str(staging),
+            "--index", str(directory / LUCENE_DIR),
+            "--generator", "DefaultLuceneDocumentGenerator",
+            "--threads", str(config.threads),
+            "--storePositions", "--storeDocvectors",
+        ] + (["--storeRaw"] if config.store_raw else [])
+        with Console(stderr=True).status(f"Lucene is indexing {count:,} documents"):
+            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+        shutil.rmtree(staging)
+        if done.returncode != 0:
+            raise GenirError(f"Anserini indexing failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        return {"num_docs": count}
+
+    @classmethod
+    def from_files(cls, directory: Path, manifest: Manifest) -> "BM25Searcher":
+        return cls(parse_config(BM25Config, manifest.config), manifest, directory / LUCENE_DIR)
+
+    def write_files(self, directory: Path) -> None:
+        shutil.copytree(self.lucene_dir, directory / LUCENE_DIR)
+
+    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        ids = [str(i) for i in range(len(queries))]
+        results = self._lucene.batch_search(list(queries), ids, k=k, threads=self.config.threads)
+        return [[Hit(h.docid, float(h.score)) for h in results[i]] for i in ids]
+
+    def doc_text(self, docid: str) -> str | None:
+        doc = self._lucene.doc(docid)
+        if doc is None or not doc.raw():
+            return None
+        return json.loads(doc.raw()).get("contents")

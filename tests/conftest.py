@@ -1,0 +1,48 @@
+"""Shared fixtures: toy collections written on the fly, and the shared test collections."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("GENIR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+TOY_DOCS = [
+    {"_id": "d1", "title": "Cats", "text": "The cat sat on the mat and purred at the dog."},
+    {"_id": "d2", "title": "Dogs", "text": "Dogs chase cats, balls and the mail carrier."},
+    {"_id": "d3", "title": "JSON", "text": "Parsing JSON strings into Python dictionaries."},
+    {"_id": "d4", "title": "Hashing", "text": "SHA-256 digests of byte strings with hashlib."},
+    {"_id": "d5", "title": "Subprocess", "text": "Run a command and capture its standard output."},
+    {"_id": "d6", "title": "Zebras", "text": "Zebras have black and white stripes."},
+]
+TOY_QUERIES = [
+    {"_id": "q1", "text": "how do I parse json"},
+    {"_id": "q2", "text": "sha-256 digest of bytes"},
+    {"_id": "q3", "text": "striped zebras"},
+]
+TOY_QRELS = [("q1", "d3", 1), ("q2", "d4", 1), ("q3", "d6", 2)]
+
+
+def write_beir(root: Path, docs=TOY_DOCS, queries=TOY_QUERIES, qrels=TOY_QRELS, split="test") -> Path:
+    """Write a BEIR-layout collection under ``root`` and return it."""
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    (root / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    (root / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries), encoding="utf-8")
+    lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, d, s in qrels]
+    (root / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def toy_collection(tmp_path: Path) -> Path:
+    return write_beir(tmp_path / "toy")
+
+
+def shared_collection(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not (path / "corpus.jsonl").is_file():
+        pytest.skip(f"needs the shared test collection {path} (absent on this machine)")
+    return path

@@ -1,0 +1,54 @@
+"""BM25 (Lucene) and dense (FAISS) searchers on a toy collection, and BM25 on SciFact."""
+
+import pytest
+
+from conftest import shared_collection
+from genir.indexer.collection import Collection
+from genir.retrieval.evaluation import evaluate
+from genir.retrieval.searcher import Searcher, build_index, parse_config
+from genir.retrieval.dense import DenseConfig
+
+
+def test_bm25_finds_the_matching_document_and_round_trips(toy_collection, tmp_path):
+    coll = Collection.open(toy_collection)
+    manifest = build_index("bm25", coll, tmp_path / "bm25")
+    assert manifest.stats["num_docs"] == 6 and manifest.config["k1"] == 0.9
+    searcher = Searcher.load(tmp_path / "bm25")
+    hits = searcher.search("zebra stripes", k=3)
+    assert hits[0].docid == "d6" and hits[0].score > 0
+    assert "Zebras have black" in searcher.doc_text("d6")
+    searcher.save(tmp_path / "copy")
+    again = Searcher.load(tmp_path / "copy")
+    assert again.search("zebra stripes", k=3) == hits
+    assert [h[0].docid for h in again.batch_search(["json parsing", "hashlib digest"], k=2)] == ["d3", "d4"]
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW8", "IVF2,Flat"])
+def test_dense_index_types(toy_collection, tmp_path, factory):
+    coll = Collection.open(toy_collection)
+    build_index("dense", coll, tmp_path / "dense", parse_config(DenseConfig, [f"factory={factory}", "nprobe=2"]))
+    searcher = Searcher.load(tmp_path / "dense")
+    hits = searcher.search("how do I parse JSON text?", k=10)
+    assert hits[0].docid == "d3"
+    assert len(hits) == 6 and len({h.docid for h in hits}) == 6
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_dense_reuses_cached_embeddings_on_rebuild(toy_collection, tmp_path):
+    coll = Collection.open(toy_collection)
+    first = build_index("dense", coll, tmp_path / "dense")
+    assert first.stats["embeddings_reused"] is False
+    second = build_index("dense", coll, tmp_path / "dense", parse_config(DenseConfig, ["factory=HNSW8"]), overwrite=True)
+    assert second.stats["embeddings_reused"] is True
+    assert second.files["embeddings.npy"]["sha256"] == first.files["embeddings.npy"]["sha256"]
+
+
+def test_bm25_reproduces_pyserini_on_scifact(tmp_path):
+    coll = Collection.open(shared_collection("scifact"))
+    build_index("bm25", coll, tmp_path / "bm25")
+    searcher = Searcher.load(tmp_path / "bm25")
+    queries = coll.split_queries("test")
+    run = dict(zip(queries, searcher.batch_search(list(queries.values()), k=100)))
+    scores = evaluate(run, coll.qrels("test")).aggregate
+    assert scores["nDCG@10"] == pytest.approx(0.6789, abs=0.002)
+    assert scores["R@10"] == pytest.approx(0.8038, abs=0.002)

@@ -1,0 +1,113 @@
+"""End to end through the Typer CLI: index, search, run, eval, bench, and bad input."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_beir
+from genir.cli.main import app
+
+runner = CliRunner()
+
+
+def genir(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_index_search_run_eval(toy_collection, tmp_path):
+    index = tmp_path / "idx"
+    result = genir("index", "--method", "bm25", "--collection", toy_collection, "-o", index)
+    assert result.exit_code == 0, result.output
+    assert (index / "manifest.json").is_file()
+    result = genir("search", index, "zebra stripes", "-k", "2")
+    assert result.exit_code == 0 and "d6" in result.output
+    run_file = tmp_path / "run.trec"
+    assert genir("run", index, "--collection", toy_collection, "--split", "test", "-o", run_file).exit_code == 0
+    assert run_file.read_text().startswith("q1 Q0 d3 1 ")
+    per_query = tmp_path / "pq.json"
+    result = genir("eval", run_file, "--collection", toy_collection, "--per-query", per_query)
+    assert result.exit_code == 0 and "nDCG@10" in result.output
+    assert set(json.loads(per_query.read_text())[str(run_file)]) == {"q1", "q2", "q3"}
+
+
+def test_bench_writes_table_and_json(toy_collection, tmp_path):
+    out = tmp_path / "bench"
+    result = genir("bench", "--collection", toy_collection, "--methods", "bm25,dense", "-o", out, "--set", "dense.factory=HNSW8")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["bm25", "dense"]
+    assert rows[1]["config"]["factory"] == "HNSW8"
+    for row in rows:
+        assert 0 < row["ndcg10"] <= 1 and row["queries_per_second"] > 0 and row["size_mb"] > 0
+    assert "| bm25 |" in (out / "bench.md").read_text()
+    result = genir("bench", "--collection", toy_collection, "--methods", "bm25", "-o", out, "--reuse")
+    assert result.exit_code == 0 and "reusing" in result.output
+
+
+@pytest.mark.parametrize("corpus, message", [
+    (b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": }\n', "corpus.jsonl:2: malformed JSON"),
+    (b'{"_id": "a", "text": "x"}\n{"text": "y"}\n', 'corpus.jsonl:2: missing "_id"'),
+    (b'{"_id": "a", "text": "x"}\n{"_id": "a", "text": "y"}\n', "corpus.jsonl:2: duplicate document id 'a'"),
+    (b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": ""}\n', "corpus.jsonl:2: document 'b' is empty"),
+    (b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": "\xff"}\n', "corpus.jsonl:2: not valid UTF-8"),
+])
+@pytest.mark.parametrize("method", ["bm25", "dense"])
+def test_bad_corpus_exits_2_and_leaves_no_index(tmp_path, corpus, message, method):
+    root = write_beir(tmp_path / "c")
+    (root / "corpus.jsonl").write_bytes(corpus)
+    result = genir("index", "--method", method, "--collection", root, "-o", tmp_path / "out" / "idx")
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_bad_input_keeps_an_existing_index(toy_collection, tmp_path):
+    index = tmp_path / "idx"
+    assert genir("index", "-m", "bm25", "-c", toy_collection, "-o", index).exit_code == 0
+    before = (index / "manifest.json").read_text()
+    (toy_collection / "corpus.jsonl").write_bytes(b'{"_id": "a", "text": }\n')
+    result = genir("index", "-m", "bm25", "-c", toy_collection, "-o", index, "--overwrite")
+    assert result.exit_code == 2
+    assert (index / "manifest.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "toy"]
+
+
+@pytest.mark.parametrize("qrels_line, queries, message", [
+    ("qX\td1\t1", None, "test.tsv:5: unknown query id 'qX'"),
+    ("q1\tdX\t1", None, "test.tsv:5: unknown document id 'dX'"),
+    ("q1\td1\t1", [{"_id": "q1", "text": "ok"}, {"_id": "q2", "text": ""}], "queries.jsonl:2: query 'q2' is empty"),
+])
+def test_bad_queries_and_qrels_exit_2_before_building(tmp_path, qrels_line, queries, message):
+    root = write_beir(tmp_path / "c", **({"queries": queries} if queries else {}))
+    qrels = root / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + qrels_line + "\n")
+    result = genir("bench", "--collection", root, "--methods", "bm25", "-o", tmp_path / "bench")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "bench").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["index", "-m", "nope", "-c", "builtin:stdlib", "-o", "x"], "unknown method 'nope'"),
+    (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k3=1"], "unknown option 'k3'"),
+    (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k1=high"], "expected float"),
+    (["search", "no-such-index", "q"], "no such index directory"),
+])
+def test_usage_errors(args, message):
+    result = genir(*args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_corrupt_index_is_refused(toy_collection, tmp_path):
+    index = tmp_path / "idx"
+    assert genir("index", "-m", "dense", "-c", toy_collection, "-o", index).exit_code == 0
+    docids = index / "docids.json"
+    docids.write_text(docids.read_text().replace("d1", "dX"))  # same size, different bytes
+    result = genir("search", index, "zebra")
+    assert result.exit_code == 2 and "does not match its sha256" in result.output
+
+
+def test_help_everywhere():
+    for command in ["index", "search", "run", "eval", "bench", "methods"]:
+        result = genir(command, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output
