@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact clean
+.PHONY: demo test bench-scifact bench-kernels clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -24,6 +24,12 @@ test: $(VENV)/.installed
 ## BM25 vs dense on SciFact test: the README's baseline table (about 6 minutes on 2 cores).
 bench-scifact: $(VENV)/.installed
 	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --methods bm25,dense --output bench-out/scifact
+
+## Decoding-core benchmarks (FM-index, trie vs prefix_allowed_tokens_fn, decode share): tables + benchmarks/results/*.json.
+bench-kernels: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_fmindex.py
+	$(BIN)/python benchmarks/bench_trie.py
+	$(BIN)/python benchmarks/bench_decode_share.py
 
 clean:
 	rm -rf indexes bench-out .pytest_cache

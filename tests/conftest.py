@@ -46,3 +46,22 @@ def shared_collection(name: str) -> Path:
     if not (path / "corpus.jsonl").is_file():
         pytest.skip(f"needs the shared test collection {path} (absent on this machine)")
     return path
+
+
+def run_under_triton_interpreter(script: str):
+    """Run ``script`` in a fresh Python with ``TRITON_INTERPRET=1`` (it must be set before triton is
+    imported, hence a subprocess) and return the JSON it prints on its last line."""
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve().parent
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(here)],
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+        cwd=here.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -195,7 +195,8 @@ def bench(
     if not names:
         raise GenirError("--methods is empty")
     coll = Collection.open(collection)
-    rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k, log=err.print)
+    rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k,
+                     log=lambda line: err.print(line, markup=False, highlight=False))
     md_path, json_path = write_report(rows, coll, split, output)
     out.print(markdown_table(rows))
     out.print(f"\nwrote {md_path} and {json_path}")

@@ -1,1 +1,6 @@
-"""DSI and SE-DSI: docid schemes, training views and Lightning training (not built yet)."""
+"""DSI and SE-DSI. So far: docid schemes (atomic, naive, semantic); training and search to come."""
+
+from genir.dsi.docids import AtomicDocids, DocidScheme, NaiveDocids, load_docid_scheme
+from genir.dsi.semantic_docids import SemanticDocids
+
+__all__ = ["AtomicDocids", "DocidScheme", "NaiveDocids", "SemanticDocids", "load_docid_scheme"]

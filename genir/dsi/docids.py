@@ -1,0 +1,361 @@
+"""Docid schemes: how a seq2seq decoder names each document with a sequence of output tokens.
+
+A scheme owns a compact output vocabulary of its own, the same for every scheme at the bottom:
+token ``0`` is padding, ``1`` ends every sequence (eos), ``2..vocab_size-1`` are the scheme's
+tokens. ``token_names()`` gives a readable name for each id.
+
+* ``atomic``: one new token per document (``2 + corpus position``), then eos. The vocabulary grows
+  with every document.
+* ``naive``: DSI's "naive string" docids. Each document's position in assignment order is written
+  in decimal, one token per digit (digit ``v`` is token ``2 + v``), then eos. Positions, not the
+  collection's own id strings, so that any id works; the vocabulary is fixed at 12.
+* ``semantic``: DSI's hierarchical k-means (:mod:`genir.dsi.semantic_docids`).
+
+Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
+continual indexing): a new document never takes an existing docid, and existing docids never
+change. Two bodies may be prefixes of one another (naive ``1`` and ``10``); the trailing eos tells
+them apart, as it does in the docid trie.
+
+``save(directory)`` writes ``docid_scheme.json`` (the scheme, its configuration, every document id
+with its sequence, in corpus order) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
+is pickled; loading checks the files and raises :class:`~genir.errors.GenirError` on any damage.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from genir.errors import GenirError
+from genir.indexer.collection import Document
+
+PAD = 0
+EOS = 1
+FIRST_TOKEN = 2
+SPECIAL_TOKEN_NAMES = ["<pad>", "<eos>"]
+
+SCHEME_FILE = "docid_scheme.json"
+ARRAYS_FILE = "docid_scheme.npz"
+_FORMAT = "genir.docid_scheme"
+_FORMAT_VERSION = 1
+
+Body = tuple[int, ...]
+"""A docid's tokens without the trailing eos."""
+
+
+class DocidScheme(ABC):
+    """Names documents with token sequences that end in eos, and maps sequences back to ids.
+
+    Subclasses name new documents in :meth:`_extend_bodies` (and, if the first assignment differs,
+    :meth:`_assign_bodies`); the base class checks ids, keeps the two-way map, and stores it.
+    """
+
+    scheme: ClassVar[str]
+    #: Names of the arrays a scheme keeps in ``docid_scheme.npz`` (none by default).
+    array_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self._docids: list[str] = []
+        self._bodies: list[Body] = []
+        self._row: dict[str, int] = {}
+        self._docid_of: dict[Body, str] = {}
+        self._max_body = 0
+
+    # -- naming documents ------------------------------------------------------------------
+    def assign(self, docs: Sequence[Document], embeddings: np.ndarray | None = None) -> None:
+        """Give docids to the first documents.
+
+        Args:
+            docs: the corpus, in corpus order.
+            embeddings: ``[len(docs), d]`` float32, rows aligned with ``docs``; read by the
+                semantic scheme, ignored by the others.
+        Raises:
+            GenirError: docids were already assigned, ``docs`` is empty, or an id repeats.
+        """
+        if self._docids:
+            raise GenirError(f"the {self.scheme} docids are already assigned ({self.num_docs} documents); use extend() to add documents")
+        docs = list(docs)
+        ids = self._new_ids(docs)
+        if not ids:
+            raise GenirError("cannot assign docids to an empty corpus")
+        self._commit(ids, self._assign_bodies(docs, embeddings))
+
+    def extend(self, docs: Sequence[Document], embeddings: np.ndarray | None = None) -> None:
+        """Give docids to documents added after :meth:`assign`, leaving every old docid as it is.
+
+        Args:
+            docs: the new documents, in corpus order.
+            embeddings: ``[len(docs), d]`` float32 rows aligned with ``docs`` (semantic scheme).
+        Raises:
+            GenirError: nothing was assigned yet, or an id is already named or repeats.
+        """
+        if not self._docids:
+            raise GenirError(f"the {self.scheme} docids have not been assigned yet; call assign() first")
+        docs = list(docs)
+        ids = self._new_ids(docs)
+        if ids:
+            self._commit(ids, self._extend_bodies(docs, embeddings))
+
+    def _assign_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
+        return self._extend_bodies(docs, embeddings)
+
+    @abstractmethod
+    def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
+        """The bodies of new documents, unique and distinct from every existing body.
+
+        Must validate its input before changing any state, so a failed call changes nothing.
+        """
+
+    def _new_ids(self, docs: list[Document]) -> list[str]:
+        ids = [doc.id for doc in docs]
+        seen: set[str] = set()
+        for docid in ids:
+            if docid in self._row:
+                raise GenirError(f"document id {docid!r} already has a docid")
+            if docid in seen:
+                raise GenirError(f"document id {docid!r} appears twice among the new documents")
+            seen.add(docid)
+        return ids
+
+    def _commit(self, ids: list[str], bodies: list[Body]) -> None:
+        for docid, body in zip(ids, bodies, strict=True):
+            self._row[docid] = len(self._docids)
+            self._docids.append(docid)
+            self._bodies.append(body)
+            self._docid_of[body] = docid
+            self._max_body = max(self._max_body, len(body))
+
+    # -- reading the map -------------------------------------------------------------------
+    @property
+    def num_docs(self) -> int:
+        return len(self._docids)
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int:
+        """Output vocabulary size: every token of every sequence is below it."""
+
+    @abstractmethod
+    def token_names(self) -> list[str]:
+        """A readable name for each output id ``0..vocab_size-1``."""
+
+    @property
+    def max_length(self) -> int:
+        """Tokens in the longest sequence, eos included: the decoder's generation length."""
+        return self._max_body + 1
+
+    def sequence(self, docid: str) -> list[int]:
+        """The tokens that name ``docid``, ending with eos."""
+        row = self._row.get(docid)
+        if row is None:
+            raise GenirError(f"document id {docid!r} has no {self.scheme} docid")
+        return [*self._bodies[row], EOS]
+
+    def sequences(self) -> dict[str, list[int]]:
+        """Every document id -> its tokens (ending with eos), in corpus order."""
+        return {docid: [*body, EOS] for docid, body in zip(self._docids, self._bodies)}
+
+    def lookup(self, tokens: Iterable[int]) -> str | None:
+        """The document named by a generated sequence, or None if it names none.
+
+        ``tokens`` may end with eos or not, and may carry trailing padding after it (a decoded
+        beam), e.g. ``[5, 3, 1, 0, 0]``.
+        """
+        body = [int(t) for t in tokens]
+        while body and body[-1] == PAD:
+            body.pop()
+        if body and body[-1] == EOS:
+            body.pop()
+        return self._docid_of.get(tuple(body))
+
+    # -- persistence -----------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild an empty scheme like this one."""
+        return {}
+
+    def _state(self) -> dict[str, Any]:
+        """Scheme state beyond the docids, as JSON."""
+        return {}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Scheme state as arrays, named by :attr:`array_names`."""
+        return {}
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+        """Set the state written by :meth:`_state` and :meth:`_arrays` (before the docids)."""
+
+    @abstractmethod
+    def _check_restored(self, path: Path) -> None:
+        """Raise GenirError if the loaded docids are not ones this scheme could have given.
+
+        This includes a token at or above ``vocab_size``: only types and eos are checked before.
+        """
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``docid_scheme.json`` (and ``docid_scheme.npz`` if the scheme has arrays)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        record = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "scheme": self.scheme,
+            "config": self.config(),
+            "vocab_size": self.vocab_size,
+            "state": self._state(),
+            "docids": self._docids,
+            "sequences": [[*body, EOS] for body in self._bodies],
+        }
+        (directory / SCHEME_FILE).write_text(json.dumps(record), encoding="utf-8")
+        arrays = self._arrays()
+        if arrays:
+            np.savez(directory / ARRAYS_FILE, **arrays)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DocidScheme:
+        """Read a scheme written by :meth:`save`.
+
+        Called on :class:`DocidScheme` it returns whichever scheme the directory holds; called
+        on a subclass it also checks that the directory holds that scheme.
+        """
+        path = Path(directory) / SCHEME_FILE
+        record = _read_record(path)
+        scheme_class = _scheme_classes().get(record["scheme"])
+        if scheme_class is None:
+            raise GenirError(f"{path}: unknown docid scheme {record['scheme']!r} (known: {', '.join(sorted(_scheme_classes()))})")
+        if cls is not DocidScheme and scheme_class is not cls:
+            raise GenirError(f"{path}: holds {record['scheme']} docids, not {cls.scheme}")
+        try:
+            scheme = scheme_class(**record["config"])
+        except (TypeError, GenirError) as e:
+            raise GenirError(f"{path}: bad {record['scheme']} configuration {record['config']!r}: {e}") from None
+        scheme._restore(record["state"], _read_arrays(Path(directory) / ARRAYS_FILE, scheme_class.array_names), path)
+        scheme._restore_docids(record["docids"], record["sequences"], path)
+        scheme._check_restored(path)
+        if scheme.vocab_size != record["vocab_size"]:
+            raise GenirError(f"{path}: vocab_size {record['vocab_size']!r} does not match the docids (expected {scheme.vocab_size})")
+        return scheme
+
+    def _restore_docids(self, docids: list[Any], sequences: list[Any], path: Path) -> None:
+        if len(docids) != len(sequences):
+            raise GenirError(f"{path}: {len(docids)} document ids but {len(sequences)} sequences")
+        bodies: list[Body] = []
+        for docid, seq in zip(docids, sequences):
+            if not isinstance(docid, str) or not docid:
+                raise GenirError(f"{path}: document id {docid!r} is not a non-empty string")
+            if not isinstance(seq, list) or not seq or seq[-1] != EOS:
+                raise GenirError(f"{path}: the sequence of document {docid!r} does not end with eos ({EOS})")
+            body = seq[:-1]
+            if not all(isinstance(t, int) and not isinstance(t, bool) and t >= FIRST_TOKEN for t in body):
+                raise GenirError(f"{path}: the sequence of document {docid!r} has a token that is not a docid token: {seq}")
+            bodies.append(tuple(body))
+        if len(set(docids)) != len(docids):
+            raise GenirError(f"{path}: a document id appears twice")
+        if len(set(bodies)) != len(bodies):
+            raise GenirError(f"{path}: two documents share a sequence")
+        self._commit(list(docids), bodies)
+
+
+class AtomicDocids(DocidScheme):
+    """One output token per document: ``[2 + corpus position, eos]``.
+
+    ``vocab_size`` is ``2 + num_docs`` and grows with :meth:`extend`, so a model trained on these
+    docids needs its output layer grown with them.
+    """
+
+    scheme = "atomic"
+
+    @property
+    def vocab_size(self) -> int:
+        return FIRST_TOKEN + self.num_docs
+
+    def token_names(self) -> list[str]:
+        return SPECIAL_TOKEN_NAMES + [f"<doc:{docid}>" for docid in self._docids]
+
+    def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
+        return [(FIRST_TOKEN + self.num_docs + i,) for i in range(len(docs))]
+
+    def _check_restored(self, path: Path) -> None:
+        for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
+            if body != (FIRST_TOKEN + position,):
+                raise GenirError(f"{path}: document {docid!r} at position {position} does not have the atomic docid {FIRST_TOKEN + position}")
+
+
+def decimal_body(position: int) -> Body:
+    """The naive docid of the document at ``position``: one token (``2 + digit``) per digit."""
+    return tuple(FIRST_TOKEN + int(digit) for digit in str(position))
+
+
+class NaiveDocids(DocidScheme):
+    """DSI's naive string docids: the assignment position in decimal digits, then eos.
+
+    Position 0 is ``[2, eos]``, position 305 is ``[5, 2, 7, eos]``; :meth:`extend` continues the
+    numbering. The vocabulary is always the ten digit tokens plus pad and eos.
+    """
+
+    scheme = "naive"
+
+    @property
+    def vocab_size(self) -> int:
+        return FIRST_TOKEN + 10
+
+    def token_names(self) -> list[str]:
+        return SPECIAL_TOKEN_NAMES + [str(digit) for digit in range(10)]
+
+    def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
+        return [decimal_body(self.num_docs + i) for i in range(len(docs))]
+
+    def _check_restored(self, path: Path) -> None:
+        for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
+            if body != decimal_body(position):
+                raise GenirError(f"{path}: document {docid!r} at position {position} does not have the naive docid {position}")
+
+
+def load_docid_scheme(directory: str | Path) -> DocidScheme:
+    """Load whichever docid scheme ``directory`` holds (dispatching on its ``scheme`` field)."""
+    return DocidScheme.load(directory)
+
+
+def _scheme_classes() -> dict[str, type[DocidScheme]]:
+    # Imported here: the semantic module builds on this one.
+    from genir.dsi.semantic_docids import SemanticDocids
+
+    return {cls.scheme: cls for cls in (AtomicDocids, NaiveDocids, SemanticDocids)}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise GenirError(f"{path}: no such file (not a saved docid scheme)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GenirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise GenirError(f"{path}: not a genir docid scheme file")
+    if record.get("format_version") != _FORMAT_VERSION:
+        raise GenirError(f"{path}: docid scheme format {record.get('format_version')!r} is not supported (expected {_FORMAT_VERSION})")
+    expected = {"scheme": str, "config": dict, "state": dict, "docids": list, "sequences": list, "vocab_size": int}
+    for key, kind in expected.items():
+        if not isinstance(record.get(key), kind):
+            raise GenirError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    return record
+
+
+def _read_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    if not names:
+        return {}
+    if not path.is_file():
+        raise GenirError(f"{path}: no such file (the docid scheme's arrays are missing)")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            missing = [name for name in names if name not in stored.files]
+            if missing:
+                raise GenirError(f"{path}: missing array(s) {', '.join(missing)}")
+            return {name: stored[name] for name in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise GenirError(f"{path}: unreadable arrays ({e})") from None

@@ -1,0 +1,175 @@
+"""The fused constrained top-k step: the best allowed next tokens of every beam.
+
+Given a beam's logits over the whole vocabulary and the CSR list of its allowed tokens (from a
+``Constraint``), return its ``k`` best allowed tokens with their log-probabilities under the
+**full** softmax over the vocabulary (the scores beam search accumulates, as in unconstrained
+decoding), and the constraint state each token leads to.
+
+Ranking (identical in every backend): by logit, higher first; equal logits by token id, lower
+first. Ranking by the logit rather than by ``logit - logsumexp`` keeps the order exact across
+backends, whose float32 logsumexp may differ in the last bit. ``-0.0`` ranks as ``+0.0``.
+The candidates of one row must be distinct tokens.
+
+Backends: ``"triton"`` (``topk_triton.py``: one program per row, logsumexp over the vocabulary
+in blocks, then a running top-k over the row's candidates) and ``"torch"`` (unfused torch ops,
+for CPU). ``"auto"`` picks Triton for CUDA logits when triton imports, torch otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from genir.kernels.constraint import Candidates
+
+Backend = Literal["auto", "torch", "triton"]
+
+#: Filler of an empty slot's token and next state.
+EMPTY_SLOT = -1
+_INT64_MIN = torch.iinfo(torch.int64).min
+_INT31_MAX = 2**31 - 1
+_CPU_BLOCK_ELEMENTS = 2**18
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` best allowed continuations of ``N`` beams, best first.
+
+    Attributes:
+        tokens: ``[N, k]`` int64 token ids; ``-1`` in empty slots.
+        log_probs: ``[N, k]`` float32 log-probabilities under the full softmax over the
+            vocabulary; ``-inf`` in empty slots.
+        next_state: ``[N, k, S]`` int64 constraint states after each token; ``-1`` in empty slots.
+        valid: ``[N, k]`` bool; ``False`` in the slots of rows with fewer than ``k`` candidates.
+    """
+
+    tokens: torch.Tensor
+    log_probs: torch.Tensor
+    next_state: torch.Tensor
+    valid: torch.Tensor
+
+
+def triton_available() -> bool:
+    """Whether the ``triton`` package is installed (it is not imported here)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def _triton_kernel_imports() -> bool:
+    """Whether the Triton kernel module imports (only asked for CUDA logits, so CPU runs never
+    import triton)."""
+    try:
+        import genir.kernels.topk_triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def constrained_topk(logits: torch.Tensor, candidates: Candidates, k: int, backend: Backend = "auto") -> TopK:
+    """Return the ``k`` best allowed tokens of every row (ranking in the module docstring).
+
+    Args:
+        logits: ``[N, V]`` float32, bfloat16 or float16.
+        candidates: the rows' allowed tokens: ``row_ptr [N + 1]``, ``tokens [M]``,
+            ``next_state [M, S]``, all int64, on the logits' device.
+        k: number of slots per row (``k >= 1``).
+        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+    Returns:
+        ``TopK`` with ``[N, k]`` slots.
+    Raises:
+        ValueError: on an unknown backend or ``k < 1``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if backend == "auto":
+        backend = "triton" if logits.is_cuda and _triton_kernel_imports() else "torch"
+    if backend == "torch":
+        return topk_torch(logits, candidates, k)
+    if backend == "triton":
+        from genir.kernels.topk_triton import topk_triton
+
+        return topk_triton(logits, candidates, k)
+    raise ValueError(f"unknown top-k backend {backend!r}; expected 'auto', 'torch' or 'triton'")
+
+
+def ranking_key(logit: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Pack (logit, token) into one int64 whose order is the ranking order.
+
+    Args:
+        logit: ``[M]`` float32 candidate logits.
+        tokens: ``[M]`` int64 candidate token ids in ``[0, 2**31)``.
+    Returns:
+        ``[M]`` int64 keys: higher key = better candidate; distinct tokens give distinct keys.
+    """
+    logit = torch.where(logit == 0, torch.zeros_like(logit), logit)
+    bits = logit.view(torch.int32)
+    # IEEE floats order like sign-magnitude integers; flipping the magnitude of negatives makes
+    # the int32 order match the float order.
+    monotone = torch.where(bits >= 0, bits, bits ^ _INT31_MAX).to(torch.int64)
+    return (monotone << 32) | (_INT31_MAX - tokens)
+
+
+def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
+    """Row-wise logsumexp in float32.
+
+    Args:
+        logits: ``[N, V]`` float32, bfloat16 or float16.
+    Returns:
+        ``[N]`` float32.
+    """
+    if logits.is_cuda:
+        return torch.logsumexp(logits.float(), dim=-1)
+    # On CPU, blocks of rows keep logsumexp's intermediate passes in cache (about 2x faster than
+    # one call over a [320, 32k] matrix) and never materialize a float32 copy of low-precision logits.
+    rows_per_block = max(1, _CPU_BLOCK_ELEMENTS // max(logits.shape[1], 1))
+    out = torch.empty(logits.shape[0], dtype=torch.float32)
+    for start in range(0, logits.shape[0], rows_per_block):
+        block = logits[start : start + rows_per_block]
+        out[start : start + block.shape[0]] = torch.logsumexp(block.float(), dim=-1)
+    return out
+
+
+def topk_torch(logits: torch.Tensor, candidates: Candidates, k: int) -> TopK:
+    """Torch backend of :func:`constrained_topk` (same arguments and result)."""
+    tokens, next_state, valid = select_torch(logits, candidates, k)
+    chosen_logit = logits.gather(1, tokens.clamp(min=0)).float()
+    log_probs = torch.where(valid, chosen_logit - log_normalizer(logits).unsqueeze(1), float("-inf"))
+    return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
+
+
+def select_torch(
+    logits: torch.Tensor, candidates: Candidates, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The selection half of :func:`topk_torch`: which ``k`` allowed tokens, without their scores.
+
+    Args:
+        logits: ``[N, V]`` float32, bfloat16 or float16.
+        candidates: ``row_ptr [N + 1]``, ``tokens [M]``, ``next_state [M, S]``, int64.
+        k: slots per row.
+    Returns:
+        ``tokens [N, k]`` int64, ``next_state [N, k, S]`` int64 (both ``-1`` in empty slots) and
+        ``valid [N, k]`` bool, best first by the module's ranking.
+    """
+    n_rows = logits.shape[0]
+    device = logits.device
+    row_ptr, tokens, next_state = candidates.row_ptr, candidates.tokens, candidates.next_state
+    degree = row_ptr[1:] - row_ptr[:-1]
+    total = tokens.shape[0]
+    row = torch.repeat_interleave(torch.arange(n_rows, device=device), degree, output_size=total)
+    key = ranking_key(logits[row, tokens].float(), tokens)
+    # One padded [N, width] key matrix turns the ragged per-row top-k into a single topk call.
+    width = max(k, int(degree.max()) if n_rows else 0)
+    padded = torch.full((n_rows, width), _INT64_MIN, dtype=torch.int64, device=device)
+    padded[row, torch.arange(total, device=device) - row_ptr[row]] = key
+    column = padded.topk(k, dim=1).indices
+    valid = column < degree.unsqueeze(1)
+    # Empty slots point one past the last candidate, at an appended filler entry.
+    position = torch.where(valid, row_ptr[:-1].unsqueeze(1) + column, total)
+    filler = torch.full((1,), EMPTY_SLOT, dtype=torch.int64, device=device)
+    top_tokens = torch.cat([tokens, filler])[position]
+    top_state = torch.cat([next_state, filler.expand(1, next_state.shape[1])])[position]
+    return top_tokens, top_state, valid
