@@ -111,3 +111,14 @@ def test_help_everywhere():
     for command in ["index", "search", "run", "eval", "bench", "methods"]:
         result = genir(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_allow_empty_docs_flag(tmp_path):
+    docs = [{"_id": "d1", "text": "zebras have stripes"}, {"_id": "d2", "title": "", "text": ""}]
+    root = write_beir(tmp_path / "c", docs=docs, queries=[{"_id": "q1", "text": "zebra"}], qrels=[("q1", "d1", 1)])
+    out = tmp_path / "bench"
+    result = genir("bench", "--collection", root, "--methods", "bm25", "-o", out)
+    assert result.exit_code == 2 and "corpus.jsonl:2: document 'd2' is empty" in result.output
+    result = genir("bench", "--collection", root, "--methods", "bm25", "-o", out, "--allow-empty-docs")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "bench.json").read_text())["rows"][0]["ndcg10"] == 1.0

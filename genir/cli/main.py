@@ -133,13 +133,14 @@ def run(
     output: Annotated[Path, typer.Option("--output", "-o", help="TREC run file to write.")],
     split: SplitOpt = "test",
     k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 100,
+    allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Search every query of a split and write a TREC run file."""
     from genir.indexer.collection import Collection
     from genir.retrieval.runs import write_run
     from genir.retrieval.searcher import Searcher
 
-    queries = Collection.open(collection).split_queries(split)
+    queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
     searcher = Searcher.load(index_dir)
     with err.status(f"searching {len(queries)} queries"):
         results = searcher.batch_search(list(queries.values()), k)
@@ -154,13 +155,14 @@ def evaluate_runs(
     collection: CollectionOpt,
     split: SplitOpt = "test",
     per_query: Annotated[Optional[Path], typer.Option("--per-query", help="Write per-query scores (JSON) here, for significance tests.")] = None,
+    allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Evaluate TREC run files: nDCG@10, RR@10, R@1/10/100, Hits@1/10."""
     from genir.indexer.collection import Collection
     from genir.retrieval.evaluation import DEFAULT_MEASURES, evaluate
     from genir.retrieval.runs import read_run
 
-    qrels = Collection.open(collection).qrels(split)
+    qrels = Collection.open(collection, allow_empty_docs=allow_empty_docs).qrels(split)
     table = Table(title=f"{collection} ({split})", title_justify="left")
     table.add_column("run")
     for measure in DEFAULT_MEASURES:
@@ -186,6 +188,7 @@ def bench(
     settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="METHOD.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
     k: Annotated[int, typer.Option("-k", min=1, help="Hits per query in the run files.")] = 100,
+    allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Build, run and evaluate each method; write one markdown table and JSON."""
     from genir.indexer.collection import Collection
@@ -194,7 +197,7 @@ def bench(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
         raise GenirError("--methods is empty")
-    coll = Collection.open(collection)
+    coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
     rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k,
                      log=lambda line: err.print(line, markup=False, highlight=False))
     md_path, json_path = write_report(rows, coll, split, output)

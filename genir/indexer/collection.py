@@ -126,6 +126,7 @@ class Collection:
         self.qrels_dir = qrels_dir
         self.name = name or (self.corpus_path.parent.name if self.corpus_path.name == "corpus.jsonl" else self.corpus_path.stem)
         self.allow_empty_docs = allow_empty_docs
+        self._warned_empty: set[str] = set()  # the corpus may be streamed several times; warn once
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -171,8 +172,10 @@ class Collection:
                         self.corpus_path, number,
                         f"document {doc.id!r} is empty (no title, no text); pass --allow-empty-docs to keep it",
                     )
-                log.warning("%s:%d: document %r is empty; kept, but no method can retrieve it by content",
-                            self.corpus_path, number, doc.id)
+                if doc.id not in self._warned_empty:
+                    self._warned_empty.add(doc.id)
+                    log.warning("%s:%d: document %r is empty; kept, but no method can retrieve it by content",
+                                self.corpus_path, number, doc.id)
             yield doc
         if not seen:
             raise InputError(self.corpus_path, None, "the corpus has no documents")

@@ -1,0 +1,273 @@
+"""Seq2seq models whose decoder speaks only the docid vocabulary.
+
+The encoder reads text with its own tokenizer; the decoder's input embeddings and LM head are
+sized to a docid scheme's compact output vocabulary (pad ``0``, eos ``1``, decoder start ``0``,
+see :mod:`genir.dsi.docids`). Three kinds of ``model`` strings are understood:
+
+* ``"t5-config:NAME"``: a T5 built in code from :data:`T5_CONFIGS` (no download). The encoder
+  vocabulary is the given tokenizer's.
+* ``"bert2bert:NAME_OR_PATH"``, or the name/path of any encoder-only checkpoint (BERT, MiniLM):
+  an ``EncoderDecoderModel`` with the pretrained encoder and a small BERT decoder (see
+  :func:`_bert_decoder` for its initialization).
+* any other Hugging Face seq2seq name or path (``AutoModelForSeq2SeqLM``): pretrained weights,
+  with the decoder input embeddings and LM head replaced by fresh ones of the docid vocabulary.
+
+Output embeddings may start from given vectors (``docid_embeddings``), e.g. document embeddings
+averaged per docid token; see :func:`init_output_embeddings`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from genir.dsi.docids import EOS, PAD
+from genir.errors import GenirError
+
+DECODER_START = PAD
+T5_PREFIX = "t5-config:"
+BERT2BERT_PREFIX = "bert2bert:"
+
+#: Built-in T5 sizes. ``small`` (the default for DSI on 2 CPU cores): d_model 256, d_ff 1024,
+#: 4 heads of 64, 4 encoder + 2 decoder layers; about 6M parameters plus 256 per vocabulary
+#: entry (encoder and decoder vocabularies each). ``tiny`` is for tests.
+T5_CONFIGS: dict[str, dict[str, Any]] = {
+    "tiny": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2},
+    "small": {"d_model": 256, "d_ff": 1024, "d_kv": 64, "num_heads": 4, "num_layers": 4, "num_decoder_layers": 2},
+    "base": {"d_model": 512, "d_ff": 2048, "d_kv": 64, "num_heads": 8, "num_layers": 6, "num_decoder_layers": 6},
+}
+
+
+class Seq2Seq(NamedTuple):
+    """A built model and the tokenizer its encoder reads with."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+
+def build_seq2seq(
+    model: str,
+    output_vocab_size: int,
+    *,
+    tokenizer: PreTrainedTokenizerBase | str | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    decoder_layers: int = 2,
+    docid_embeddings: np.ndarray | None = None,
+    seed: int = 0,
+) -> Seq2Seq:
+    """Build a seq2seq model whose decoder emits ``output_vocab_size`` docid tokens.
+
+    Args:
+        model: ``"t5-config:NAME"`` (NAME in :data:`T5_CONFIGS`), ``"bert2bert:NAME_OR_PATH"``
+            or an encoder-only checkpoint, or a Hugging Face seq2seq name or path (see module doc).
+        output_vocab_size: the docid scheme's ``vocab_size`` (pad 0, eos 1, scheme tokens above).
+        tokenizer: the encoder's tokenizer (object, or name/path). Required for ``t5-config:``;
+            defaults to the checkpoint's own tokenizer otherwise.
+        config_overrides: T5Config fields that replace the built-in size (``t5-config:`` only),
+            e.g. ``{"dropout_rate": 0.0}``.
+        decoder_layers: layers of the fresh BERT decoder (``bert2bert`` only).
+        docid_embeddings: ``[output_vocab_size, d]`` float; initial output-token vectors.
+        seed: seeds the fresh weights, so a build is reproducible.
+    Returns:
+        ``Seq2Seq(model, tokenizer)``; the model's config and generation config carry pad 0,
+        eos 1 and decoder start 0.
+    Raises:
+        GenirError: unknown model name/path or built-in size, missing tokenizer, or
+            ``docid_embeddings`` of the wrong shape.
+    """
+    if output_vocab_size <= EOS:
+        raise GenirError(f"the output vocabulary needs pad and eos at least, got size {output_vocab_size}")
+    torch.manual_seed(seed)
+    if model.startswith(T5_PREFIX):
+        if tokenizer is None:
+            raise GenirError(f"{model!r} builds a T5 from scratch and needs a tokenizer for its encoder")
+        tok = _load_tokenizer(tokenizer)
+        built = _t5_from_config(model[len(T5_PREFIX):], len(tok), output_vocab_size, config_overrides or {})
+    else:
+        from genir.retrieval.encoder import resolve_model
+
+        name = model.removeprefix(BERT2BERT_PREFIX)
+        path = resolve_model(name)
+        config = _load_config(path, model)
+        tok = _load_tokenizer(tokenizer if tokenizer is not None else path)
+        if model.startswith(BERT2BERT_PREFIX) or not config.is_encoder_decoder:
+            built = _bert2bert(path, output_vocab_size, decoder_layers)
+        else:
+            built = _pretrained_seq2seq(path, output_vocab_size)
+    _set_special_tokens(built)
+    if docid_embeddings is not None:
+        init_output_embeddings(built, docid_embeddings, seed)
+    return Seq2Seq(built, tok)
+
+
+def _load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedTokenizerBase:
+    if isinstance(tokenizer, PreTrainedTokenizerBase):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer)
+    except (OSError, ValueError) as e:
+        raise GenirError(f"cannot load tokenizer {tokenizer!r}: {e}") from None
+
+
+def _load_config(path: str, model: str) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise GenirError(
+            f"cannot load model {model!r}: not a Hugging Face model name or directory "
+            f"(or a built-in '{T5_PREFIX}NAME', NAME one of {sorted(T5_CONFIGS)}): {e}"
+        ) from None
+
+
+def _t5_from_config(size: str, input_vocab_size: int, output_vocab_size: int, overrides: dict[str, Any]) -> PreTrainedModel:
+    """A fresh T5 whose shared embedding reads ``input_vocab_size`` tokens and decoder writes docids."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    if size not in T5_CONFIGS:
+        raise GenirError(f"unknown built-in T5 size {size!r}; choose one of {sorted(T5_CONFIGS)}")
+    fields = {**T5_CONFIGS[size], **overrides}
+    # Built with the encoder vocabulary, untied, then the decoder side is swapped for docids.
+    config = T5Config(vocab_size=input_vocab_size, tie_word_embeddings=False, **fields)
+    model = T5ForConditionalGeneration(config)
+    _replace_decoder_vocab(model, output_vocab_size)
+    return model
+
+
+def _pretrained_seq2seq(path: str, output_vocab_size: int) -> PreTrainedModel:
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        model = AutoModelForSeq2SeqLM.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise GenirError(f"cannot load seq2seq model {path!r}: {e}") from None
+    _replace_decoder_vocab(model, output_vocab_size)
+    return model
+
+
+def _replace_decoder_vocab(model: PreTrainedModel, output_vocab_size: int) -> None:
+    """Give the decoder fresh input embeddings and LM head of ``output_vocab_size`` rows.
+
+    The encoder keeps its (possibly shared) embedding. ``config.vocab_size`` becomes the decoder's
+    vocabulary, since losses (BART's) reshape logits by it.
+    """
+    decoder = model.get_decoder()
+    old_embed, old_head = decoder.get_input_embeddings(), model.get_output_embeddings()
+    d_model = old_head.in_features
+    embed = nn.Embedding(output_vocab_size, d_model)
+    head = nn.Linear(d_model, output_vocab_size, bias=False)
+    # Each new matrix starts at the scale the architecture gave the one it replaces.
+    nn.init.normal_(embed.weight, std=float(old_embed.weight.std()))
+    nn.init.normal_(head.weight, std=float(old_head.weight.std()))
+    decoder.embed_tokens = embed
+    model.set_output_embeddings(head)
+    if hasattr(model, "final_logits_bias"):  # BART-style models add a bias per output token
+        model.register_buffer("final_logits_bias", torch.zeros((1, output_vocab_size)))
+    model.config.tie_word_embeddings = False
+    model.config.vocab_size = output_vocab_size
+
+
+def _bert2bert(path: str, output_vocab_size: int, decoder_layers: int) -> PreTrainedModel:
+    from transformers import AutoModel, EncoderDecoderModel
+
+    try:
+        encoder = AutoModel.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise GenirError(f"cannot load encoder {path!r}: {e}") from None
+    decoder = _bert_decoder(encoder, output_vocab_size, decoder_layers)
+    return EncoderDecoderModel(encoder=encoder, decoder=decoder)
+
+
+def _bert_decoder(encoder: PreTrainedModel, output_vocab_size: int, layers: int) -> PreTrainedModel:
+    """A BERT decoder of ``layers`` layers over the docid vocabulary, warm-started from ``encoder``.
+
+    Initialization (bert2bert, Rothe et al. 2020): decoder layer ``i`` copies encoder layer ``i``'s
+    self-attention and feed-forward weights; cross-attention is fresh (BERT's normal(0, 0.02));
+    position and token-type embeddings and their LayerNorm are copied; word embeddings and the
+    LM head are fresh, over the docid vocabulary.
+    """
+    from transformers import BertConfig, BertLMHeadModel
+
+    enc = encoder.config
+    if not hasattr(encoder, "embeddings") or not hasattr(getattr(encoder, "encoder", None), "layer"):
+        raise GenirError(f"bert2bert needs a BERT-style encoder (embeddings + encoder.layer), got {type(encoder).__name__}")
+    if layers > enc.num_hidden_layers:
+        raise GenirError(f"the decoder cannot have more layers ({layers}) than the encoder ({enc.num_hidden_layers})")
+    config = BertConfig(
+        vocab_size=output_vocab_size,
+        hidden_size=enc.hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=enc.num_attention_heads,
+        intermediate_size=enc.intermediate_size,
+        hidden_act=enc.hidden_act,
+        max_position_embeddings=enc.max_position_embeddings,
+        type_vocab_size=getattr(enc, "type_vocab_size", 2),
+        layer_norm_eps=enc.layer_norm_eps,
+        is_decoder=True,
+        add_cross_attention=True,
+        pad_token_id=PAD,
+        tie_word_embeddings=False,
+    )
+    decoder = BertLMHeadModel(config)
+    source = encoder.embeddings
+    target = decoder.bert.embeddings
+    for name in ("position_embeddings", "token_type_embeddings", "LayerNorm"):
+        if hasattr(source, name):
+            getattr(target, name).load_state_dict(getattr(source, name).state_dict())
+    for i in range(layers):
+        # strict=False: the decoder layer also has cross-attention, which stays fresh.
+        missing, unexpected = decoder.bert.encoder.layer[i].load_state_dict(encoder.encoder.layer[i].state_dict(), strict=False)
+        if unexpected or any(not key.startswith("crossattention.") for key in missing):
+            raise GenirError(f"encoder layer {i} does not fit a BERT decoder layer (missing {missing}, unexpected {unexpected})")
+    return decoder
+
+
+def _set_special_tokens(model: PreTrainedModel) -> None:
+    """Pad 0, eos 1 and decoder start 0 on the config and the generation config."""
+    for config in (model.config, model.generation_config):
+        config.pad_token_id = PAD
+        config.eos_token_id = EOS
+        config.decoder_start_token_id = DECODER_START
+    model.generation_config.bos_token_id = None
+
+
+def output_embedding_layers(model: PreTrainedModel) -> tuple[nn.Embedding, nn.Linear]:
+    """The decoder's input embedding and LM head, both ``[output_vocab_size, d_model]``."""
+    return model.get_decoder().get_input_embeddings(), model.get_output_embeddings()
+
+
+def init_output_embeddings(model: PreTrainedModel, vectors: np.ndarray, seed: int = 0) -> None:
+    """Start the decoder's input embedding and LM head rows from ``vectors``.
+
+    Args:
+        model: a model built by :func:`build_seq2seq`.
+        vectors: ``[output_vocab_size, d]`` float. If ``d`` differs from the model's width, rows
+            are mapped by a fixed random Gaussian projection ``[d, d_model]`` (seeded by ``seed``;
+            it keeps inner products in expectation, so similar documents stay similar). Each row
+            is then rescaled to the mean norm of the fresh rows, so training starts at the usual
+            scale. Rows that are all zero (e.g. pad, eos) keep their fresh initialization.
+    Raises:
+        GenirError: ``vectors`` has the wrong number of rows or is not 2-d.
+    """
+    embed, head = output_embedding_layers(model)
+    rows, d_model = embed.weight.shape
+    if vectors.ndim != 2 or vectors.shape[0] != rows:
+        raise GenirError(f"docid embeddings must be [{rows}, d] (one row per output token), got {list(vectors.shape)}")
+    values = torch.as_tensor(np.asarray(vectors, dtype=np.float32))  # [V, d]
+    if values.shape[1] != d_model:
+        generator = torch.Generator().manual_seed(seed)
+        projection = torch.randn(values.shape[1], d_model, generator=generator) / d_model**0.5  # [d, d_model]
+        values = values @ projection
+    norms = values.norm(dim=1, keepdim=True)  # [V, 1]
+    given = norms.squeeze(1) > 0
+    with torch.no_grad():
+        for weight in (embed.weight, head.weight):
+            scale = weight.norm(dim=1).mean()
+            weight[given] = (values[given] / norms[given] * scale).to(weight.dtype)
