@@ -321,6 +321,14 @@ def load_docid_scheme(directory: str | Path) -> DocidScheme:
     return DocidScheme.load(directory)
 
 
+def new_docid_scheme(name: str) -> DocidScheme:
+    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``), default settings."""
+    classes = _scheme_classes()
+    if name not in classes:
+        raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(classes))})")
+    return classes[name]()
+
+
 def _scheme_classes() -> dict[str, type[DocidScheme]]:
     # Imported here: the semantic module builds on this one.
     from genir.dsi.semantic_docids import SemanticDocids

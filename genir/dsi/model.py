@@ -33,8 +33,9 @@ T5_PREFIX = "t5-config:"
 BERT2BERT_PREFIX = "bert2bert:"
 
 #: Built-in T5 sizes. ``small`` (the default for DSI on 2 CPU cores): d_model 256, d_ff 1024,
-#: 4 heads of 64, 4 encoder + 2 decoder layers; about 6M parameters plus 256 per vocabulary
-#: entry (encoder and decoder vocabularies each). ``tiny`` is for tests.
+#: 4 heads of 64, 4 encoder + 2 decoder layers; 5.2M parameters, plus 256 per encoder token and
+#: 512 per docid token (decoder embedding + LM head): 13.5M with T5's 32,100-token vocabulary.
+#: ``tiny`` (d_model 32, 2 + 2 layers) is for tests.
 T5_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny": {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2},
     "small": {"d_model": 256, "d_ff": 1024, "d_kv": 64, "num_heads": 4, "num_layers": 4, "num_decoder_layers": 2},
@@ -164,8 +165,8 @@ def _replace_decoder_vocab(model: PreTrainedModel, output_vocab_size: int) -> No
     embed = nn.Embedding(output_vocab_size, d_model)
     head = nn.Linear(d_model, output_vocab_size, bias=False)
     # Each new matrix starts at the scale the architecture gave the one it replaces.
-    nn.init.normal_(embed.weight, std=float(old_embed.weight.std()))
-    nn.init.normal_(head.weight, std=float(old_head.weight.std()))
+    nn.init.normal_(embed.weight, std=float(old_embed.weight.detach().std()))
+    nn.init.normal_(head.weight, std=float(old_head.weight.detach().std()))
     decoder.embed_tokens = embed
     model.set_output_embeddings(head)
     if hasattr(model, "final_logits_bias"):  # BART-style models add a bias per output token

@@ -13,7 +13,7 @@ resumed run takes the same steps as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +52,9 @@ class EpochBatchSampler(Sampler[list[int]]):
         shuffle: False keeps corpus order (validation).
     """
 
-    def __init__(self, num_examples: int, batch_size: int, seed: int, position: Any, shuffle: bool = True) -> None:
+    def __init__(
+        self, num_examples: int, batch_size: int, seed: int, position: Callable[[], tuple[int, int, int, int]], shuffle: bool = True
+    ) -> None:
         self.num_examples = num_examples
         self.batch_size = batch_size
         self.seed = seed
@@ -147,7 +149,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if trainer is None:
             return 0, 0, 0, 1
         world = trainer.world_size
-        per_epoch = EpochBatchSampler(len(self.train_data), self.batch_size, 0, None).batches_per_epoch(world)
+        per_epoch = EpochBatchSampler(len(self.train_data), self.batch_size, 0, self._position).batches_per_epoch(world)
         # Batches already trained this epoch; nonzero only when resuming mid-epoch.
         skip = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * per_epoch
         return trainer.current_epoch, max(skip, 0), trainer.global_rank, world

@@ -96,6 +96,7 @@ class Searcher(ABC):
 METHODS: dict[str, str] = {
     "bm25": "genir.retrieval.bm25:BM25Searcher",
     "dense": "genir.retrieval.dense:DenseSearcher",
+    "dsi": "genir.dsi.searcher:DSISearcher",
 }
 
 

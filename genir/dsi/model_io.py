@@ -1,0 +1,46 @@
+"""Saving and loading docid-vocabulary seq2seq models as safetensors (never pickle).
+
+A model built by :func:`genir.dsi.model.build_seq2seq` from a T5/BART checkpoint has two
+vocabularies: the encoder's (text) and the decoder's (docids), while a Hugging Face config holds
+one ``vocab_size``. The encoder's size is recorded beside it so the same shapes can be rebuilt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
+
+from genir.dsi.model import _replace_decoder_vocab
+from genir.errors import GenirError
+
+INPUT_VOCAB_KEY = "genir_input_vocab_size"
+WEIGHTS = "model.safetensors"
+
+
+def save_seq2seq(model: PreTrainedModel, directory: Path) -> None:
+    """``save_pretrained`` as one safetensors file, with the encoder's vocabulary size."""
+    if model.config.model_type != "encoder-decoder":  # its sub-configs already carry both sizes
+        model.config.update({INPUT_VOCAB_KEY: model.get_encoder().get_input_embeddings().num_embeddings})
+    model.save_pretrained(directory, max_shard_size="100GB")
+
+
+def load_seq2seq(directory: Path) -> PreTrainedModel:
+    """Rebuild a model saved by :func:`save_seq2seq` and load its weights, in eval mode."""
+    config = AutoConfig.from_pretrained(directory)
+    if config.model_type == "encoder-decoder":
+        return EncoderDecoderModel.from_pretrained(directory).eval()
+    output_vocab = config.vocab_size
+    if not hasattr(config, INPUT_VOCAB_KEY):
+        raise GenirError(f"{directory}: config.json lacks {INPUT_VOCAB_KEY}; not saved by genir")
+    config.vocab_size = getattr(config, INPUT_VOCAB_KEY)
+    model = AutoModelForSeq2SeqLM.from_config(config)
+    _replace_decoder_vocab(model, output_vocab)
+    missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
+    # Tied copies (T5's encoder embedding is its shared embedding) are stored once.
+    tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - {name for name, _ in model.named_parameters()}
+    if unexpected or set(missing) - tied:
+        raise GenirError(f"{directory}: weights do not fit the model (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
+    model.tie_weights()
+    return model.eval()

@@ -1,0 +1,157 @@
+"""``dsi``: a seq2seq model trained to map documents and queries to docids, searched by
+constrained beam search over the docid trie.
+
+Building an index assigns docids, builds the training views, trains with Lightning, and writes
+``model/`` (safetensors), ``tokenizer/``, ``docids/`` (the docid scheme) and ``trie/``. Training
+checkpoints live outside the index, under ``$GENIR_CACHE/train/<key>`` (a key of the corpus and
+the configuration): a build that is killed resumes from its last checkpoint when the same
+command is run again, and the checkpoints are deleted once the index is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
+from genir.dsi.model import T5_PREFIX, build_seq2seq
+from genir.dsi.model_io import load_seq2seq, save_seq2seq
+from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
+from genir.dsi.views import ViewConfig, training_pairs
+from genir.errors import GenirError
+from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.builtin_corpus import cache_dir
+from genir.indexer.collection import Collection, Document
+from genir.kernels.beam_search import beam_search
+from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, resolve_model
+from genir.retrieval.searcher import Hit, Searcher, parse_config
+
+MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids", "trie"
+
+
+@dataclass
+class DSIConfig:
+    docids: str = "semantic"  # atomic | naive | semantic
+    model: str = f"bert2bert:{DEFAULT_ENCODER}"  # or t5-config:small, or a HF seq2seq name/path
+    tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
+    embeddings_from: str = ""  # a dense index of the same corpus whose embeddings semantic docids reuse
+    max_source_len: int = 64
+    batch_size: int = 32
+    lr: float = 5e-4
+    warmup_steps: int = 100
+    max_epochs: int = 30
+    max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget
+    precision: str = "32-true"
+    first_words: int = 64
+    spans: int = 2
+    span_words: int = 32
+    queries_split: str = "train"
+    retrieval_repeats: int = 1
+    beams: int = 10
+    seed: int = 0
+
+
+class DSISearcher(Searcher):
+    method = "dsi"
+    Config = DSIConfig
+    description = "DSI: seq2seq model generating docids under a docid trie (atomic | naive | semantic docids)"
+
+    def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
+        super().__init__(config, manifest)
+        from transformers import AutoTokenizer
+
+        self.directory = directory
+        self.model = load_seq2seq(directory / MODEL_DIR)
+        self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+        self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
+        self.trie = DocidTrie.load(directory / TRIE_DIR)
+        self.docids = list(self.scheme.sequences())
+
+    @classmethod
+    def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
+        docs = list(collection.docs())
+        scheme = new_docid_scheme(config.docids)
+        scheme.assign(docs, _embeddings(docs, config) if config.docids == "semantic" else None)
+        views = ViewConfig(config.first_words, config.spans, config.span_words, config.queries_split,
+                           config.retrieval_repeats, config.seed)
+        pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views)]
+        tokenizer = resolve_model(config.tokenizer) if config.model.startswith(T5_PREFIX) else None
+        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, seed=config.seed)
+        datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
+        steps_per_epoch = -(-len(pairs) // config.batch_size)
+        module = Seq2SeqModule(seq2seq.model, lr=config.lr, warmup_steps=config.warmup_steps,
+                               total_steps=steps_per_epoch * config.max_epochs)
+        run_dir = _run_directory(collection, config)
+        trainer = train(module, datamodule, run_dir, max_epochs=config.max_epochs, max_time=config.max_time,
+                        precision=config.precision, seed=config.seed)
+        save_seq2seq(module.model, directory / MODEL_DIR)
+        seq2seq.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+        scheme.save(directory / DOCIDS_DIR)
+        DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
+                                 vocab_size=scheme.vocab_size).save(directory / TRIE_DIR)
+        loss = trainer.callback_metrics.get("train_loss")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return {
+            "num_docs": len(docs),
+            "train_pairs": len(pairs),
+            "train_steps": int(trainer.global_step),
+            "train_epochs": int(trainer.current_epoch),
+            "final_train_loss": float(loss) if loss is not None else None,
+            "docid_vocab": scheme.vocab_size,
+            "docid_max_length": scheme.max_length,
+        }
+
+    @classmethod
+    def from_files(cls, directory: Path, manifest: Manifest) -> "DSISearcher":
+        return cls(parse_config(DSIConfig, manifest.config), manifest, directory)
+
+    def write_files(self, directory: Path) -> None:
+        for name in (MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR):
+            shutil.copytree(self.directory / name, directory / name)
+
+    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        if k > len(self.docids):
+            raise GenirError(f"k={k} is larger than the corpus ({len(self.docids)} documents)")
+        constraint = DocidTrieConstraint(self.trie)
+        results: list[list[Hit]] = []
+        for start in range(0, len(queries), 16):
+            batch = self.tokenizer(list(queries[start:start + 16]), truncation=True, max_length=self.config.max_source_len,
+                                   padding=True, return_tensors="pt")
+            out = beam_search(self.model, batch["input_ids"], constraint, attention_mask=batch["attention_mask"],
+                              num_beams=max(k, self.config.beams), num_return_sequences=k,
+                              max_new_tokens=self.scheme.max_length)
+            rows = constraint.docid(out.states)  # [B, k] docid rows, -1 if none
+            for b in range(rows.shape[0]):
+                results.append([
+                    Hit(self.docids[int(rows[b, r])], float(out.scores[b, r]))
+                    for r in range(k) if out.valid[b, r] and rows[b, r] >= 0
+                ])
+        return results
+
+
+def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
+    """``[len(docs), d]`` float32 document embeddings for semantic docids, reused when possible."""
+    if config.embeddings_from:
+        source = Path(config.embeddings_from)
+        manifest = read_manifest(source, verify=False)
+        docids = json.loads((source / "docids.json").read_text(encoding="utf-8")) if manifest.method == "dense" else None
+        if docids != [d.id for d in docs]:
+            raise GenirError(f"embeddings_from={source}: not a dense index of this corpus")
+        return np.load(source / "embeddings.npy")
+    return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents for semantic docids")
+
+
+def _run_directory(collection: Collection, config: DSIConfig) -> Path:
+    """Where training checkpoints of this corpus and configuration live (stable across kills)."""
+    key = hashlib.sha256(json.dumps([collection.fingerprint, dataclasses.asdict(config)], sort_keys=True).encode())
+    return cache_dir() / "train" / key.hexdigest()[:16]
+

@@ -1,0 +1,68 @@
+"""Training views: what a DSI model reads to memorize each document, and query -> docid pairs.
+
+* **indexing** examples map a view of a document to its docid: the first ``first_words`` words
+  (DSI's "FirstP"), plus ``spans`` random spans of ``span_words`` words each, so that the model
+  sees more than the opening of long documents.
+* **retrieval** examples map a real query of a qrels split (e.g. ``train``) to each document
+  judged relevant for it.
+
+DSI's indexing:retrieval ratio is set by repeating the retrieval examples ``retrieval_repeats``
+times per epoch. Pseudo-queries and SE-DSI's rehearsal contents are not built yet.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from genir.indexer.collection import Collection, Document
+
+TextPair = tuple[str, str]
+"""(source text, docid)."""
+
+
+@dataclass
+class ViewConfig:
+    first_words: int = 64
+    spans: int = 2
+    span_words: int = 32
+    queries_split: str = "train"  # "" trains on indexing examples only
+    retrieval_repeats: int = 1
+    seed: int = 0
+
+
+def indexing_examples(docs: Sequence[Document], config: ViewConfig) -> list[TextPair]:
+    """The first words of every document, plus random spans of the longer ones."""
+    rng = random.Random(config.seed)
+    pairs: list[TextPair] = []
+    for doc in docs:
+        words = doc.contents.split()
+        if not words:
+            continue  # an empty document (kept by --allow-empty-docs) has nothing to memorize
+        pairs.append((" ".join(words[:config.first_words]), doc.id))
+        if len(words) > config.first_words:
+            for _ in range(config.spans):
+                start = rng.randrange(0, len(words) - config.span_words + 1) if len(words) > config.span_words else 0
+                pairs.append((" ".join(words[start:start + config.span_words]), doc.id))
+    return pairs
+
+
+def retrieval_examples(collection: Collection, split: str) -> list[TextPair]:
+    """(query, relevant docid) for every positive judgement of ``split``."""
+    queries = collection.queries
+    return [
+        (queries[qid], doc_id)
+        for qid, judged in collection.qrels(split).items()
+        for doc_id, grade in judged.items()
+        if grade > 0
+    ]
+
+
+def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig) -> list[TextPair]:
+    """Indexing examples and (repeated) retrieval examples, shuffled with ``config.seed``."""
+    pairs = indexing_examples(docs, config)
+    if config.queries_split:
+        pairs += retrieval_examples(collection, config.queries_split) * config.retrieval_repeats
+    random.Random(config.seed).shuffle(pairs)
+    return pairs

@@ -1,0 +1,96 @@
+"""The ``dsi`` method end to end: build through the CLI, search, run, eval, reload, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import TOY_DOCS, write_beir
+from genir.cli.main import app
+from genir.dsi.model import build_seq2seq
+from genir.dsi.model_io import load_seq2seq, save_seq2seq
+from genir.retrieval.encoder import resolve_model
+from genir.retrieval.searcher import Searcher
+
+runner = CliRunner()
+TINY = ["--set", "model=t5-config:tiny", "--set", "docids=atomic", "--set", "max_epochs=80", "--set", "lr=3e-3",
+        "--set", "warmup_steps=0", "--set", "batch_size=8", "--set", "spans=0"]
+
+
+def genir(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def dsi_index(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("dsi")
+    collection = write_beir(root / "toy", split="train")
+    index = root / "idx"
+    result = genir("index", "--method", "dsi", "--collection", collection, "-o", index, *TINY)
+    assert result.exit_code == 0, result.output
+    return collection, index
+
+
+def test_memorized_documents_come_back_first(dsi_index):
+    _, index = dsi_index
+    searcher = Searcher.load(index)
+    texts = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
+    results = searcher.batch_search(texts, k=3)
+    assert [hits[0].docid for hits in results] == [d["_id"] for d in TOY_DOCS]
+    for hits in results:
+        assert len(hits) == 3 and len({h.docid for h in hits}) == 3
+        assert all(h.docid in {d["_id"] for d in TOY_DOCS} for h in hits)
+    manifest = json.loads((index / "manifest.json").read_text())
+    assert manifest["method"] == "dsi" and manifest["stats"]["train_steps"] > 0
+    assert "model/model.safetensors" in manifest["files"]
+
+
+def test_cli_run_eval_and_save_round_trip(dsi_index, tmp_path):
+    collection, index = dsi_index
+    run_file = tmp_path / "run.trec"
+    assert genir("run", index, "--collection", collection, "--split", "train", "-o", run_file, "-k", "5").exit_code == 0
+    result = genir("eval", run_file, "--collection", collection, "--split", "train")
+    assert result.exit_code == 0 and "nDCG@10" in result.output
+    searcher = Searcher.load(index)
+    searcher.save(tmp_path / "copy")
+    assert Searcher.load(tmp_path / "copy").search("Zebras have black and white stripes.", k=2) == searcher.search(
+        "Zebras have black and white stripes.", k=2)
+
+
+def test_k_larger_than_the_corpus_and_corrupt_index(dsi_index, tmp_path):
+    _, index = dsi_index
+    result = genir("search", index, "zebras", "-k", "7")
+    assert result.exit_code == 2 and "k=7 is larger than the corpus (6 documents)" in result.output
+    broken = tmp_path / "broken"
+    Searcher.load(index).save(broken)
+    weights = broken / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result = genir("search", broken, "zebras")
+    assert result.exit_code == 2 and "does not match its sha256" in result.output
+
+
+def test_unknown_model_exits_2_and_keeps_nothing(tmp_path):
+    collection = write_beir(tmp_path / "toy", split="train")
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "out", "--set", "model=/no/such/model",
+                   "--set", "docids=atomic")
+    assert result.exit_code == 2 and "cannot load model '/no/such/model'" in result.output
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+
+
+def test_t5_with_a_docid_vocabulary_round_trips(tmp_path):
+    built = build_seq2seq("t5-config:tiny", 17, tokenizer=resolve_model("all-MiniLM-L6-v2"))
+    save_seq2seq(built.model, tmp_path / "m")
+    loaded = load_seq2seq(tmp_path / "m")
+    ids = torch.tensor([[101, 2000, 102]])
+    decoder_ids = torch.tensor([[0, 5]])
+    built.model.eval()
+    with torch.no_grad():
+        expected = built.model(input_ids=ids, decoder_input_ids=decoder_ids).logits
+        assert torch.equal(loaded(input_ids=ids, decoder_input_ids=decoder_ids).logits, expected)
+    assert expected.shape[-1] == 17
