@@ -92,6 +92,7 @@ def test_bad_queries_and_qrels_exit_2_before_building(tmp_path, qrels_line, quer
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k3=1"], "unknown option 'k3'"),
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k1=high"], "expected float"),
     (["search", "no-such-index", "q"], "no such index directory"),
+    (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--docids", "atomic"], "unknown option 'docids'"),
 ])
 def test_usage_errors(args, message):
     result = genir(*args)

@@ -16,7 +16,7 @@ from genir.retrieval.encoder import resolve_model
 from genir.retrieval.searcher import Searcher
 
 runner = CliRunner()
-TINY = ["--set", "model=t5-config:tiny", "--set", "docids=atomic", "--set", "max_epochs=80", "--set", "lr=3e-3",
+TINY = ["--model", "t5-config:tiny", "--docids", "atomic", "--set", "max_epochs=80", "--set", "lr=3e-3",
         "--set", "warmup_steps=0", "--set", "batch_size=8", "--set", "spans=0"]
 
 

@@ -89,13 +89,18 @@ def index(
     settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Method option KEY=VALUE (repeatable), e.g. factory=HNSW32.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --output.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
+    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic (= --set docids=...).")] = None,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
 ) -> None:
     """Build an index of a collection. The directory appears only when the build succeeds."""
     from genir.indexer.collection import Collection
     from genir.indexer.artifact import index_size_bytes
     from genir.retrieval.searcher import build_index, parse_config, searcher_class
 
-    config = parse_config(searcher_class(method).Config, settings or [])
+    shortcuts = {"model": model, "docids": docids, "max_time": max_time}
+    settings = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + (settings or [])
+    config = parse_config(searcher_class(method).Config, settings)
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
     manifest = build_index(method, coll, output, config, overwrite=overwrite)
     size = index_size_bytes(output) / 2**20

@@ -54,6 +54,9 @@ class DSIConfig:
     first_words: int = 64
     spans: int = 2
     span_words: int = 32
+    rehearsal: int = 0  # SE-DSI rehearsal contents: salient sentences per document
+    pseudo_queries: int = 0  # pseudo-queries per document (keyword fallback without a generator)
+    pseudo_query_words: int = 8
     queries_split: str = "train"
     retrieval_repeats: int = 1
     beams: int = 10
@@ -81,8 +84,7 @@ class DSISearcher(Searcher):
         docs = list(collection.docs())
         scheme = new_docid_scheme(config.docids)
         scheme.assign(docs, _embeddings(docs, config) if config.docids == "semantic" else None)
-        views = ViewConfig(config.first_words, config.spans, config.span_words, config.queries_split,
-                           config.retrieval_repeats, config.seed)
+        views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views)]
         tokenizer = resolve_model(config.tokenizer) if config.model.startswith(T5_PREFIX) else None
         seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, seed=config.seed)

@@ -3,23 +3,31 @@
 * **indexing** examples map a view of a document to its docid: the first ``first_words`` words
   (DSI's "FirstP"), plus ``spans`` random spans of ``span_words`` words each, so that the model
   sees more than the opening of long documents.
+* **rehearsal contents** (SE-DSI): the ``rehearsal`` most salient sentences of each document
+  (:mod:`genir.dsi.salience`).
+* **pseudo-queries**: ``pseudo_queries`` generated queries per document, from a query generator
+  when one is given, else keyword queries drawn from the document's salient sentences.
 * **retrieval** examples map a real query of a qrels split (e.g. ``train``) to each document
   judged relevant for it.
 
 DSI's indexing:retrieval ratio is set by repeating the retrieval examples ``retrieval_repeats``
-times per epoch. Pseudo-queries and SE-DSI's rehearsal contents are not built yet.
+times per epoch.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from genir.dsi.salience import Salience
 from genir.indexer.collection import Collection, Document
 
 TextPair = tuple[str, str]
 """(source text, docid)."""
+
+QueryGenerator = Callable[[Sequence[str], int, int], list[list[str]]]
+"""(document texts, queries per text, seed) -> queries per text."""
 
 
 @dataclass
@@ -27,6 +35,9 @@ class ViewConfig:
     first_words: int = 64
     spans: int = 2
     span_words: int = 32
+    rehearsal: int = 0
+    pseudo_queries: int = 0
+    pseudo_query_words: int = 8  # length of the keyword fallback's queries
     queries_split: str = "train"  # "" trains on indexing examples only
     retrieval_repeats: int = 1
     seed: int = 0
@@ -59,9 +70,25 @@ def retrieval_examples(collection: Collection, split: str) -> list[TextPair]:
     ]
 
 
-def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig) -> list[TextPair]:
-    """Indexing examples and (repeated) retrieval examples, shuffled with ``config.seed``."""
+def salient_examples(docs: Sequence[Document], config: ViewConfig, generate: QueryGenerator | None) -> list[TextPair]:
+    """Rehearsal contents and pseudo-queries of every document."""
+    salience = Salience(docs)
+    pairs = [(s, d.id) for d in docs for s in salience.rehearsal_contents(d, config.rehearsal)]
+    if config.pseudo_queries:
+        if generate is not None:
+            queries = generate([d.contents for d in docs], config.pseudo_queries, config.seed)
+        else:
+            queries = [salience.keyword_queries(d, config.pseudo_queries, config.pseudo_query_words, config.seed) for d in docs]
+        pairs += [(q, d.id) for d, qs in zip(docs, queries) for q in qs if q.strip()]
+    return pairs
+
+
+def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig,
+                   generate: QueryGenerator | None = None) -> list[TextPair]:
+    """All views of the configuration, shuffled with ``config.seed``."""
     pairs = indexing_examples(docs, config)
+    if config.rehearsal or config.pseudo_queries:
+        pairs += salient_examples(docs, config, generate)
     if config.queries_split:
         pairs += retrieval_examples(collection, config.queries_split) * config.retrieval_repeats
     random.Random(config.seed).shuffle(pairs)
