@@ -308,7 +308,7 @@ def rewrite(directory: Path, change: Callable[[dict], None]) -> None:
     [
         (lambda r: r.update(format="other"), "not a genir docid scheme"),
         (lambda r: r.update(format_version=99), "format 99"),
-        (lambda r: r.update(scheme="elaborative"), "unknown docid scheme"),
+        (lambda r: r.update(scheme="bogus"), "unknown docid scheme"),
         (lambda r: r.pop("docids"), "'docids'"),
         (lambda r: r["sequences"].pop(), "30 document ids but 29 sequences"),
         (lambda r: r["sequences"][0].pop(), "does not end with eos"),

@@ -12,6 +12,7 @@ from conftest import TOY_DOCS, write_beir
 from genir.cli.main import app
 from genir.dsi.model import build_seq2seq
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
+from genir.dsi.querygen import Seq2SeqQueryGenerator
 from genir.retrieval.encoder import resolve_model
 from genir.retrieval.searcher import Searcher
 
@@ -94,3 +95,29 @@ def test_t5_with_a_docid_vocabulary_round_trips(tmp_path):
         expected = built.model(input_ids=ids, decoder_input_ids=decoder_ids).logits
         assert torch.equal(loaded(input_ids=ids, decoder_input_ids=decoder_ids).logits, expected)
     assert expected.shape[-1] == 17
+
+
+def test_train_querygen_writes_a_loadable_generator(tmp_path):
+    torch.set_num_threads(1)
+    collection = write_beir(tmp_path / "toy", split="train")
+    generator = tmp_path / "qg"
+    result = genir("train-querygen", "-c", collection, "-o", generator, "--model", "t5-config:tiny", "--max-epochs", "2")
+    assert result.exit_code == 0, result.output
+    assert json.loads((generator / "manifest.json").read_text())["stats"]["train_pairs"] == 3
+    queries = Seq2SeqQueryGenerator.load(generator).generate(["Zebras have black and white stripes."], n=2)
+    assert len(queries) == 1 and len(queries[0]) == 2
+
+
+def test_se_dsi_memorizes_with_keyword_descriptions(tmp_path):
+    torch.set_num_threads(1)
+    collection = write_beir(tmp_path / "toy", split="train")
+    index = tmp_path / "idx"
+    result = genir("index", "-m", "se-dsi", "-c", collection, "-o", index, "--model", "t5-config:tiny",
+                   "--set", "max_epochs=100", "--set", "lr=3e-3", "--set", "warmup_steps=0", "--set", "batch_size=8",
+                   "--set", "pseudo_queries=1")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher.load(index)
+    assert searcher.method == "se-dsi" and searcher.scheme.scheme == "elaborative"
+    assert searcher.manifest.config["rehearsal"] == 3
+    texts = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
+    assert [hits[0].docid for hits in searcher.batch_search(texts, k=2)] == [d["_id"] for d in TOY_DOCS]

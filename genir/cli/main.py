@@ -108,6 +108,47 @@ def index(
               f"at {output} in {manifest.stats['build_seconds']:.1f} s, {size:.1f} MB")
 
 
+@app.command("train-querygen")
+@user_errors
+def train_querygen(
+    collection: CollectionOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the trained generator.")],
+    split: Annotated[str, typer.Option("--split", help="qrels split whose (document, query) pairs it learns from.")] = "train",
+    model: Annotated[str, typer.Option("--model", help="t5-config:tiny|small|base, bert2bert:NAME, or a HF seq2seq.")] = "t5-config:small",
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer of queries and documents.")] = "all-MiniLM-L6-v2",
+    max_epochs: Annotated[int, typer.Option("--max-epochs", min=1)] = 10,
+    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing generator at --output.")] = False,
+) -> None:
+    """Train a document-to-query generator (doc2query) for pseudo-queries and SE-DSI descriptions.
+
+    Use it with `genir index --method dsi|se-dsi --set querygen=OUTPUT`.
+    """
+    import shutil
+
+    from genir.dsi.querygen import train_query_generator
+    from genir.dsi.searcher import run_directory
+    from genir.indexer.artifact import Manifest, atomic_directory, write_manifest
+    from genir.indexer.collection import Collection
+
+    coll = Collection.open(collection)
+    docs = {d.id: d for d in coll.docs()}
+    queries = coll.queries
+    pairs = [(docs[d].contents, queries[q]) for q, judged in coll.qrels(split).items() for d, grade in judged.items() if grade > 0]
+    settings = {"model": model, "tokenizer": tokenizer, "max_epochs": max_epochs, "max_time": max_time,
+                "batch_size": batch_size, "split": split}
+    run_dir = run_directory(coll, {"querygen": settings})
+    with atomic_directory(output, overwrite) as staging:
+        generator = train_query_generator(pairs, out_dir=run_dir, model=model, tokenizer=tokenizer, max_time=max_time,
+                                          max_epochs=max_epochs, batch_size=batch_size, enable_progress_bar=True)
+        generator.save(staging)
+        write_manifest(staging, Manifest(method="querygen", config=settings, stats={"train_pairs": len(pairs)},
+                                         collection={"name": coll.name, "sha256": coll.fingerprint}))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    out.print(f"trained a query generator on {len(pairs)} (document, query) pairs of {coll.name} {split}: {output}")
+
+
 @app.command()
 @user_errors
 def search(

@@ -1,6 +1,8 @@
-"""DSI and SE-DSI. So far: docid schemes (atomic, naive, semantic); training and search to come."""
+"""DSI and SE-DSI: docid schemes, training views, query generation, Lightning training, search."""
 
-from genir.dsi.docids import AtomicDocids, DocidScheme, NaiveDocids, load_docid_scheme
+from genir.dsi.docids import AtomicDocids, DocidScheme, NaiveDocids, load_docid_scheme, new_docid_scheme
+from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.semantic_docids import SemanticDocids
 
-__all__ = ["AtomicDocids", "DocidScheme", "NaiveDocids", "SemanticDocids", "load_docid_scheme"]
+__all__ = ["AtomicDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids", "SemanticDocids",
+           "load_docid_scheme", "new_docid_scheme"]

@@ -10,6 +10,7 @@ tokens. ``token_names()`` gives a readable name for each id.
   in decimal, one token per digit (digit ``v`` is token ``2 + v``), then eos. Positions, not the
   collection's own id strings, so that any id works; the vocabulary is fixed at 12.
 * ``semantic``: DSI's hierarchical k-means (:mod:`genir.dsi.semantic_docids`).
+* ``elaborative``: SE-DSI's query-like descriptions (:mod:`genir.dsi.elaborative_docids`).
 
 Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
 continual indexing): a new document never takes an existing docid, and existing docids never
@@ -322,7 +323,7 @@ def load_docid_scheme(directory: str | Path) -> DocidScheme:
 
 
 def new_docid_scheme(name: str) -> DocidScheme:
-    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``), default settings."""
+    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``, ``elaborative``), default settings."""
     classes = _scheme_classes()
     if name not in classes:
         raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(classes))})")
@@ -331,9 +332,10 @@ def new_docid_scheme(name: str) -> DocidScheme:
 
 def _scheme_classes() -> dict[str, type[DocidScheme]]:
     # Imported here: the semantic module builds on this one.
+    from genir.dsi.elaborative_docids import ElaborativeDocids
     from genir.dsi.semantic_docids import SemanticDocids
 
-    return {cls.scheme: cls for cls in (AtomicDocids, NaiveDocids, SemanticDocids)}
+    return {cls.scheme: cls for cls in (AtomicDocids, NaiveDocids, SemanticDocids, ElaborativeDocids)}
 
 
 def _read_record(path: Path) -> dict[str, Any]:

@@ -110,8 +110,10 @@ def _load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedToken
         return tokenizer
     from transformers import AutoTokenizer
 
+    from genir.retrieval.encoder import resolve_model
+
     try:
-        return AutoTokenizer.from_pretrained(tokenizer)
+        return AutoTokenizer.from_pretrained(resolve_model(tokenizer))
     except (OSError, ValueError) as e:
         raise GenirError(f"cannot load tokenizer {tokenizer!r}: {e}") from None
 

@@ -1,5 +1,10 @@
-"""``dsi``: a seq2seq model trained to map documents and queries to docids, searched by
-constrained beam search over the docid trie.
+"""``dsi`` and ``se-dsi``: a seq2seq model trained to map documents and queries to docids, searched
+by constrained beam search over the docid trie.
+
+``se-dsi`` is ``dsi`` with SE-DSI's defaults: elaborative-description docids (a query-like text
+per document, from a query generator) and rehearsal contents (salient sentences) among the views.
+Without a query generator (``querygen=``), a document's description and pseudo-queries are
+keyword queries from its salient sentences (:mod:`genir.dsi.salience`).
 
 Building an index assigns docids, builds the training views, trains with Lightning, and writes
 ``model/`` (safetensors), ``tokenizer/``, ``docids/`` (the docid scheme) and ``trie/``. Training
@@ -22,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
+from genir.dsi.elaborative_docids import Describer, ElaborativeDocids, query_describer
 from genir.dsi.model import T5_PREFIX, build_seq2seq
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
+from genir.dsi.querygen import QUERYGEN_FILE, Seq2SeqQueryGenerator
+from genir.dsi.salience import Salience
 from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
 from genir.dsi.views import ViewConfig, training_pairs
 from genir.errors import GenirError
@@ -40,7 +48,7 @@ MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids",
 
 @dataclass
 class DSIConfig:
-    docids: str = "semantic"  # atomic | naive | semantic
+    docids: str = "semantic"  # atomic | naive | semantic | elaborative
     model: str = f"bert2bert:{DEFAULT_ENCODER}"  # or t5-config:small, or a HF seq2seq name/path
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
     embeddings_from: str = ""  # a dense index of the same corpus whose embeddings semantic docids reuse
@@ -57,6 +65,7 @@ class DSIConfig:
     rehearsal: int = 0  # SE-DSI rehearsal contents: salient sentences per document
     pseudo_queries: int = 0  # pseudo-queries per document (keyword fallback without a generator)
     pseudo_query_words: int = 8
+    querygen: str = ""  # a query generator (genir train-querygen output, or a HF doc2query checkpoint)
     queries_split: str = "train"
     retrieval_repeats: int = 1
     beams: int = 10
@@ -82,17 +91,21 @@ class DSISearcher(Searcher):
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
         docs = list(collection.docs())
+        generator = _query_generator(config.querygen) if config.querygen else None
         scheme = new_docid_scheme(config.docids)
+        if isinstance(scheme, ElaborativeDocids):
+            scheme.describer = query_describer(generator) if generator else _keyword_describer(docs)
         scheme.assign(docs, _embeddings(docs, config) if config.docids == "semantic" else None)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
-        pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views)]
+        generate = generator.generate if generator else None
+        pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generate)]
         tokenizer = resolve_model(config.tokenizer) if config.model.startswith(T5_PREFIX) else None
         seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, seed=config.seed)
         datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
         steps_per_epoch = -(-len(pairs) // config.batch_size)
         module = Seq2SeqModule(seq2seq.model, lr=config.lr, warmup_steps=config.warmup_steps,
                                total_steps=steps_per_epoch * config.max_epochs)
-        run_dir = _run_directory(collection, config)
+        run_dir = run_directory(collection, config)
         trainer = train(module, datamodule, run_dir, max_epochs=config.max_epochs, max_time=config.max_time,
                         precision=config.precision, seed=config.seed)
         save_seq2seq(module.model, directory / MODEL_DIR)
@@ -114,7 +127,7 @@ class DSISearcher(Searcher):
 
     @classmethod
     def from_files(cls, directory: Path, manifest: Manifest) -> "DSISearcher":
-        return cls(parse_config(DSIConfig, manifest.config), manifest, directory)
+        return cls(parse_config(cls.Config, manifest.config), manifest, directory)
 
     def write_files(self, directory: Path) -> None:
         for name in (MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR):
@@ -140,6 +153,35 @@ class DSISearcher(Searcher):
         return results
 
 
+@dataclass
+class SEDSIConfig(DSIConfig):
+    docids: str = "elaborative"
+    rehearsal: int = 3
+
+
+class SEDSISearcher(DSISearcher):
+    method = "se-dsi"
+    Config = SEDSIConfig
+    description = "SE-DSI: elaborative-description docids and rehearsal contents (else as dsi)"
+
+
+def _query_generator(name_or_path: str) -> Seq2SeqQueryGenerator:
+    """A query generator trained by genir (a directory with querygen.json) or a HF checkpoint."""
+    if (Path(name_or_path) / QUERYGEN_FILE).is_file():
+        return Seq2SeqQueryGenerator.load(name_or_path)
+    return Seq2SeqQueryGenerator.from_pretrained(name_or_path)
+
+
+def _keyword_describer(corpus: list[Document]) -> Describer:
+    """Describe each document by its best keyword query (the unsupervised fallback)."""
+    salience = Salience(corpus)
+
+    def describe(docs: Sequence[Document]) -> list[str]:
+        return [next(iter(salience.keyword_queries(d, 1)), d.contents) for d in docs]
+
+    return describe
+
+
 def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     """``[len(docs), d]`` float32 document embeddings for semantic docids, reused when possible."""
     if config.embeddings_from:
@@ -152,8 +194,10 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents for semantic docids")
 
 
-def _run_directory(collection: Collection, config: DSIConfig) -> Path:
-    """Where training checkpoints of this corpus and configuration live (stable across kills)."""
-    key = hashlib.sha256(json.dumps([collection.fingerprint, dataclasses.asdict(config)], sort_keys=True).encode())
+def run_directory(collection: Collection, settings: Any) -> Path:
+    """Where training checkpoints of this corpus and these settings live (stable across kills)."""
+    if dataclasses.is_dataclass(settings):
+        settings = dataclasses.asdict(settings)
+    key = hashlib.sha256(json.dumps([collection.fingerprint, settings], sort_keys=True).encode())
     return cache_dir() / "train" / key.hexdigest()[:16]
 

@@ -97,6 +97,7 @@ METHODS: dict[str, str] = {
     "bm25": "genir.retrieval.bm25:BM25Searcher",
     "dense": "genir.retrieval.dense:DenseSearcher",
     "dsi": "genir.dsi.searcher:DSISearcher",
+    "se-dsi": "genir.dsi.searcher:SEDSISearcher",
 }
 
 

@@ -1,0 +1,127 @@
+"""SE-DSI's elaborative-description docids: each document is named by a short text about it.
+
+A document's docid is a description of it (in SE-DSI, the query a query generator finds most
+likely for it, :meth:`genir.dsi.querygen.Seq2SeqQueryGenerator.describe`), written in the
+:class:`~genir.dsi.text_vocab.TextVocab` of a tokenizer: at most ``max_tokens`` tokens, each
+``tokenizer id + 2``, then eos. The decoder thus generates words, which a model can tie to
+the words of the query.
+
+Docids must be unique, and descriptions need not be. The rule: documents are named in corpus
+order; a document takes its description's tokens if no document has them yet, otherwise the
+first free one of ``description + " 2"``, ``description + " 3"``, ... (the suffix's tokens, in the
+same vocabulary, appended after the possibly truncated description; an empty description starts
+at ``" 2"``). Documents already named are never renamed, so :meth:`~ElaborativeDocids.extend`
+keeps every old docid.
+
+The descriptions come from :attr:`ElaborativeDocids.describer`, set before :meth:`assign` or
+:meth:`extend`; it is code, so it is not saved, and a loaded scheme needs one set again before
+it can name new documents (:func:`query_describer` makes one of a query generator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from genir.dsi.docids import Body, DocidScheme
+from genir.dsi.text_vocab import TextVocab
+from genir.errors import GenirError
+from genir.indexer.collection import Document
+from genir.retrieval.encoder import DEFAULT_ENCODER
+
+if TYPE_CHECKING:
+    from genir.dsi.querygen import Seq2SeqQueryGenerator
+
+Describer = Callable[[Sequence[Document]], list[str]]
+"""Returns one description per document, in order."""
+
+#: The first disambiguating suffix; the undecorated description is the first candidate.
+FIRST_SUFFIX = 2
+#: Token limit for a suffix: never reached by a number, so no two suffixes are cut to the same tokens.
+_SUFFIX_TOKENS = 64
+
+
+def query_describer(generator: Seq2SeqQueryGenerator) -> Describer:
+    """Describe each document by the generator's best query for its contents (SE-DSI)."""
+
+    def describe(docs: Sequence[Document]) -> list[str]:
+        return generator.describe([doc.contents for doc in docs])
+
+    return describe
+
+
+class ElaborativeDocids(DocidScheme):
+    """Docids that are descriptions of the documents, made unique by numeric suffixes.
+
+    Args:
+        tokenizer: the name or path of the tokenizer whose vocabulary the docids are written in
+            (saved in the configuration; for a model to generate these docids, its decoder
+            vocabulary is this tokenizer's :class:`TextVocab`).
+        max_tokens: description tokens kept (a suffix may add a few more).
+    Attributes:
+        describer: gives the descriptions of new documents; None after :meth:`load`.
+    """
+
+    scheme = "elaborative"
+
+    def __init__(self, tokenizer: str = DEFAULT_ENCODER, max_tokens: int = 16) -> None:
+        super().__init__()
+        if not isinstance(tokenizer, str) or not tokenizer:
+            raise GenirError(f"elaborative docids need a tokenizer name or path, got {tokenizer!r}")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+            raise GenirError(f"elaborative docids need an integer max_tokens >= 1, got {max_tokens!r}")
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.vocab = TextVocab(tokenizer)
+        self.describer: Describer | None = None
+        # Next suffix to try per description: skips the suffixes already taken (a speed-up only).
+        self._next_suffix: dict[Body, int] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer, "max_tokens": self.max_tokens}
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab.size
+
+    def token_names(self) -> list[str]:
+        return self.vocab.token_names()
+
+    def description(self, docid: str) -> str:
+        """The docid of ``docid`` as text (description and suffix)."""
+        return self.vocab.decode(self.sequence(docid))
+
+    def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
+        if self.describer is None:
+            raise GenirError(
+                "elaborative docids need a describer to name new documents (a loaded scheme has none): "
+                "set scheme.describer = query_describer(Seq2SeqQueryGenerator.load(...)) first"
+            )
+        descriptions = self.describer(docs)
+        if len(descriptions) != len(docs) or not all(isinstance(text, str) for text in descriptions):
+            raise GenirError(f"the describer must return one string per document ({len(docs)}), got {descriptions!r:.200}")
+        taken = set(self._docid_of)
+        bodies: list[Body] = []
+        for text in descriptions:
+            body = self._unique_body(tuple(self.vocab.encode(text, self.max_tokens)[:-1]), taken)
+            taken.add(body)
+            bodies.append(body)
+        return bodies
+
+    def _unique_body(self, base: Body, taken: set[Body]) -> Body:
+        """``base`` if it is non-empty and free, else ``base`` + the first free suffix " 2", " 3", ..."""
+        if base and base not in taken:
+            return base
+        suffix = self._next_suffix.get(base, FIRST_SUFFIX)
+        while (body := base + tuple(self.vocab.encode(f" {suffix}", _SUFFIX_TOKENS)[:-1])) in taken:
+            suffix += 1
+        self._next_suffix[base] = suffix + 1
+        return body
+
+    def _check_restored(self, path: Path) -> None:
+        for docid, body in zip(self._docids, self._bodies):
+            if not body or max(body) >= self.vocab_size:
+                raise GenirError(f"{path}: the sequence of document {docid!r} is empty or has a token at or above the vocabulary size {self.vocab_size}")

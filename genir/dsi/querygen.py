@@ -1,0 +1,260 @@
+"""Pseudo-queries for documents: DSI's sampled pseudo-queries and SE-DSI's elaborative descriptions.
+
+A :class:`QueryGenerator` writes ``n`` queries for each document text. The seq2seq one comes in
+two kinds:
+
+* its decoder speaks the tokenizer's own vocabulary (``vocab=None``): a Hugging Face doc2query
+  checkpoint, loaded with :meth:`Seq2SeqQueryGenerator.from_pretrained`;
+* its decoder speaks a :class:`~genir.dsi.text_vocab.TextVocab` (pad 0, eos 1, tokenizer ids
+  shifted by 2): a generator trained in genir with :func:`train_query_generator`, on the same
+  model builder and Lightning machinery as DSI itself.
+
+:meth:`~Seq2SeqQueryGenerator.generate` samples (top-k, seeded, so a run is reproducible);
+:meth:`~Seq2SeqQueryGenerator.describe` is beam search, one best query per text: the
+deterministic description SE-DSI's elaborative docids are made of.
+
+A saved generator is a directory: ``querygen.json`` (settings), ``model/`` (safetensors) and
+``tokenizer/``. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from genir.dsi.model import build_seq2seq
+from genir.dsi.model_io import load_seq2seq, save_seq2seq
+from genir.dsi.text_vocab import TextVocab, load_tokenizer
+from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
+from genir.errors import GenirError
+
+QUERYGEN_FILE = "querygen.json"
+MODEL_DIR = "model"
+TOKENIZER_DIR = "tokenizer"
+_FORMAT = "genir.query_generator"
+_FORMAT_VERSION = 1
+
+
+class QueryGenerator(ABC):
+    """Writes queries that a document answers."""
+
+    @abstractmethod
+    def generate(self, texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
+        """``n`` queries for each text, in input order; the same ``seed`` gives the same queries."""
+
+
+class Seq2SeqQueryGenerator(QueryGenerator):
+    """Queries from a seq2seq model: top-k sampling (:meth:`generate`) or beam search (:meth:`describe`).
+
+    Args:
+        model: a Hugging Face encoder-decoder.
+        tokenizer: the encoder's tokenizer (and the decoder's, when ``vocab`` is None).
+        vocab: the decoder's :class:`TextVocab`, or None if the decoder writes tokenizer ids.
+        max_source_len: document tokens the encoder reads (longer texts are truncated).
+        max_query_tokens: tokens generated per query (eos not counted).
+        top_k: sampling keeps the ``top_k`` most likely next tokens.
+        num_beams: beams of :meth:`describe`.
+        batch_size: texts encoded and decoded together.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        vocab: TextVocab | None = None,
+        max_source_len: int = 128,
+        max_query_tokens: int = 24,
+        top_k: int = 10,
+        num_beams: int = 4,
+        batch_size: int = 16,
+    ) -> None:
+        for name, value in (("max_source_len", max_source_len), ("max_query_tokens", max_query_tokens), ("top_k", top_k),
+                            ("num_beams", num_beams), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GenirError(f"query generator setting {name} must be a positive integer, got {value!r}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.vocab = vocab
+        self.max_source_len = max_source_len
+        self.max_query_tokens = max_query_tokens
+        self.top_k = top_k
+        self.num_beams = num_beams
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **settings: Any) -> Seq2SeqQueryGenerator:
+        """A Hugging Face seq2seq checkpoint (e.g. a doc2query T5) that writes tokenizer ids.
+
+        Args:
+            name_or_path: a model name or directory with weights and tokenizer.
+            settings: :class:`Seq2SeqQueryGenerator` settings (``top_k``, ``max_query_tokens``...).
+        Raises:
+            GenirError: the checkpoint or its tokenizer cannot be loaded, or it is not a seq2seq.
+        """
+        from transformers import AutoModelForSeq2SeqLM
+
+        from genir.retrieval.encoder import resolve_model
+
+        path = resolve_model(name_or_path)
+        tokenizer = load_tokenizer(path)
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            raise GenirError(f"cannot load seq2seq query generator {name_or_path!r}: {e}") from None
+        return cls(model, tokenizer, None, **settings)
+
+    # -- writing queries -------------------------------------------------------------------
+    def generate(self, texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
+        """``n`` sampled queries per text (top-k sampling; samples may repeat).
+
+        The global RNG is left as it was: sampling draws from a forked one seeded with ``seed``.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise GenirError(f"the number of queries per text must be a positive integer, got {n!r}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            flat = self._run(texts, do_sample=True, top_k=self.top_k, num_beams=1, num_return_sequences=n)
+        return [flat[i * n:(i + 1) * n] for i in range(len(texts))]
+
+    def describe(self, texts: Sequence[str]) -> list[str]:
+        """The single most likely query of each text under beam search: deterministic."""
+        return self._run(texts, do_sample=False, num_beams=self.num_beams, num_return_sequences=1)
+
+    @torch.inference_mode()
+    def _run(self, texts: Sequence[str], **generation: Any) -> list[str]:
+        """Generated queries, ``num_return_sequences`` consecutive ones per text, in input order."""
+        queries: list[str] = []
+        device = self.model.device
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                list(texts[start:start + self.batch_size]), truncation=True, max_length=self.max_source_len, padding=True, return_tensors="pt"
+            )
+            output = self.model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                max_new_tokens=self.max_query_tokens + 1,  # + eos
+                **generation,
+            )  # [B * num_return_sequences, T] int64, starting with the decoder start token
+            queries.extend(self._decode(output))
+        return queries
+
+    def _decode(self, output: torch.Tensor) -> list[str]:
+        """Text of ``[N, T]`` int64 generated rows."""
+        if self.vocab is None:
+            return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+        return [self.vocab.decode(row) for row in output.tolist()]
+
+    # -- persistence -----------------------------------------------------------------------
+    def settings(self) -> dict[str, int]:
+        return {
+            "max_source_len": self.max_source_len,
+            "max_query_tokens": self.max_query_tokens,
+            "top_k": self.top_k,
+            "num_beams": self.num_beams,
+            "batch_size": self.batch_size,
+        }
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``querygen.json``, ``model/`` (safetensors) and ``tokenizer/`` under ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.vocab is None:
+            # A checkpoint's own layout (possibly tied embeddings): Hugging Face reloads it as is.
+            self.model.save_pretrained(directory / MODEL_DIR, max_shard_size="100GB")
+        else:
+            save_seq2seq(self.model, directory / MODEL_DIR)
+        self.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+        record = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "text_vocab": self.vocab is not None, "settings": self.settings()}
+        (directory / QUERYGEN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Seq2SeqQueryGenerator:
+        """Read a generator written by :meth:`save`.
+
+        Raises:
+            GenirError: the directory is not a saved query generator, or its files are damaged.
+        """
+        directory = Path(directory)
+        path = directory / QUERYGEN_FILE
+        if not path.is_file():
+            raise GenirError(f"{path}: no such file (not a saved query generator)")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise GenirError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(record, dict) or record.get("format") != _FORMAT:
+            raise GenirError(f"{path}: not a genir query generator file")
+        if record.get("format_version") != _FORMAT_VERSION:
+            raise GenirError(f"{path}: query generator format {record.get('format_version')!r} is not supported (expected {_FORMAT_VERSION})")
+        if not isinstance(record.get("text_vocab"), bool) or not isinstance(record.get("settings"), dict):
+            raise GenirError(f"{path}: fields 'text_vocab' (bool) and 'settings' (object) are required")
+        tokenizer = load_tokenizer(str(directory / TOKENIZER_DIR))
+        try:
+            if record["text_vocab"]:
+                model = load_seq2seq(directory / MODEL_DIR)
+            else:
+                from transformers import AutoModelForSeq2SeqLM
+
+                model = AutoModelForSeq2SeqLM.from_pretrained(directory / MODEL_DIR)
+            return cls(model, tokenizer, TextVocab(tokenizer) if record["text_vocab"] else None, **record["settings"])
+        except (OSError, ValueError, TypeError) as e:
+            raise GenirError(f"{directory}: cannot load the query generator: {e}") from None
+
+
+def train_query_generator(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    out_dir: str | Path,
+    model: str = "t5-config:small",
+    tokenizer: str = "all-MiniLM-L6-v2",
+    max_time: str | timedelta | None = None,
+    max_epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    max_source_len: int = 128,
+    max_query_tokens: int = 24,
+    config_overrides: dict[str, Any] | None = None,
+    enable_progress_bar: bool = False,
+) -> Seq2SeqQueryGenerator:
+    """Train a generator of queries from (document text, query) pairs, e.g. MS MARCO's.
+
+    The decoder writes a :class:`TextVocab` of ``tokenizer`` (the encoder reads the same
+    tokenizer); targets are ``vocab.encode(query, max_query_tokens)``. Training is genir's
+    Lightning run (:func:`genir.dsi.training.train`): checkpoints under ``out_dir/checkpoints``,
+    and a run started again on the same ``out_dir`` resumes from its last checkpoint.
+
+    Args:
+        pairs: (document text, query) pairs.
+        out_dir: the run directory (checkpoints, logs).
+        model: a :func:`~genir.dsi.model.build_seq2seq` model string.
+        tokenizer: tokenizer name or path (encoder input and decoder output).
+        max_time, max_epochs: stopping rules, as in :func:`~genir.dsi.training.train`.
+        batch_size, lr, seed: as in :class:`Seq2SeqDataModule` / :class:`Seq2SeqModule`.
+        max_source_len, max_query_tokens: document tokens read, query tokens written.
+        config_overrides: T5Config fields for ``t5-config:`` models (e.g. ``{"dropout_rate": 0.0}``).
+        enable_progress_bar: Lightning's progress bar.
+    Returns:
+        The trained generator (save it with :meth:`Seq2SeqQueryGenerator.save`).
+    Raises:
+        GenirError: no pairs, a pair that is not two strings, or a bad model/tokenizer.
+    """
+    if not pairs:
+        raise GenirError("no (document text, query) pairs to train a query generator on")
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)):
+            raise GenirError(f"query generator training pair {i} is not a (document text, query) pair of strings: {pair!r}")
+    vocab = TextVocab(tokenizer)
+    seq2seq = build_seq2seq(model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=seed)
+    targets = [(text, vocab.encode(query, max_query_tokens)) for text, query in pairs]
+    datamodule = Seq2SeqDataModule(targets, vocab.tokenizer, batch_size=batch_size, max_source_len=max_source_len, seed=seed)
+    module = Seq2SeqModule(seq2seq.model, lr=lr)
+    train(module, datamodule, out_dir, max_epochs=max_epochs, max_time=max_time, seed=seed, enable_progress_bar=enable_progress_bar)
+    return Seq2SeqQueryGenerator(module.model, vocab.tokenizer, vocab, max_source_len=max_source_len, max_query_tokens=max_query_tokens)
