@@ -33,11 +33,13 @@ def test_index_search_run_eval(toy_collection, tmp_path):
 
 def test_bench_writes_table_and_json(toy_collection, tmp_path):
     out = tmp_path / "bench"
-    result = genir("bench", "--collection", toy_collection, "--methods", "bm25,dense", "-o", out, "--set", "dense.factory=HNSW8")
+    result = genir("bench", "--collection", toy_collection, "--methods", "bm25,dense,hnsw=dense", "-o", out,
+                   "--set", "hnsw.factory=HNSW8")
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "bench.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["bm25", "dense"]
-    assert rows[1]["config"]["factory"] == "HNSW8"
+    assert [(r["method"], r["base_method"]) for r in rows] == [("bm25", "bm25"), ("dense", "dense"), ("hnsw", "dense")]
+    assert rows[1]["config"]["factory"] == "Flat" and rows[2]["config"]["factory"] == "HNSW8"
+    assert (out / "indexes" / "hnsw" / "manifest.json").is_file()
     for row in rows:
         assert 0 < row["ndcg10"] <= 1 and row["queries_per_second"] > 0 and row["size_mb"] > 0
     assert "| bm25 |" in (out / "bench.md").read_text()
@@ -92,6 +94,8 @@ def test_bad_queries_and_qrels_exit_2_before_building(tmp_path, qrels_line, quer
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k3=1"], "unknown option 'k3'"),
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k1=high"], "expected float"),
     (["search", "no-such-index", "q"], "no such index directory"),
+    (["bench", "-c", "builtin:stdlib", "--methods", "bm25,x=nope"], "unknown method 'nope'"),
+    (["bench", "-c", "builtin:stdlib", "--methods", "bm25", "--set", "dense.factory=Flat"], "LABEL one of bm25"),
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--docids", "atomic"], "unknown option 'docids'"),
 ])
 def test_usage_errors(args, message):

@@ -229,9 +229,9 @@ def evaluate_runs(
 def bench(
     collection: CollectionOpt,
     split: SplitOpt = "test",
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated methods to compare.")] = "bm25,dense",
+    methods: Annotated[str, typer.Option("--methods", help="Comma-separated METHOD or LABEL=METHOD entries, e.g. bm25,dense,atomic=dsi.")] = "bm25,dense",
     output: Annotated[Path, typer.Option("--output", "-o", help="Work directory: indexes/, runs/, bench.md, bench.json.")] = Path("bench-out"),
-    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="METHOD.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="LABEL.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
     k: Annotated[int, typer.Option("-k", min=1, help="Hits per query in the run files.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,

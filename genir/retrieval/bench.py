@@ -25,7 +25,8 @@ from genir.retrieval.searcher import Searcher, build_index, parse_config, search
 
 @dataclass
 class BenchRow:
-    method: str
+    method: str  # the entry's label (the method's name unless LABEL=METHOD)
+    base_method: str
     ndcg10: float
     r10: float
     rr10: float
@@ -51,14 +52,29 @@ COLUMNS = [
 ]
 
 
-def split_overrides(methods: Sequence[str], assignments: Sequence[str]) -> dict[str, list[str]]:
-    """Route ``METHOD.KEY=VALUE`` assignments to their method."""
-    routed: dict[str, list[str]] = {m: [] for m in methods}
+def parse_entries(entries: Sequence[str]) -> dict[str, str]:
+    """``METHOD`` or ``LABEL=METHOD`` entries -> {label: method}; labels name rows and index dirs."""
+    parsed: dict[str, str] = {}
+    for entry in entries:
+        label, sep, method = entry.partition("=")
+        label, method = label.strip(), (method if sep else label).strip()
+        if not label or not method:
+            raise GenirError(f"bench entry {entry!r} must be METHOD or LABEL=METHOD")
+        if label in parsed:
+            raise GenirError(f"bench entry label {label!r} is used twice")
+        searcher_class(method)  # fail early on an unknown method
+        parsed[label] = method
+    return parsed
+
+
+def split_overrides(labels: Sequence[str], assignments: Sequence[str]) -> dict[str, list[str]]:
+    """Route ``LABEL.KEY=VALUE`` assignments to their entry."""
+    routed: dict[str, list[str]] = {label: [] for label in labels}
     for assignment in assignments:
-        method, dot, rest = assignment.partition(".")
-        if not dot or method not in routed:
-            raise GenirError(f"bench option {assignment!r} must be METHOD.KEY=VALUE with METHOD one of {', '.join(methods)}")
-        routed[method].append(rest)
+        label, dot, rest = assignment.partition(".")
+        if not dot or label not in routed:
+            raise GenirError(f"bench option {assignment!r} must be LABEL.KEY=VALUE with LABEL one of {', '.join(labels)}")
+        routed[label].append(rest)
     return routed
 
 
@@ -79,41 +95,45 @@ def _reusable(directory: Path, method: str, config: object, collection: Collecti
 def run_bench(
     collection: Collection,
     split: str,
-    methods: Sequence[str],
+    entries: Sequence[str],
     workdir: Path,
     assignments: Sequence[str] = (),
     reuse: bool = False,
     k: int = 100,
     log=print,
 ) -> list[BenchRow]:
-    """Build (or, with ``reuse``, reopen) each method's index, search every query, evaluate.
+    """Build (or, with ``reuse``, reopen) each entry's index, search every query, evaluate.
+
+    An entry is a method name, or ``LABEL=METHOD`` to compare configurations of one method
+    (``atomic=dsi,semantic=dsi`` with ``--set atomic.docids=atomic``...).
 
     Query throughput is the wall time of one ``batch_search`` over all queries of the split,
     after the index is loaded (model and JVM start-up are not counted).
     """
-    overrides = split_overrides(methods, assignments)
-    configs = {m: parse_config(searcher_class(m).Config, overrides[m]) for m in methods}
+    methods = parse_entries(entries)
+    overrides = split_overrides(list(methods), assignments)
+    configs = {label: parse_config(searcher_class(m).Config, overrides[label]) for label, m in methods.items()}
     queries = collection.split_queries(split)
     qrels = collection.qrels(split)
     rows = []
-    for method in methods:
-        index_dir = workdir / "indexes" / method
-        if reuse and _reusable(index_dir, method, configs[method], collection):
-            log(f"[{method}] reusing {index_dir}")
+    for label, method in methods.items():
+        index_dir = workdir / "indexes" / label
+        if reuse and _reusable(index_dir, method, configs[label], collection):
+            log(f"[{label}] reusing {index_dir}")
         else:
-            log(f"[{method}] building {index_dir}")
-            build_index(method, collection, index_dir, configs[method], overwrite=True)
+            log(f"[{label}] building {index_dir}")
+            build_index(method, collection, index_dir, configs[label], overwrite=True)
         searcher = Searcher.load(index_dir)
-        log(f"[{method}] searching {len(queries)} queries")
+        log(f"[{label}] searching {len(queries)} queries")
         started = time.perf_counter()
         results = searcher.batch_search(list(queries.values()), k)
         elapsed = time.perf_counter() - started
         run = dict(zip(queries, results))
-        run_file = workdir / "runs" / f"{collection.name}-{split}-{method}.trec"
-        write_run(run, run_file, tag=f"genir-{method}")
+        run_file = workdir / "runs" / f"{collection.name}-{split}-{label}.trec"
+        write_run(run, run_file, tag=f"genir-{label}")
         scores = evaluate(run, qrels).aggregate
         rows.append(BenchRow(
-            method=method,
+            method=label, base_method=method,
             ndcg10=scores["nDCG@10"], r10=scores["R@10"], rr10=scores["RR@10"], hits1=scores["Hits@1"],
             build_seconds=float(searcher.manifest.stats["build_seconds"]),
             size_mb=index_size_bytes(index_dir) / 2**20,
@@ -121,7 +141,7 @@ def run_bench(
             num_queries=len(queries), index_dir=str(index_dir), run_file=str(run_file),
             config=searcher.manifest.config,
         ))
-        log(f"[{method}] nDCG@10 {scores['nDCG@10']:.4f}")
+        log(f"[{label}] nDCG@10 {scores['nDCG@10']:.4f}")
     return rows
 
 
