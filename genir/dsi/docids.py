@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from genir.errors import GenirError
+from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Document
 
 PAD = 0
@@ -339,16 +340,7 @@ def _scheme_classes() -> dict[str, type[DocidScheme]]:
 
 
 def _read_record(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise GenirError(f"{path}: no such file (not a saved docid scheme)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GenirError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(record, dict) or record.get("format") != _FORMAT:
-        raise GenirError(f"{path}: not a genir docid scheme file")
-    if record.get("format_version") != _FORMAT_VERSION:
-        raise GenirError(f"{path}: docid scheme format {record.get('format_version')!r} is not supported (expected {_FORMAT_VERSION})")
+    record = read_json_record(path, _FORMAT, _FORMAT_VERSION, "docid scheme")
     expected = {"scheme": str, "config": dict, "state": dict, "docids": list, "sequences": list, "vocab_size": int}
     for key, kind in expected.items():
         if not isinstance(record.get(key), kind):

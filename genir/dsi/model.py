@@ -26,6 +26,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.dsi.docids import EOS, PAD
+from genir.dsi.text_vocab import load_tokenizer
 from genir.errors import GenirError
 
 DECODER_START = PAD
@@ -86,7 +87,7 @@ def build_seq2seq(
     if model.startswith(T5_PREFIX):
         if tokenizer is None:
             raise GenirError(f"{model!r} builds a T5 from scratch and needs a tokenizer for its encoder")
-        tok = _load_tokenizer(tokenizer)
+        tok = load_tokenizer(tokenizer)
         built = _t5_from_config(model[len(T5_PREFIX):], len(tok), output_vocab_size, config_overrides or {})
     else:
         from genir.retrieval.encoder import resolve_model
@@ -94,7 +95,7 @@ def build_seq2seq(
         name = model.removeprefix(BERT2BERT_PREFIX)
         path = resolve_model(name)
         config = _load_config(path, model)
-        tok = _load_tokenizer(tokenizer if tokenizer is not None else path)
+        tok = load_tokenizer(tokenizer if tokenizer is not None else path)
         if model.startswith(BERT2BERT_PREFIX) or not config.is_encoder_decoder:
             built = _bert2bert(path, output_vocab_size, decoder_layers)
         else:
@@ -103,19 +104,6 @@ def build_seq2seq(
     if docid_embeddings is not None:
         init_output_embeddings(built, docid_embeddings, seed)
     return Seq2Seq(built, tok)
-
-
-def _load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedTokenizerBase:
-    if isinstance(tokenizer, PreTrainedTokenizerBase):
-        return tokenizer
-    from transformers import AutoTokenizer
-
-    from genir.retrieval.encoder import resolve_model
-
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(tokenizer))
-    except (OSError, ValueError) as e:
-        raise GenirError(f"cannot load tokenizer {tokenizer!r}: {e}") from None
 
 
 def _load_config(path: str, model: str) -> Any:

@@ -34,6 +34,7 @@ from genir.dsi.model_io import load_seq2seq, save_seq2seq
 from genir.dsi.text_vocab import TextVocab, load_tokenizer
 from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
 from genir.errors import GenirError
+from genir.indexer.artifact import read_json_record
 
 QUERYGEN_FILE = "querygen.json"
 MODEL_DIR = "model"
@@ -183,16 +184,7 @@ class Seq2SeqQueryGenerator(QueryGenerator):
         """
         directory = Path(directory)
         path = directory / QUERYGEN_FILE
-        if not path.is_file():
-            raise GenirError(f"{path}: no such file (not a saved query generator)")
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise GenirError(f"{path}: not valid JSON ({e})") from None
-        if not isinstance(record, dict) or record.get("format") != _FORMAT:
-            raise GenirError(f"{path}: not a genir query generator file")
-        if record.get("format_version") != _FORMAT_VERSION:
-            raise GenirError(f"{path}: query generator format {record.get('format_version')!r} is not supported (expected {_FORMAT_VERSION})")
+        record = read_json_record(path, _FORMAT, _FORMAT_VERSION, "query generator")
         if not isinstance(record.get("text_vocab"), bool) or not isinstance(record.get("settings"), dict):
             raise GenirError(f"{path}: fields 'text_vocab' (bool) and 'settings' (object) are required")
         tokenizer = load_tokenizer(str(directory / TOKENIZER_DIR))

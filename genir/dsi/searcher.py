@@ -75,7 +75,7 @@ class DSIConfig:
 class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
-    description = "DSI: seq2seq model generating docids under a docid trie (atomic | naive | semantic docids)"
+    description = "DSI: seq2seq model generating docids under a docid trie (atomic | naive | semantic | elaborative)"
 
     def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)

@@ -115,6 +115,25 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     return manifest
 
 
+def read_json_record(path: Path, fmt: str, version: int, what: str) -> dict[str, Any]:
+    """Read a genir JSON file whose ``format`` and ``format_version`` fields identify it.
+
+    Raises:
+        GenirError: the file is missing, not JSON, not a ``fmt`` file, or of another version.
+    """
+    if not path.is_file():
+        raise GenirError(f"{path}: no such file (not a saved {what})")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GenirError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise GenirError(f"{path}: not a genir {what} file")
+    if record.get("format_version") != version:
+        raise GenirError(f"{path}: {what} format {record.get('format_version')!r} is not supported (expected {version})")
+    return record
+
+
 def index_size_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
