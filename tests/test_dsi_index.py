@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from conftest import TOY_DOCS, write_beir
 from genir.cli.main import app
+from genir.indexer.collection import Collection
 from genir.dsi.model import build_seq2seq
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
 from genir.dsi.querygen import Seq2SeqQueryGenerator
@@ -121,3 +122,25 @@ def test_se_dsi_memorizes_with_keyword_descriptions(tmp_path):
     assert searcher.manifest.config["rehearsal"] == 3
     texts = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
     assert [hits[0].docid for hits in searcher.batch_search(texts, k=2)] == [d["_id"] for d in TOY_DOCS]
+
+
+def test_atomic_docid_embeddings_start_from_document_embeddings(tmp_path):
+    torch.set_num_threads(1)
+    collection = write_beir(tmp_path / "toy", split="train")
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "idx", *TINY[:4],
+                   "--set", "docid_embeddings=true", "--set", "max_epochs=0")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher.load(tmp_path / "idx")
+    assert len(searcher.search("zebras", k=6)) == 6
+    # Untrained, each document's output row is its embedding through the seeded random projection.
+    from genir.retrieval.encoder import TextEncoder
+
+    docs = list(Collection.open(collection).docs())
+    embeddings = torch.as_tensor(TextEncoder().encode([d.contents for d in docs]))  # [6, 384]
+    rows = searcher.model.get_output_embeddings().weight[[searcher.scheme.sequence(d.id)[0] for d in docs]].detach()
+    projection = torch.randn(embeddings.shape[1], rows.shape[1], generator=torch.Generator().manual_seed(0))
+    cosine = torch.nn.functional.cosine_similarity(rows, embeddings @ projection, dim=1)
+    assert torch.allclose(cosine, torch.ones(len(docs)), atol=1e-4)
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "bad", "--docids", "naive",
+                   "--set", "docid_embeddings=true")
+    assert result.exit_code == 2 and "needs atomic docids" in result.output

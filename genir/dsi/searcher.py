@@ -52,6 +52,7 @@ class DSIConfig:
     model: str = f"bert2bert:{DEFAULT_ENCODER}"  # or t5-config:small, or a HF seq2seq name/path
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
     embeddings_from: str = ""  # a dense index of the same corpus whose embeddings semantic docids reuse
+    docid_embeddings: bool = False  # atomic docids: start each document's output token from its embedding
     max_source_len: int = 64
     batch_size: int = 32
     lr: float = 5e-4
@@ -95,12 +96,20 @@ class DSISearcher(Searcher):
         scheme = new_docid_scheme(config.docids)
         if isinstance(scheme, ElaborativeDocids):
             scheme.describer = query_describer(generator) if generator else _keyword_describer(docs)
-        scheme.assign(docs, _embeddings(docs, config) if config.docids == "semantic" else None)
+        if config.docid_embeddings and config.docids != "atomic":
+            raise GenirError("docid_embeddings=true needs atomic docids (one output token per document)")
+        embeddings = _embeddings(docs, config) if config.docids == "semantic" or config.docid_embeddings else None
+        scheme.assign(docs, embeddings)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         generate = generator.generate if generator else None
         pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generate)]
         tokenizer = resolve_model(config.tokenizer) if config.model.startswith(T5_PREFIX) else None
-        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, seed=config.seed)
+        vectors = None
+        if config.docid_embeddings:  # row of each document's token = its embedding; pad and eos stay fresh
+            vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
+            vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
+        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, docid_embeddings=vectors,
+                                seed=config.seed)
         datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
         steps_per_epoch = -(-len(pairs) // config.batch_size)
         module = Seq2SeqModule(seq2seq.model, lr=config.lr, warmup_steps=config.warmup_steps,
