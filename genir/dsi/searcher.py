@@ -49,13 +49,14 @@ MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids",
 @dataclass
 class DSIConfig:
     docids: str = "semantic"  # atomic | naive | semantic | elaborative
-    model: str = f"bert2bert:{DEFAULT_ENCODER}"  # or t5-config:small, or a HF seq2seq name/path
+    # bert2bert:all-MiniLM-L6-v2 collapses to the docid prior (see README); T5 from config learns.
+    model: str = "t5-config:small"  # or bert2bert:NAME, or a HF seq2seq name/path
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
     embeddings_from: str = ""  # a dense index of the same corpus whose embeddings semantic docids reuse
     docid_embeddings: bool = False  # atomic docids: start each document's output token from its embedding
     max_source_len: int = 64
     batch_size: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
     warmup_steps: int = 100
     max_epochs: int = 30
     max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget

@@ -207,7 +207,9 @@ class Seq2SeqModule(L.LightningModule):
         total_steps: int | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        # from_pretrained returns modules in eval mode, and Lightning keeps each module's mode
+        # through fit: without this, a pretrained encoder would train with dropout off.
+        self.model = model.train()
         self.lr = lr
         self.weight_decay = weight_decay
         self.warmup_steps = warmup_steps
