@@ -40,10 +40,11 @@ from genir.indexer.builtin_corpus import cache_dir
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, resolve_model
+from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.retrieval.searcher import Hit, Searcher, parse_config
 
 MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids", "trie"
+QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
 
 
 @dataclass
@@ -88,6 +89,7 @@ class DSISearcher(Searcher):
         self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
         self.trie = DocidTrie.load(directory / TRIE_DIR)
+        self.constraint = DocidTrieConstraint(self.trie)
         self.docids = list(self.scheme.sequences())
 
     @classmethod
@@ -104,7 +106,7 @@ class DSISearcher(Searcher):
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         generate = generator.generate if generator else None
         pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generate)]
-        tokenizer = resolve_model(config.tokenizer) if config.model.startswith(T5_PREFIX) else None
+        tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
         vectors = None
         if config.docid_embeddings:  # row of each document's token = its embedding; pad and eos stay fresh
             vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
@@ -146,15 +148,14 @@ class DSISearcher(Searcher):
     def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
         if k > len(self.docids):
             raise GenirError(f"k={k} is larger than the corpus ({len(self.docids)} documents)")
-        constraint = DocidTrieConstraint(self.trie)
         results: list[list[Hit]] = []
-        for start in range(0, len(queries), 16):
-            batch = self.tokenizer(list(queries[start:start + 16]), truncation=True, max_length=self.config.max_source_len,
-                                   padding=True, return_tensors="pt")
-            out = beam_search(self.model, batch["input_ids"], constraint, attention_mask=batch["attention_mask"],
+        for start in range(0, len(queries), QUERY_BATCH):
+            batch = self.tokenizer(list(queries[start:start + QUERY_BATCH]), truncation=True,
+                                   max_length=self.config.max_source_len, padding=True, return_tensors="pt")
+            out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                               num_beams=max(k, self.config.beams), num_return_sequences=k,
                               max_new_tokens=self.scheme.max_length)
-            rows = constraint.docid(out.states)  # [B, k] docid rows, -1 if none
+            rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
             for b in range(rows.shape[0]):
                 results.append([
                     Hit(self.docids[int(rows[b, r])], float(out.scores[b, r]))

@@ -127,6 +127,7 @@ class Collection:
         self.name = name or (self.corpus_path.parent.name if self.corpus_path.name == "corpus.jsonl" else self.corpus_path.stem)
         self.allow_empty_docs = allow_empty_docs
         self._warned_empty: set[str] = set()  # the corpus may be streamed several times; warn once
+        self._qrels: dict[str, Qrels] = {}
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -243,7 +244,12 @@ class Collection:
         return sorted(p.stem for p in self.qrels_dir.glob("*.tsv"))
 
     def qrels(self, split: str) -> Qrels:
-        """Relevance judgements of one split, checked against the queries and the corpus."""
+        """Relevance judgements of one split, checked against the queries and the corpus (read once)."""
+        if split not in self._qrels:
+            self._qrels[split] = self._read_qrels(split)
+        return self._qrels[split]
+
+    def _read_qrels(self, split: str) -> Qrels:
         if self.qrels_dir is None or not (self.qrels_dir / f"{split}.tsv").is_file():
             available = ", ".join(self.splits()) or "none"
             raise GenirError(f"collection {self.name!r} has no qrels for split {split!r} (available: {available})")
