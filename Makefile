@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels clean
+.PHONY: demo test bench-scifact bench-kernels continual-scifact clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,6 +30,15 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fmindex.py
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
+
+## Continual indexing (DSI++) on a 300-document SciFact subset: every method with and without SAM, one core
+## (about 75 minutes): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.
+continual-scifact: $(VENV)/.installed
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/genir continual \
+		--collection $(SHARED)/scifact -o bench-out/continual-scifact --steps 5 \
+		--method finetune,genreplay,reindex,replay,finetune+sam,genreplay+sam,replay+sam,reindex+sam \
+		--set judged_only=true --set max_docs=300 --set first_words=24 --set max_source_len=32 --set spans=0 \
+		--set initial_epochs=30 --set update_epochs=10 --set warmup_steps=50 --resume
 
 clean:
 	rm -rf indexes bench-out .pytest_cache

@@ -251,5 +251,7 @@ def bench(
     out.print(f"\nwrote {md_path} and {json_path}")
 
 
+import genir.cli.continual  # noqa: E402, F401  (registers `genir continual` on app; it needs the options above)
+
 if __name__ == "__main__":
     app()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from genir.dsi.docids import EOS, PAD
+from genir.dsi.docids import EOS, FIRST_TOKEN, PAD
 from genir.dsi.text_vocab import load_tokenizer
 from genir.errors import GenirError
 
@@ -129,6 +129,11 @@ def _t5_from_config(size: str, input_vocab_size: int, output_vocab_size: int, ov
     config = T5Config(vocab_size=input_vocab_size, tie_word_embeddings=False, **fields)
     model = T5ForConditionalGeneration(config)
     _replace_decoder_vocab(model, output_vocab_size)
+    # T5 initializes an untied LM head at std 1: over RMS-normed hidden states that gives logits
+    # of std ~sqrt(d_model) and a first loss several times log(V), which costs a CPU-sized run
+    # most of its steps to unlearn. A tied T5 scales the decoder output by d_model**-0.5 instead;
+    # start the head at that scale.
+    nn.init.normal_(model.get_output_embeddings().weight, std=config.d_model ** -0.5)
     return model
 
 
@@ -251,14 +256,69 @@ def init_output_embeddings(model: PreTrainedModel, vectors: np.ndarray, seed: in
     rows, d_model = embed.weight.shape
     if vectors.ndim != 2 or vectors.shape[0] != rows:
         raise GenirError(f"docid embeddings must be [{rows}, d] (one row per output token), got {list(vectors.shape)}")
-    values = torch.as_tensor(np.asarray(vectors, dtype=np.float32))  # [V, d]
-    if values.shape[1] != d_model:
-        generator = torch.Generator().manual_seed(seed)
-        projection = torch.randn(values.shape[1], d_model, generator=generator) / d_model**0.5  # [d, d_model]
-        values = values @ projection
+    values = _to_model_width(vectors, d_model, seed)  # [V, d_model]
     norms = values.norm(dim=1, keepdim=True)  # [V, 1]
     given = norms.squeeze(1) > 0
     with torch.no_grad():
         for weight in (embed.weight, head.weight):
             scale = weight.norm(dim=1).mean()
             weight[given] = (values[given] / norms[given] * scale).to(weight.dtype)
+
+
+def _to_model_width(vectors: np.ndarray, d_model: int, seed: int) -> torch.Tensor:
+    """``[n, d]`` vectors as ``[n, d_model]`` float32: a fixed seeded Gaussian projection if ``d != d_model``."""
+    values = torch.as_tensor(np.asarray(vectors, dtype=np.float32))  # [n, d]
+    if values.shape[1] != d_model:
+        generator = torch.Generator().manual_seed(seed)
+        projection = torch.randn(values.shape[1], d_model, generator=generator) / d_model**0.5  # [d, d_model]
+        values = values @ projection
+    return values
+
+
+def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarray | None = None, seed: int = 0) -> None:
+    """Add output tokens (new atomic docids) to the decoder; every existing row stays as it is.
+
+    New rows of the decoder's input embedding and LM head start where a new document is best
+    guessed to be:
+
+    * with ``vectors`` (document embeddings, as ``init_output_embeddings`` takes them): through the
+      same seeded projection, rescaled to the mean norm of the current docid rows (tokens 2 and
+      up), so a new document starts near the old documents it resembles, at the trained scale;
+    * without: the mean of the current docid rows plus Gaussian noise of their per-dimension
+      spread, so a new token starts as likely as a typical old one, and distinct from the others.
+
+    Args:
+        model: a model built by :func:`build_seq2seq` (in place).
+        vocab_size: the new output vocabulary size (at least the current one).
+        vectors: ``[vocab_size - current, d]`` float, one row per new token; None for the mean.
+        seed: seeds the projection (use the one the model was built with) and the noise.
+    Raises:
+        GenirError: a smaller vocabulary, ``vectors`` of the wrong shape, or no docid rows to start from.
+    """
+    embed, head = output_embedding_layers(model)
+    old, d_model = embed.weight.shape
+    added = vocab_size - old
+    if added < 0:
+        raise GenirError(f"the output vocabulary cannot shrink (from {old} to {vocab_size} tokens)")
+    if vectors is not None and (vectors.ndim != 2 or vectors.shape[0] != added):
+        raise GenirError(f"expected [{added}, d] vectors for the {added} new output tokens, got {list(vectors.shape)}")
+    if added == 0:
+        return
+    if old <= FIRST_TOKEN:
+        raise GenirError("the model has no docid tokens yet to start new ones from")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _replace_decoder_vocab(model, vocab_size)
+        noise = torch.randn(added, d_model)  # [added, d_model]
+    new_embed, new_head = output_embedding_layers(model)
+    with torch.no_grad():
+        for before, after in ((embed.weight, new_embed.weight), (head.weight, new_head.weight)):
+            after[:old] = before
+            docid_rows = before[FIRST_TOKEN:]  # [old - 2, d_model]
+            if vectors is not None:
+                values = _to_model_width(vectors, d_model, seed)  # [added, d_model]
+                scale = docid_rows.norm(dim=1).mean()
+                after[old:] = (values / values.norm(dim=1, keepdim=True).clamp_min(1e-12) * scale).to(after.dtype)
+            else:
+                spread = docid_rows.std(dim=0, unbiased=False) if len(docid_rows) > 1 else docid_rows.abs().mean().expand(d_model)
+                after[old:] = (docid_rows.mean(dim=0) + noise * spread).to(after.dtype)

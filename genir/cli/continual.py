@@ -1,0 +1,70 @@
+"""``genir continual``: the DSI++ protocol from the shell.
+
+It registers itself on :data:`genir.cli.main.app`; ``genir.cli.main`` imports this module at its end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from genir.cli.main import AllowEmptyOpt, CollectionOpt, app, err, out, user_errors
+
+
+@app.command()
+@user_errors
+def continual(
+    collection: CollectionOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory: indexes per step, results.json/.md, curves.png.")],
+    method: Annotated[str, typer.Option(
+        "--method", "-m",
+        help="finetune (new documents only: lower bound) | replay (plus earlier indexing examples) | genreplay (plus "
+             "pseudo-queries of earlier documents) | reindex (every document so far: upper bound). Comma-separated to "
+             "compare several; METHOD+sam runs that one with SAM.",
+    )] = "genreplay",
+    sam: Annotated[bool, typer.Option("--sam", help="Train every listed method (and its D0 model) with sharpness-aware minimization.")] = False,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Updates D1..Dn after D0 (n).")] = 5,
+    settings: Annotated[Optional[list[str]], typer.Option(
+        "--set", "-s", help="Option KEY=VALUE (repeatable): docids, model, max_docs, judged_only, docid_embeddings, "
+                            "embeddings_from, initial_epochs, update_epochs, replay_ratio, querygen, sam_rho, eval_split, "
+                            "eval_docs... (all of them, with defaults: genir.continual.ContinualConfig, README).",
+    )] = None,
+    measure: Annotated[str, typer.Option("--measure", help="Measure of the plot and of the a_(n,j) tables.")] = "index Hits@10",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the D0 models and finished methods of an interrupted run with the same settings.")] = False,
+    allow_empty_docs: AllowEmptyOpt = False,
+) -> None:
+    """Continual indexing (DSI++): train a DSI index on D0, update it with D1..Dn, measure forgetting.
+
+    The collection is split into D0 (half the documents) and n equal updates, each with the queries whose
+    relevant documents it completes.
+
+    After each step the index is scored on every part so far: a_(n,j) is indexing accuracy (a document's first
+    words -> its own docid: index Hits@1, Hits@10) and Hits@10 / nDCG@10 of the part's eval_split queries.
+
+    The report (results.md, results.json, curves.png) gives A_n (mean over parts), F_n (forgetting: drop from each
+    part's best earlier score), LA_n (each part's score when it arrived), and the optimizer steps and minutes each
+    method spent. Every step's index is a normal dsi index (genir search, genir run, Searcher.load).
+    """
+    import dataclasses
+
+    from genir.continual.evaluation import measure_names
+    from genir.continual.report import write_report
+    from genir.continual.runner import ContinualConfig, MethodRun, run_continual
+    from genir.errors import GenirError
+    from genir.indexer.collection import Collection
+    from genir.retrieval.searcher import parse_config
+
+    config = dataclasses.replace(parse_config(ContinualConfig, settings or []), steps=steps)
+    runs = [MethodRun.parse(entry, sam) for entry in method.split(",") if entry.strip()]
+    known = measure_names(config.eval_split) if config.eval_split else measure_names("")[:2]
+    if measure not in known:
+        raise GenirError(f"unknown --measure {measure!r} (choose from {', '.join(known)})")
+    coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
+    result = run_continual(coll, config, runs, output, overwrite=overwrite, resume=resume,
+                           log=lambda line: err.print(line, markup=False, highlight=False))
+    md, js, png = write_report(result, output, measure)[1], output / "results.json", output / "curves.png"
+    out.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)
+    out.print(f"wrote {js}, {md} and {png}")

@@ -1,0 +1,116 @@
+"""What an update trains on, per method: the new documents' examples, and what is replayed.
+
+* ``reindex``: every example of ``D0..Dn`` (the upper bound: nothing is new to the model but the
+  documents of ``Dn``, and nothing old is left out).
+* ``finetune``: the examples of ``Dn`` alone (the lower bound: sequential fine-tuning).
+* ``replay``: the examples of ``Dn`` plus ``replay_ratio`` times as many indexing examples drawn
+  uniformly from earlier parts (experience replay: old examples kept in a buffer).
+* ``genreplay``: the examples of ``Dn`` plus ``replay_ratio`` times as many *pseudo-queries* of
+  earlier documents, drawn afresh at each update from a query generator (DSI++'s generative
+  memory: nothing of the old training data is stored, only the documents).
+
+Without a trained query generator, the generative memory writes keyword queries from each
+document's salient sentences (:meth:`genir.dsi.salience.Salience.keyword_queries`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+
+from genir.dsi.querygen import QueryGenerator
+from genir.dsi.salience import Salience
+from genir.dsi.views import TextPair
+from genir.errors import GenirError
+from genir.indexer.collection import Document
+
+METHODS = ("finetune", "replay", "genreplay", "reindex")
+
+
+class GenerativeMemory:
+    """Pseudo-queries for documents, from a query generator or the keyword fallback.
+
+    Args:
+        generator: a :class:`~genir.dsi.querygen.QueryGenerator`, or None for keyword queries.
+        keyword_queries: keyword queries written per document by the fallback (one of them is
+            drawn each time the document is replayed); each comes from another salient sentence.
+        query_words: words per keyword query.
+    """
+
+    def __init__(self, generator: QueryGenerator | None = None, keyword_queries: int = 3, query_words: int = 8) -> None:
+        if keyword_queries < 1 or query_words < 1:
+            raise GenirError(f"the generative memory needs keyword_queries >= 1 and query_words >= 1, got {keyword_queries}, {query_words}")
+        self.generator = generator
+        self.keyword_queries = keyword_queries
+        self.query_words = query_words
+
+    @property
+    def kind(self) -> str:
+        return "query generator" if self.generator is not None else "keyword queries (salience fallback)"
+
+    def sample(self, docs: Sequence[Document], count: int, seed: int) -> list[TextPair]:
+        """``count`` (pseudo-query, document id) pairs for documents drawn uniformly from ``docs``.
+
+        A document drawn several times gets that many queries (sampled, so they may differ).
+        Keyword queries use the idf of ``docs``, the corpus the memory stands for.
+        """
+        if count <= 0 or not docs:
+            return []
+        rng = random.Random(seed)
+        drawn: dict[int, int] = defaultdict(int)
+        for _ in range(count):
+            drawn[rng.randrange(len(docs))] += 1
+        chosen = sorted(drawn)
+        if self.generator is not None:
+            texts = [docs[i].contents for i in chosen]
+            queries = self.generator.generate(texts, max(drawn.values()), seed)
+            return [(q, docs[i].id) for i, qs in zip(chosen, queries) for q in qs[: drawn[i]] if q.strip()]
+        salience = Salience(docs)
+        pairs = []
+        for i in chosen:
+            options = [q for q in salience.keyword_queries(docs[i], self.keyword_queries, self.query_words, seed) if q.strip()]
+            pairs += [(rng.choice(options), docs[i].id) for _ in range(drawn[i]) if options]
+        return pairs
+
+
+def update_examples(
+    method: str,
+    new: Sequence[TextPair],
+    earlier: Sequence[TextPair],
+    earlier_indexing: Sequence[TextPair],
+    earlier_docs: Sequence[Document],
+    replay_ratio: float,
+    memory: GenerativeMemory,
+    seed: int,
+) -> list[TextPair]:
+    """The training examples of one update, shuffled with ``seed``.
+
+    Args:
+        method: one of :data:`METHODS`.
+        new: the examples of the new part (its indexing views and its training queries).
+        earlier: every example of the earlier parts (all of it trained again by ``reindex``).
+        earlier_indexing: the indexing examples of the earlier parts (the ``replay`` buffer).
+        earlier_docs: the documents of the earlier parts (the generative memory's corpus).
+        replay_ratio: replayed examples per new example (``replay``, ``genreplay``).
+        memory: the generative memory (``genreplay``).
+        seed: sampling and shuffling seed (use a different one per update).
+    Raises:
+        GenirError: an unknown method or a negative ratio.
+    """
+    if method not in METHODS:
+        raise GenirError(f"unknown continual method {method!r} (choose from {', '.join(METHODS)})")
+    if replay_ratio < 0:
+        raise GenirError(f"replay_ratio must be >= 0, got {replay_ratio}")
+    rng = random.Random(seed)
+    count = round(replay_ratio * len(new))
+    if method == "finetune":
+        pairs = list(new)
+    elif method == "reindex":
+        pairs = [*earlier, *new]
+    elif method == "replay":
+        pairs = [*new, *rng.choices(list(earlier_indexing), k=count if earlier_indexing else 0)]
+    else:
+        pairs = [*new, *memory.sample(earlier_docs, count, seed)]
+    rng.shuffle(pairs)
+    return pairs
