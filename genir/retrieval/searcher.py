@@ -98,6 +98,8 @@ METHODS: dict[str, str] = {
     "dense": "genir.retrieval.dense:DenseSearcher",
     "dsi": "genir.dsi.searcher:DSISearcher",
     "se-dsi": "genir.dsi.searcher:SEDSISearcher",
+    "seal": "genir.seal.searcher:SEALSearcher",
+    "seal-hybrid": "genir.seal.hybrid:SEALHybridSearcher",
 }
 
 

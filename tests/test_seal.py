@@ -1,0 +1,198 @@
+"""SEAL: keys occur in the corpus, scoring equals a brute-force reference, rare n-grams win, hybrid, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import write_beir
+from genir.cli.main import app
+from genir.indexer.collection import Collection
+from genir.indexer.seal_pairs import SealPairConfig, seal_training_pairs
+from genir.retrieval.searcher import Hit, Searcher
+from genir.seal.hybrid import fuse
+from genir.seal.scoring import aggregate, ngram_weights
+
+runner = CliRunner()
+TINY = ["--model", "t5-config:tiny", "--set", "max_epochs=30", "--set", "batch_size=8", "--set", "warmup_steps=0",
+        "--set", "lr=3e-3", "--set", "beams=4", "--set", "max_ngram_tokens=4"]
+QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "the cat and the dog"]
+
+
+def genir(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def seal_index(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("seal")
+    collection = write_beir(root / "toy", split="train")
+    index = root / "idx"
+    result = genir("index", "--method", "seal", "--collection", collection, "-o", index, *TINY)
+    assert result.exit_code == 0, result.output
+    return collection, index
+
+
+def corpus_tokens(searcher, collection) -> list[list[int]]:
+    """The indexed token ids of every document, tokenized again here (not read from the FM-index)."""
+    docs = list(Collection.open(collection).docs())
+    return [[t + 2 for t in searcher.tokenizer(d.contents, add_special_tokens=False)["input_ids"]] for d in docs]
+
+
+def brute_count(corpus: list[list[int]], ngram: tuple[int, ...]) -> tuple[int, set[int]]:
+    """Occurrences of ``ngram`` and the documents holding it, by scanning every position."""
+    m, count, docs = len(ngram), 0, set()
+    for d, tokens in enumerate(corpus):
+        for i in range(len(tokens) - m + 1):
+            if tuple(tokens[i:i + m]) == ngram:
+                count += 1
+                docs.add(d)
+    return count, docs
+
+
+def reference_scores(keys: dict, corpus: list[list[int]], alpha: float, beta: float) -> dict[int, float]:
+    """SEAL's document scores computed the plain way: scan for documents, then greedy aggregation."""
+    scores: dict[int, float] = {}
+    for d, tokens in enumerate(corpus):
+        present = sorted(((w, n) for n, (w, _, _) in keys.items() if w > 0 and brute_count([tokens], n)[0] > 0),
+                         key=lambda item: -item[0])
+        counted, covered, total = [], set(), 0.0
+        for weight, ngram in present:
+            text = " " + " ".join(map(str, ngram)) + " "
+            if any(text in " " + " ".join(map(str, other)) + " " for other in counted):
+                continue
+            new = len(set(ngram) - covered) / len(set(ngram))
+            total += weight ** alpha * (1 - beta + beta * new)
+            covered |= set(ngram)
+            counted.append(ngram)
+        if counted:
+            scores[d] = total
+    return scores
+
+
+def test_every_key_occurs_in_the_corpus_with_its_count(seal_index):
+    collection, index = seal_index
+    searcher = Searcher.load(index)
+    corpus = corpus_tokens(searcher, collection)
+    generated = searcher._generated(QUERIES)
+    assert sum(len(g) for g in generated) > 0
+    for per_query in generated:
+        for ngram, log_prob, lo, hi in per_query:
+            count, _ = brute_count(corpus, ngram)
+            assert count > 0 and count == searcher.index.range_counts(np.array([lo]), np.array([hi]))[0]
+            assert log_prob <= 0
+    for per_query in searcher.keys(QUERIES):
+        for ngram in per_query:
+            assert brute_count(corpus, ngram)[0] > 0
+
+
+def test_scores_match_a_brute_force_reference(seal_index):
+    collection, index = seal_index
+    searcher = Searcher.load(index)
+    corpus = corpus_tokens(searcher, collection)
+    num_tokens = sum(len(t) for t in corpus)
+    generated, from_query = searcher._generated(QUERIES), searcher._query_ngrams(QUERIES)
+    ranked = searcher.batch_search(QUERIES, k=6)  # the same batch as the keys, so the same model scores
+    for b, (query, keys) in enumerate(zip(QUERIES, searcher.keys(QUERIES))):
+        # Each weight from the formula, with the count scanned from the corpus.
+        assert set(keys) <= {n for n, *_ in generated[b]} | {n for n, *_ in from_query[b]}
+        for ngram, (weight, lo, hi) in keys.items():
+            count = brute_count(corpus, ngram)[0]
+            log_probs = [lp for n, lp, _, _ in generated[b] if n == ngram]
+            log_probs += [math.log(searcher.config.query_ngram_prob)] * any(n == ngram for n, *_ in from_query[b])
+            expected = max(max(0.0, math.log(min(math.exp(lp), 1 - 1e-6)) + math.log(1 - count / num_tokens)
+                                - math.log(count / num_tokens) - math.log(1 - min(math.exp(lp), 1 - 1e-6)))
+                           for lp in log_probs)
+            assert weight == pytest.approx(expected, rel=1e-9, abs=1e-9)
+        reference = reference_scores(keys, corpus, searcher.config.alpha, searcher.config.beta)
+        assert {searcher.docids.index(h.docid): h.score for h in ranked[b]} == pytest.approx(
+            dict(sorted(reference.items(), key=lambda kv: -kv[1])[:6]))
+
+
+def test_a_rare_query_ngram_retrieves_its_document_first(tmp_path):
+    collection = write_beir(tmp_path / "toy", split="train")
+    index = tmp_path / "idx"
+    result = genir("index", "--method", "seal", "--collection", collection, "-o", index, "--set", "use_model=false")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher.load(index)
+    assert searcher.model is None
+    assert searcher.search("what does hashlib do", k=1)[0].docid == "d4"
+    assert searcher.search("black and white stripes", k=1)[0].docid == "d6"
+    hits = searcher.search("the mail carrier", k=3)
+    assert hits[0].docid == "d2" and all(h.score > 0 for h in hits)
+
+
+def test_aggregation_skips_contained_keys_and_penalizes_covered_tokens():
+    ngrams = [(5, 6), (5,), (6, 7), (9,)]
+    weights = np.array([3.0, 2.0, 1.0, 0.0])
+    # doc 0 holds every key; doc 1 holds (5,) and (6, 7); doc 2 only the zero-weight key.
+    doc_ptr = np.array([0, 1, 3, 5, 7])
+    docs = np.array([0, 0, 1, 0, 1, 0, 2])
+    documents, scores = aggregate(ngrams, weights, doc_ptr, docs, alpha=2.0, beta=0.5)
+    # doc 0: (5, 6) -> 9; (5,) is inside (5, 6): skipped; (6, 7): half new -> 1 * (0.5 + 0.5 * 0.5) = 0.75.
+    # doc 1: (5,) -> 4; (6, 7) all new -> 1.
+    assert documents.tolist() == [0, 1] and scores.tolist() == pytest.approx([9.75, 5.0])
+
+
+def test_weights_are_log_odds_ratios_and_never_negative():
+    w = ngram_weights([math.log(0.5), math.log(0.01), 0.0], [1, 500, 10], 1000)
+    assert w[0] == pytest.approx(math.log(999))
+    assert w[1] == 0.0  # an n-gram less likely given the query than in the corpus
+    assert w[2] > w[0]  # a near-certain n-gram is clipped, not infinite
+    assert np.isfinite(w).all()
+
+
+def test_training_pairs_cover_queries_and_documents(toy_collection):
+    collection = Collection.open(write_beir(toy_collection.parent / "train", split="train"))
+    docs = list(collection.docs())
+    pairs = seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2))
+    texts = {d.id: d.contents for d in docs}
+    supervised = [t for q, t in pairs if q == "how do I parse json"]
+    assert len(supervised) == 4 and all(t in texts["d3"] for t in supervised)  # the title and 3 spans
+    assert all(t in " ".join(texts.values()) for _, t in pairs)
+    assert len(pairs) == len(supervised) * 3 + 2 * len(docs)
+    assert pairs == seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2))
+
+
+def test_fusion_interpolates_normalized_scores_and_rrf():
+    seal = [Hit("a", 10.0), Hit("b", 5.0), Hit("c", 0.0)]
+    bm25 = [Hit("c", 3.0), Hit("d", 1.0)]
+    fused = fuse((seal, bm25), (0.25, 0.75), "interp")
+    assert [(h.docid, h.score) for h in fused] == [("c", 0.75), ("a", 0.25), ("b", 0.125), ("d", 0.0)]
+    rrf = fuse((seal, bm25), (0.25, 0.75), "rrf", rrf_k=60)
+    assert rrf[0].docid == "c" and rrf[0].score == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_hybrid_index_searches_both_and_round_trips(seal_index, tmp_path):
+    collection, index = seal_index
+    hybrid = tmp_path / "hybrid"
+    result = genir("index", "--method", "seal-hybrid", "--collection", collection, "-o", hybrid,
+                   "--set", f"model_from={index}", "--set", "beams=4", "--set", "max_ngram_tokens=4")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher.load(hybrid)
+    hits = searcher.search("digest of byte strings", k=3)
+    assert hits[0].docid == "d4" and 2 <= len(hits) <= 3 and len({h.docid for h in hits}) == len(hits)
+    searcher.save(tmp_path / "copy")
+    assert Searcher.load(tmp_path / "copy").search("digest of byte strings", k=3) == hits
+    run_file = tmp_path / "run.trec"
+    assert genir("run", hybrid, "--collection", collection, "--split", "train", "-o", run_file, "-k", "5").exit_code == 0
+    assert "nDCG@10" in genir("eval", run_file, "--collection", collection, "--split", "train").output
+
+
+def test_bad_input_exits_2_and_keeps_nothing(seal_index, tmp_path, monkeypatch):
+    collection, index = seal_index
+    result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", "model=/no/such/model")
+    assert result.exit_code == 2 and "/no/such/model" in result.output
+    result = genir("search", index, "zebras", "-k", "7")
+    assert result.exit_code == 2 and "k=7 is larger than the corpus (6 documents)" in result.output
+    result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", f"model_from={tmp_path}")
+    assert result.exit_code == 2 and "model_from" in result.output
+    monkeypatch.setattr("genir.kernels.fmindex.MAX_TEXT_LENGTH", 20)
+    result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", "use_model=false")
+    assert result.exit_code == 2 and "cannot build the FM-index" in result.output and "corpus too long" in result.output
+    assert not (tmp_path / "out").exists()
