@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels continual-scifact clean
+.PHONY: demo test bench-scifact bench-kernels bench-seal continual-scifact clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,6 +30,15 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fmindex.py
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
+
+## SEAL on SciFact test: BM25, SEAL (trains for an hour), SEAL + BM25, and the two ablations (no query n-grams;
+## no model: FM-index + query n-grams alone), which reuse SEAL's trained model. Rerun to reuse built indexes.
+bench-seal: $(VENV)/.installed
+	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output bench-out/seal-scifact --reuse \
+		--methods bm25,seal,seal-hybrid,seal-no-query=seal,seal-no-model=seal \
+		--set seal-hybrid.model_from=bench-out/seal-scifact/indexes/seal \
+		--set seal-no-query.model_from=bench-out/seal-scifact/indexes/seal --set seal-no-query.query_ngrams=false \
+		--set seal-no-model.use_model=false
 
 ## Continual indexing (DSI++) on a 300-document SciFact subset: every method with and without SAM, one core
 ## (about 75 minutes): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.

@@ -32,7 +32,7 @@ FUSIONS = ("interp", "rrf")
 @dataclass
 class SEALHybridConfig(SEALConfig):
     fusion: str = "interp"  # interp | rrf
-    hybrid_weight: float = 0.3  # SEAL's share of the interpolated score
+    hybrid_weight: float = 0.2  # SEAL's share of the interpolated score
     depth: int = 100  # documents each method contributes
     rrf_k: int = 60
 

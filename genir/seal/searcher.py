@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from genir.dsi.docids import EOS, FIRST_TOKEN
 from genir.dsi.model import T5_PREFIX, build_seq2seq
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
 from genir.dsi.searcher import run_directory
@@ -87,9 +89,11 @@ class SEALConfig:
     query_ngrams: bool = True  # keys from the query's own word n-grams
     query_ngram_words: int = 3
     query_ngram_prob: float = 0.5
-    alpha: float = 2.0
+    alpha: float = 3.0  # alpha, beta and hybrid_weight: chosen on SciFact's train queries (benchmarks/tune_seal.py)
     beta: float = 0.8
     max_occurrences: int = 5000
+    # locating an occurrence costs up to fm_sample_rate - 1 LF steps; the samples cost 32 / rate bits per token
+    fm_sample_rate: int = 4
 
 
 #: Fields that change the trained model (the rest only change how the index is searched).
@@ -114,7 +118,7 @@ class SEALSearcher(Searcher):
         if not isinstance(self.docids, list) or len(self.docids) != self.index.num_docs:
             raise GenirError(f"{directory / DOCIDS_FILE}: {len(self.docids)} ids for {self.index.num_docs} indexed documents")
         self.model = load_seq2seq(directory / MODEL_DIR) if (directory / MODEL_DIR).is_dir() else None
-        self.constraint = FMIndexConstraint(self.index, eos_token_id=1)
+        self.constraint = FMIndexConstraint(self.index, eos_token_id=EOS)
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -129,8 +133,11 @@ class SEALSearcher(Searcher):
             vocab = TextVocab(config.tokenizer if config.model.startswith(T5_PREFIX) or not config.use_model
                               else config.model.split(":", 1)[-1])
             vocab.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
-        index = build_fm_index(docs, vocab)
+        started = time.perf_counter()
+        index = build_fm_index(docs, vocab, config.fm_sample_rate)
         index.save(directory / FMINDEX_DIR)
+        stats["fmindex_seconds"] = round(time.perf_counter() - started, 3)  # tokenizing included
+        stats["fmindex_bytes"] = sum(f.stat().st_size for f in (directory / FMINDEX_DIR).iterdir())
         (directory / DOCIDS_FILE).write_text(json.dumps([d.id for d in docs]) + "\n", encoding="utf-8")
         stats.update(num_tokens=index.num_tokens, vocab_size=index.vocab_size)
         if config.use_model and not config.model_from:
@@ -155,7 +162,7 @@ class SEALSearcher(Searcher):
         batches = range(0, len(queries), QUERY_BATCH)
         for start in tqdm(batches, desc="SEAL search", unit="batch", disable=len(batches) < 4, leave=False):
             for keys in self.keys(list(queries[start:start + QUERY_BATCH])):
-                results.append(self._rank(keys, k))
+                results.append(self.rank(keys, k))
         return results
 
     def keys(self, queries: Sequence[str]) -> list[dict[Ngram, tuple[float, int, int]]]:
@@ -204,7 +211,7 @@ class SEALSearcher(Searcher):
             words: dict[int, list[int]] = {}
             for token, word in zip(encoding["input_ids"], encoding.word_ids()):
                 if word is not None:
-                    words.setdefault(word, []).append(token + 2)
+                    words.setdefault(word, []).append(token + FIRST_TOKEN)
             pieces = list(words.values())
             ngrams = {tuple(t for piece in pieces[i:j] for t in piece)
                       for i in range(len(pieces)) for j in range(i + 1, min(i + self.config.query_ngram_words, len(pieces)) + 1)}
@@ -217,7 +224,8 @@ class SEALSearcher(Searcher):
             at += len(ngrams)
         return out
 
-    def _rank(self, keys: dict[Ngram, tuple[float, int, int]], k: int) -> list[Hit]:
+    def rank(self, keys: dict[Ngram, tuple[float, int, int]], k: int) -> list[Hit]:
+        """The ``k`` best documents for one query's keys (as :meth:`keys` returns them)."""
         usable = [(n, v) for n, v in keys.items() if v[0] > 0 and v[2] - v[1] <= self.config.max_occurrences]
         if not usable:
             return []
@@ -230,8 +238,8 @@ class SEALSearcher(Searcher):
         return [Hit(self.docids[d], s) for d, s in zip(docs[:k].tolist(), scores[:k].tolist())]
 
 
-def build_fm_index(docs: Sequence[Document], vocab: TextVocab) -> FMIndex:
-    """FM-index of the documents' ``contents`` as decoder tokens (tokenizer ids + 2).
+def build_fm_index(docs: Sequence[Document], vocab: TextVocab, sample_rate: int = 4) -> FMIndex:
+    """FM-index of the documents' ``contents`` as decoder tokens (tokenizer ids + ``FIRST_TOKEN``).
 
     Raises:
         GenirError: the corpus is too long for the FM-index (its text positions are 32-bit).
@@ -240,9 +248,9 @@ def build_fm_index(docs: Sequence[Document], vocab: TextVocab) -> FMIndex:
     for start in tqdm(range(0, len(docs), TOKENIZE_BATCH), desc="tokenizing the corpus", unit="batch", leave=False):
         texts = [d.contents for d in docs[start:start + TOKENIZE_BATCH]]
         ids = vocab.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        arrays += [np.asarray(row, dtype=np.int64) + 2 for row in ids]
+        arrays += [np.asarray(row, dtype=np.int64) + FIRST_TOKEN for row in ids]
     try:
-        return FMIndex.build(arrays, vocab_size=vocab.size)
+        return FMIndex.build(arrays, vocab_size=vocab.size, sample_rate=sample_rate)
     except ValueError as e:
         raise GenirError(f"cannot build the FM-index of this corpus: {e}") from None
 
