@@ -41,7 +41,7 @@ bench-seal: $(VENV)/.installed
 		--set seal-no-model.use_model=false
 
 ## Continual indexing (DSI++) on a 300-document SciFact subset: every method with and without SAM, one core
-## (about 75 minutes): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.
+## (54 minutes measured): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.
 continual-scifact: $(VENV)/.installed
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/genir continual \
 		--collection $(SHARED)/scifact -o bench-out/continual-scifact --steps 5 \
