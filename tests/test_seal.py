@@ -154,6 +154,11 @@ def test_training_pairs_cover_queries_and_documents(toy_collection):
     texts = {d.id: d.contents for d in docs}
     supervised = [t for q, t in pairs if q == "how do I parse json"]
     assert len(supervised) == 4 and all(t in texts["d3"] for t in supervised)  # the title and 3 spans
+    # Anchored: each span holds the document word the query shares with it ("json"); random
+    # 3-word spans of "Parsing JSON strings into Python dictionaries." miss it for 5 of 20 seeds.
+    for seed in range(20):
+        seeded = seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2, seed=seed))
+        assert all("JSON" in t for q, t in seeded if q == "how do I parse json")
     assert all(t in " ".join(texts.values()) for _, t in pairs)
     assert len(pairs) == len(supervised) * 3 + 2 * len(docs)
     assert pairs == seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2))

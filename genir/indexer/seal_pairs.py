@@ -9,7 +9,12 @@ SEAL's model learns to write n-grams that occur in relevant documents. Two kinds
   or its title.
 
 Spans are whole words, ``ngram_min_words`` to ``ngram_max_words`` long (uniform); the model's
-tokenizer cuts them to tokens later. Sampling is seeded: the same config gives the same pairs.
+tokenizer cuts them to tokens later. With ``anchored`` (the default), a target span starts near a
+document word that also occurs in the source (a content word, four letters or more), when there
+is one: the model then learns first to read its input and continue a phrase of it in the corpus'
+words, which a random span of a long document rarely asks of it (a model trained on random spans
+alone learned the corpus' language model and ignored the query, see the README). Sampling is
+seeded: the same config gives the same pairs.
 """
 
 from __future__ import annotations
@@ -32,20 +37,34 @@ class SealPairConfig:
     unsupervised_per_doc: int = 4  # (span -> span or title) pairs per document
     source_words: int = 48  # length of an unsupervised pair's source span
     queries_split: str = "train"  # "" for unsupervised pairs only
+    anchored: bool = True  # target spans start near a word shared with the source
     seed: int = 0
 
 
-def _span(words: list[str], length: int, rng: random.Random) -> str:
-    start = rng.randrange(0, len(words) - length + 1) if len(words) > length else 0
+def _content_words(text: str) -> set[str]:
+    """Lower-cased words of four letters or more, punctuation stripped (what anchors a span)."""
+    return {w for w in (word.strip(".,;:()[]\"'").lower() for word in text.split()) if len(w) >= 4}
+
+
+def _span(words: list[str], length: int, rng: random.Random, anchors: list[int] | None = None) -> str:
+    """A span of ``length`` words: random, or containing a random one of the ``anchors`` positions."""
+    if anchors:
+        at = rng.choice(anchors)
+        start = max(0, min(at - rng.randrange(0, length), len(words) - length))
+    else:
+        start = rng.randrange(0, len(words) - length + 1) if len(words) > length else 0
     return " ".join(words[start:start + length])
 
 
-def _targets(doc: Document, count: int, config: SealPairConfig, rng: random.Random) -> list[str]:
-    """The title (if any) and ``count`` random spans of the document's text."""
+def _targets(doc: Document, source: str, count: int, config: SealPairConfig, rng: random.Random) -> list[str]:
+    """The title (if any) and ``count`` spans of the document's text (anchored on ``source``'s words)."""
     words = doc.text.split()
     targets = [doc.title.strip()] if doc.title.strip() else []
     if words:
-        targets += [_span(words, rng.randint(config.ngram_min_words, config.ngram_max_words), rng) for _ in range(count)]
+        shared = _content_words(source) if config.anchored else set()
+        anchors = [i for i, w in enumerate(words) if w.strip(".,;:()[]\"'").lower() in shared]
+        targets += [_span(words, rng.randint(config.ngram_min_words, config.ngram_max_words), rng, anchors)
+                    for _ in range(count)]
     return targets
 
 
@@ -57,7 +76,8 @@ def supervised_pairs(collection: Collection, docs: dict[str, Document], config: 
     for qid, judged in collection.qrels(config.queries_split).items():
         for doc_id, grade in judged.items():
             if grade > 0 and doc_id in docs:
-                pairs += [(queries[qid], t) for t in _targets(docs[doc_id], config.ngrams_per_pair, config, rng)]
+                query = queries[qid]
+                pairs += [(query, t) for t in _targets(docs[doc_id], query, config.ngrams_per_pair, config, rng)]
     return pairs
 
 
@@ -69,8 +89,11 @@ def unsupervised_pairs(docs: Sequence[Document], config: SealPairConfig) -> list
         words = doc.text.split()
         if not words:
             continue
-        for target in _targets(doc, config.unsupervised_per_doc, config, rng)[: config.unsupervised_per_doc]:
-            pairs.append((_span(words, config.source_words, rng), target))
+        for _ in range(config.unsupervised_per_doc):
+            source = _span(words, config.source_words, rng)
+            # Half the targets are the title (when there is one), half a span anchored on the source.
+            target = _targets(doc, source, 1, config, rng)
+            pairs.append((source, target[0] if len(target) == 1 or rng.random() < 0.5 else target[-1]))
     return pairs
 
 

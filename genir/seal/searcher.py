@@ -72,6 +72,7 @@ class SEALConfig:
     unsupervised_per_doc: int = 4
     source_words: int = 48
     queries_split: str = "train"
+    anchored: bool = True  # target spans start near a word the source shares with the document
     # training
     max_source_len: int = 64
     max_target_tokens: int = 12
@@ -98,7 +99,7 @@ class SEALConfig:
 
 #: Fields that change the trained model (the rest only change how the index is searched).
 TRAINING_FIELDS = ("model", "tokenizer", "ngram_min_words", "ngram_max_words", "ngrams_per_pair", "unsupervised_per_doc",
-                   "source_words", "queries_split", "max_source_len", "max_target_tokens", "batch_size", "lr",
+                   "source_words", "queries_split", "anchored", "max_source_len", "max_target_tokens", "batch_size", "lr",
                    "warmup_steps", "max_epochs", "max_time", "precision", "seed")
 
 
