@@ -197,6 +197,9 @@ def test_bad_input_exits_2_and_keeps_nothing(seal_index, tmp_path, monkeypatch):
     assert result.exit_code == 2 and "k=7 is larger than the corpus (6 documents)" in result.output
     result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", f"model_from={tmp_path}")
     assert result.exit_code == 2 and "model_from" in result.output
+    empty = write_beir(tmp_path / "empty", docs=[], queries=[], qrels=[])
+    result = genir("index", "-m", "seal", "-c", empty, "-o", tmp_path / "out", "--set", "use_model=false")
+    assert result.exit_code == 2 and "the corpus has no documents" in result.output
     monkeypatch.setattr("genir.kernels.fmindex.MAX_TEXT_LENGTH", 20)
     result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", "use_model=false")
     assert result.exit_code == 2 and "cannot build the FM-index" in result.output and "corpus too long" in result.output
