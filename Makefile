@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels bench-seal continual-scifact clean
+.PHONY: demo test bench-scifact bench-kernels bench-seal continual-scifact continual-scifact-v2 clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -48,6 +48,17 @@ continual-scifact: $(VENV)/.installed
 		--method finetune,genreplay,reindex,replay,finetune+sam,genreplay+sam,replay+sam,reindex+sam \
 		--set judged_only=true --set max_docs=300 --set first_words=24 --set max_source_len=32 --set spans=0 \
 		--set initial_epochs=30 --set update_epochs=10 --set warmup_steps=50 --resume
+
+## The same subset, no SAM, genreplay recipe v2: one keyword pseudo-query per document among every part's
+## training views (pseudo_queries=1, D0 included) and replay_ratio=1.5 (genreplay stays at 1/3 of reindex's
+## updates). bench-out/continual-scifact-v2/results.md, results.json, curves.png. Rerun to resume.
+continual-scifact-v2: $(VENV)/.installed
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/genir continual \
+		--collection $(SHARED)/scifact -o bench-out/continual-scifact-v2 --steps 5 \
+		--method finetune,genreplay,reindex \
+		--set judged_only=true --set max_docs=300 --set first_words=24 --set max_source_len=32 --set spans=0 \
+		--set initial_epochs=30 --set update_epochs=10 --set warmup_steps=50 \
+		--set pseudo_queries=1 --set replay_ratio=1.5 --resume
 
 clean:
 	rm -rf indexes bench-out .pytest_cache
