@@ -64,7 +64,12 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    handler = logging.StreamHandler()
+    # Records of child loggers reach the root's handlers whatever the root's level: without this,
+    # Lightning's INFO lines (printed by its own handler) came out a second time as "warning:".
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 @app.command()
