@@ -50,17 +50,18 @@ def main() -> None:
 
     rows = []
     names = list(grid)
+    cached_settings, cached_keys = None, []
     for combo in itertools.product(*grid.values()):
         settings = dict(zip(names, combo))
         config = parse_config(type(searcher.config), {**dataclasses.asdict(searcher.config), **settings})
-        key_settings = {k: getattr(config, k) for k in KEY_SETTINGS}
-        if getattr(searcher, "_tuned_keys", (None,))[0] != key_settings:
-            searcher.config = config
-            started = time.perf_counter()
-            searcher._tuned_keys = (key_settings, [keys for s in range(0, len(texts), 16) for keys in searcher.keys(texts[s:s + 16])])
-            print(f"keys for {key_settings}: {time.perf_counter() - started:.1f} s")
         searcher.config = config
-        seal = [searcher.rank(keys, DEPTH) for keys in searcher._tuned_keys[1]]
+        key_settings = {k: getattr(config, k) for k in KEY_SETTINGS}
+        if key_settings != cached_settings:
+            started = time.perf_counter()
+            cached_keys = [keys for s in range(0, len(texts), 16) for keys in searcher.keys(texts[s:s + 16])]
+            cached_settings = key_settings
+            print(f"keys for {key_settings}: {time.perf_counter() - started:.1f} s")
+        seal = [searcher.rank(keys, DEPTH) for keys in cached_keys]
         runs = {"seal": seal}
         if bm25 is not None:
             for w in (float(x) for x in args.hybrid_weights.split(",")):
