@@ -28,11 +28,11 @@ import numpy as np
 
 from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
 from genir.dsi.elaborative_docids import Describer, ElaborativeDocids, query_describer
-from genir.dsi.model import T5_PREFIX, build_seq2seq
+from genir.dsi.model import T5_PREFIX, Seq2Seq, build_seq2seq
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
 from genir.dsi.querygen import QUERYGEN_FILE, Seq2SeqQueryGenerator
 from genir.dsi.salience import Salience
-from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
+from genir.dsi.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
 from genir.dsi.views import ViewConfig, training_pairs
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
@@ -113,29 +113,12 @@ class DSISearcher(Searcher):
             vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
         seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, docid_embeddings=vectors,
                                 seed=config.seed)
-        datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
-        steps_per_epoch = -(-len(pairs) // config.batch_size)
-        module = Seq2SeqModule(seq2seq.model, lr=config.lr, warmup_steps=config.warmup_steps,
-                               total_steps=steps_per_epoch * config.max_epochs)
-        run_dir = run_directory(collection, config)
-        trainer = train(module, datamodule, run_dir, max_epochs=config.max_epochs, max_time=config.max_time,
-                        precision=config.precision, seed=config.seed)
-        save_seq2seq(module.model, directory / MODEL_DIR)
+        stats = train_and_save(seq2seq, pairs, config, run_directory(collection, config), directory / MODEL_DIR)
         seq2seq.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
         scheme.save(directory / DOCIDS_DIR)
         DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
                                  vocab_size=scheme.vocab_size).save(directory / TRIE_DIR)
-        loss = trainer.callback_metrics.get("train_loss")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return {
-            "num_docs": len(docs),
-            "train_pairs": len(pairs),
-            "train_steps": int(trainer.global_step),
-            "train_epochs": int(trainer.current_epoch),
-            "final_train_loss": float(loss) if loss is not None else None,
-            "docid_vocab": scheme.vocab_size,
-            "docid_max_length": scheme.max_length,
-        }
+        return {"num_docs": len(docs), **stats, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length}
 
     @classmethod
     def from_files(cls, directory: Path, manifest: Manifest) -> "DSISearcher":
@@ -203,6 +186,33 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
             raise GenirError(f"embeddings_from={source}: not a dense index of this corpus")
         return np.load(source / "embeddings.npy")
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents for semantic docids")
+
+
+def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: Any, run_dir: Path, out: Path) -> dict[str, Any]:
+    """Train ``seq2seq`` on ``pairs`` with Lightning, save it to ``out``, and drop the run's checkpoints.
+
+    ``settings`` carries ``batch_size``, ``max_source_len``, ``lr``, ``warmup_steps``,
+    ``max_epochs``, ``max_time``, ``precision`` and ``seed`` (a :class:`DSIConfig`, a SEAL config).
+    A killed call resumes from ``run_dir``'s last checkpoint when made again.
+
+    Returns:
+        Training statistics for the manifest: pairs, steps, epochs and the last logged loss.
+    """
+    datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed)
+    steps_per_epoch = -(-len(pairs) // settings.batch_size)
+    module = Seq2SeqModule(seq2seq.model, lr=settings.lr, warmup_steps=settings.warmup_steps,
+                           total_steps=steps_per_epoch * settings.max_epochs)
+    trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
+                    precision=settings.precision, seed=settings.seed)
+    save_seq2seq(module.model, out)
+    loss = trainer.callback_metrics.get("train_loss")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {
+        "train_pairs": len(pairs),
+        "train_steps": int(trainer.global_step),
+        "train_epochs": int(trainer.current_epoch),
+        "final_train_loss": float(loss) if loss is not None else None,
+    }
 
 
 def run_directory(collection: Collection, settings: Any) -> Path:

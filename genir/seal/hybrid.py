@@ -37,14 +37,18 @@ class SEALHybridConfig(SEALConfig):
     rrf_k: int = 60
 
 
+def _check_fusion(fusion: str) -> None:
+    if fusion not in FUSIONS:
+        raise GenirError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+
+
 def fuse(runs: Sequence[list[Hit]], weights: Sequence[float], fusion: str, rrf_k: int = 60) -> list[Hit]:
     """One query's fused ranking of several methods' hit lists (module docstring), best first.
 
     Raises:
         GenirError: an unknown fusion.
     """
-    if fusion not in FUSIONS:
-        raise GenirError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+    _check_fusion(fusion)
     fused: dict[str, float] = {}
     for hits, weight in zip(runs, weights):
         if not hits:
@@ -67,15 +71,13 @@ class SEALHybridSearcher(SEALSearcher):
     description = "SEAL + BM25, fused by normalized score interpolation (or reciprocal rank)"
 
     def __init__(self, config: SEALHybridConfig, manifest: Manifest, directory: Path):
-        if config.fusion not in FUSIONS:
-            raise GenirError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        _check_fusion(config.fusion)
         super().__init__(config, manifest, directory)
         self.bm25 = BM25Searcher(BM25Config(), manifest, directory / BM25_DIR / LUCENE_DIR)
 
     @classmethod
     def build(cls, collection: Collection, config: SEALHybridConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
-        if config.fusion not in FUSIONS:
-            raise GenirError(f"unknown fusion {config.fusion!r}; choose one of {', '.join(FUSIONS)}")
+        _check_fusion(config.fusion)
         (directory / BM25_DIR).mkdir()
         BM25Searcher.build(collection, BM25Config(), directory / BM25_DIR, None)
         return super().build(collection, config, directory, previous)

@@ -39,10 +39,9 @@ from tqdm.auto import tqdm
 
 from genir.dsi.docids import EOS, FIRST_TOKEN
 from genir.dsi.model import T5_PREFIX, build_seq2seq
-from genir.dsi.model_io import load_seq2seq, save_seq2seq
-from genir.dsi.searcher import run_directory
+from genir.dsi.model_io import load_seq2seq
+from genir.dsi.searcher import run_directory, train_and_save
 from genir.dsi.text_vocab import TextVocab
-from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
@@ -278,19 +277,5 @@ def _train(collection: Collection, docs: list[Document], config: SEALConfig, voc
              for source, target in seal_training_pairs(collection, docs, pair_config)]
     tokenizer = vocab.tokenizer if config.model.startswith(T5_PREFIX) else None
     seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
-    datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
-    steps_per_epoch = -(-len(pairs) // config.batch_size)
-    module = Seq2SeqModule(seq2seq.model, lr=config.lr, warmup_steps=config.warmup_steps,
-                           total_steps=steps_per_epoch * config.max_epochs)
     run_dir = run_directory(collection, {"method": "seal", **{f: getattr(config, f) for f in TRAINING_FIELDS}})
-    trainer = train(module, datamodule, run_dir, max_epochs=config.max_epochs, max_time=config.max_time,
-                    precision=config.precision, seed=config.seed)
-    save_seq2seq(module.model, out)
-    loss = trainer.callback_metrics.get("train_loss")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return {
-        "train_pairs": len(pairs),
-        "train_steps": int(trainer.global_step),
-        "train_epochs": int(trainer.current_epoch),
-        "final_train_loss": float(loss) if loss is not None else None,
-    }
+    return train_and_save(seq2seq, pairs, config, run_dir, out)
