@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels bench-seal continual-scifact continual-scifact-v2 clean
+.PHONY: demo test bench-scifact bench-kernels bench-dsi bench-seal continual-scifact continual-scifact-v2 clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -30,6 +30,18 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fmindex.py
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
+
+## DSI and SE-DSI on SciFact test, every docid scheme side by side with BM25 and dense (README "DSI recipe").
+## atomic = the default recipe; atomic-init / atomic-random measure the docid-embedding lever. Rerun to reuse
+## built indexes; the dense index's embeddings are reused by the entries that need document embeddings.
+DSI_EMB := bench-out/dsi-scifact/indexes/dense
+bench-dsi: $(VENV)/.installed
+	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output bench-out/dsi-scifact --reuse \
+		--methods bm25,dense,atomic=dsi,atomic-init=dsi,atomic-random=dsi,naive=dsi,semantic=dsi,se-dsi \
+		--set atomic.embeddings_from=$(DSI_EMB) --set atomic-init.embeddings_from=$(DSI_EMB) \
+		--set atomic-random.embeddings_from=$(DSI_EMB) --set semantic.embeddings_from=$(DSI_EMB) \
+		--set atomic-init.docid_embeddings=init --set atomic-random.docid_embeddings=none \
+		--set naive.docids=naive --set semantic.docids=semantic
 
 ## SEAL on SciFact test: BM25, SEAL (trains for an hour), SEAL + BM25, and the two ablations (no query n-grams;
 ## no model: FM-index + query n-grams alone), which reuse SEAL's trained model. Rerun to reuse built indexes.

@@ -128,7 +128,7 @@ def test_atomic_docid_embeddings_start_from_document_embeddings(tmp_path):
     torch.set_num_threads(1)
     collection = write_beir(tmp_path / "toy", split="train")
     result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "idx", *TINY[:4],
-                   "--set", "docid_embeddings=true", "--set", "max_epochs=0")
+                   "--set", "docid_embeddings=init", "--set", "max_epochs=0")
     assert result.exit_code == 0, result.output
     searcher = Searcher.load(tmp_path / "idx")
     assert len(searcher.search("zebras", k=6)) == 6
@@ -142,5 +142,35 @@ def test_atomic_docid_embeddings_start_from_document_embeddings(tmp_path):
     cosine = torch.nn.functional.cosine_similarity(rows, embeddings @ projection, dim=1)
     assert torch.allclose(cosine, torch.ones(len(docs)), atol=1e-4)
     result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "bad", "--docids", "naive",
-                   "--set", "docid_embeddings=true")
+                   "--set", "docid_embeddings=frozen")
     assert result.exit_code == 2 and "needs atomic docids" in result.output
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "bad", "--set", "freeze_encoder=maybe")
+    assert result.exit_code == 2 and "choose true, false or auto" in result.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_default_recipe_keeps_minilm_and_document_embeddings_frozen(tmp_path):
+    """The default: frozen pretrained MiniLM encoder, atomic docids with frozen embedding rows."""
+    torch.set_num_threads(1)
+    collection = write_beir(tmp_path / "toy", split="train")
+    index = tmp_path / "idx"
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", index, "--set", "max_epochs=60",
+                   "--set", "batch_size=2", "--set", "warmup_steps=0")
+    assert result.exit_code == 0, result.output
+    searcher = Searcher.load(index)
+    stats = searcher.manifest.stats
+    assert stats["docid_embeddings"] == "frozen" and stats["frozen_encoder"] is True
+    texts = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
+    assert [hits[0].docid for hits in searcher.batch_search(texts, k=3)] == [d["_id"] for d in TOY_DOCS]
+    # Frozen parts are bit for bit what they started as: MiniLM's encoder, the documents' embeddings.
+    from transformers import AutoModel
+
+    from genir.retrieval.encoder import TextEncoder
+
+    minilm = AutoModel.from_pretrained(resolve_model("all-MiniLM-L6-v2")).state_dict()
+    encoder = searcher.model.get_encoder().state_dict()
+    assert all(torch.equal(encoder[name], minilm[name]) for name in minilm if name in encoder)
+    docs = list(Collection.open(collection).docs())
+    rows = searcher.model.get_output_embeddings().weight[[searcher.scheme.sequence(d.id)[0] for d in docs]].detach()
+    embeddings = torch.as_tensor(TextEncoder().encode([d.contents for d in docs]))  # [6, 384], unit length
+    torch.testing.assert_close(rows / rows.norm(dim=1, keepdim=True), embeddings, atol=1e-5, rtol=1e-5)

@@ -18,6 +18,8 @@ from transformers import PreTrainedTokenizerFast
 from genir.dsi.docids import AtomicDocids
 from genir.dsi.model import (
     build_seq2seq,
+    freeze_encoder,
+    freeze_output_embeddings,
     init_output_embeddings,
     output_embedding_layers,
 )
@@ -95,6 +97,36 @@ def test_memorized_toy_corpus_is_retrieved_exactly(tmp_path: Path) -> None:
         for hyp in range(out.sequences.shape[1]):
             if out.valid[row, hyp]:
                 assert scheme.lookup(out.sequences[row, hyp].tolist()) is not None
+
+
+def test_frozen_encoder_states_are_cached_and_only_the_decoder_trains(tmp_path: Path) -> None:
+    docs, _, tokenizer, model, _ = toy_setup(n=12)
+    pairs = [(doc.contents, [2 + i, 1]) for i, doc in enumerate(docs)]
+    encoder = freeze_encoder(model)
+    freeze_output_embeddings(model)
+    cached = Seq2SeqDataModule(pairs, tokenizer, batch_size=4, max_source_len=16, encoder=encoder, states_cache=tmp_path / "states")
+    cached.setup()
+    # A second build of the same inputs reads the states back from disk.
+    again = Seq2SeqDataModule(pairs, tokenizer, batch_size=4, max_source_len=16, encoder=encoder, states_cache=tmp_path / "states")
+    again.setup()
+    assert len(list((tmp_path / "states").iterdir())) == 1
+    for first, second in zip(cached.train_data, again.train_data, strict=True):
+        assert torch.equal(first["encoder_states"], second["encoder_states"])
+    batch = cached.collate(cached.train_data[:5])  # lengths differ: padding is exercised
+    assert batch["encoder_hidden"].shape == (*batch["input_ids"].shape, model.config.d_model)
+    module = Seq2SeqModule(model, lr=1e-2, warmup_steps=0)
+    model.eval()  # no dropout, so both paths compute the same loss
+    with torch.no_grad():
+        without_cache = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        torch.testing.assert_close(module(batch), without_cache, atol=1e-3, rtol=1e-3)  # states are kept in float16
+
+    model.train()
+    encoder.eval()  # as train_and_save leaves it
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    train(module, cached, tmp_path, max_steps=20, accelerator="cpu", enable_progress_bar=False)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and all(name.startswith("decoder.") for name in changed), changed
+    assert not any(name.startswith(("encoder.", "shared.", "lm_head.")) for name in changed)
 
 
 def test_resume_after_a_kill_continues_the_same_run(tmp_path: Path) -> None:

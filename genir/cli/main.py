@@ -95,7 +95,7 @@ def index(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --output.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
-    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic (= --set docids=...).")] = None,
+    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic|elaborative (= --set docids=...).")] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
 ) -> None:
     """Build an index of a collection. The directory appears only when the build succeeds."""

@@ -42,7 +42,7 @@ from genir.continual.sam import DEFAULT_RHO, SAMSeq2SeqModule
 from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
 from genir.dsi.model import T5_PREFIX, build_seq2seq, grow_output_vocab
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
-from genir.dsi.searcher import DOCIDS_DIR, MODEL_DIR, TOKENIZER_DIR, TRIE_DIR, DSIConfig, _query_generator
+from genir.dsi.searcher import DOCIDS_DIR, MODEL_DIR, TOKENIZER_DIR, TRIE_DIR, DSIConfig, query_generator
 from genir.dsi.training import Pair, Seq2SeqDataModule, train
 from genir.dsi.views import TextPair, ViewConfig, indexing_examples, salient_examples
 from genir.errors import GenirError
@@ -164,7 +164,7 @@ def run_continual(
     output = Path(output)
     splits = tuple(dict.fromkeys(s for s in (config.queries_split, config.eval_split) if s))
     split = split_collection(collection, config.steps, config.d0_fraction, splits, config.max_docs, config.judged_only, config.seed)
-    memory = GenerativeMemory(_query_generator(config.querygen) if config.querygen else None, config.memory_queries,
+    memory = GenerativeMemory(query_generator(config.querygen) if config.querygen else None, config.memory_queries,
                               config.pseudo_query_words)
     fingerprint = _fingerprint(collection, config)
     _prepare_output(output, fingerprint, overwrite, resume)  # after every input check: bad input leaves no directory
@@ -192,7 +192,10 @@ class _Run:
         self.views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         self.parts = [self._part(docs, j) for j, docs in enumerate(split.parts)]
         self.embeddings = _embeddings(split.parts, config) if config.docids == "semantic" or self._atomic_vectors else None
-        self.dsi_config = DSIConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(DSIConfig) if hasattr(config, f.name)})
+        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(DSIConfig) if hasattr(config, f.name)}
+        # Continual runs start atomic rows from the document embeddings and train them (new rows must move).
+        shared["docid_embeddings"] = "init" if self._atomic_vectors else "none"
+        self.dsi_config = DSIConfig(**shared)
         self.queries = collection.queries if config.eval_split else {}
         self.doc_views = [self._eval_views(part.docs, j) for j, part in enumerate(self.parts)]
 

@@ -275,6 +275,24 @@ def _to_model_width(vectors: np.ndarray, d_model: int, seed: int) -> torch.Tenso
     return values
 
 
+def freeze_encoder(model: PreTrainedModel) -> nn.Module:
+    """Stop training ``model``'s encoder (in place) and return it, in eval mode.
+
+    A frozen encoder computes the same states for a text at every epoch, so training can compute
+    them once (:class:`genir.dsi.training.Seq2SeqDataModule` with ``encoder=``) and spend its
+    steps on the decoder alone. It also keeps a pretrained encoder's representations intact,
+    which the decoder can then read from the first step (see the README's DSI recipe).
+    """
+    encoder = model.get_encoder()
+    encoder.requires_grad_(False)
+    return encoder.eval()
+
+
+def freeze_output_embeddings(model: PreTrainedModel) -> None:
+    """Keep the LM head's rows (e.g. document embeddings, atomic docids) fixed during training."""
+    model.get_output_embeddings().weight.requires_grad_(False)
+
+
 def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarray | None = None, seed: int = 0) -> None:
     """Add output tokens (new atomic docids) to the decoder; every existing row stays as it is.
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
 from genir.dsi.elaborative_docids import Describer, ElaborativeDocids, query_describer
-from genir.dsi.model import T5_PREFIX, Seq2Seq, build_seq2seq
+from genir.dsi.model import T5_PREFIX, Seq2Seq, build_seq2seq, freeze_encoder, freeze_output_embeddings
 from genir.dsi.model_io import load_seq2seq, save_seq2seq
 from genir.dsi.querygen import QUERYGEN_FILE, Seq2SeqQueryGenerator
 from genir.dsi.salience import Salience
@@ -49,17 +49,22 @@ QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decod
 
 @dataclass
 class DSIConfig:
-    docids: str = "semantic"  # atomic | naive | semantic | elaborative
-    # bert2bert:all-MiniLM-L6-v2 collapses to the docid prior (see README); T5 from config learns.
-    model: str = "t5-config:small"  # or bert2bert:NAME, or a HF seq2seq name/path
+    docids: str = "atomic"  # atomic | naive | semantic | elaborative
+    # The default recipe (README, "DSI recipe"): pretrained MiniLM encoder, frozen; a two-layer
+    # decoder; atomic docids whose output rows are the documents' MiniLM embeddings, frozen.
+    model: str = "bert2bert:all-MiniLM-L6-v2"  # or t5-config:tiny|small|base, or a HF seq2seq name/path
+    decoder_layers: int = 2  # layers of the bert2bert decoder
+    freeze_encoder: str = "auto"  # true | false | auto (= true unless the encoder is built from scratch, t5-config:)
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
-    embeddings_from: str = ""  # a dense index of the same corpus whose embeddings semantic docids reuse
-    docid_embeddings: bool = False  # atomic docids: start each document's output token from its embedding
+    embeddings_from: str = ""  # a dense index of the same corpus whose embeddings are reused (semantic docids, docid_embeddings)
+    # atomic docids' output rows: frozen | init (start from the document embeddings, then train) | none;
+    # auto = frozen for atomic docids, none for the others
+    docid_embeddings: str = "auto"
     max_source_len: int = 64
-    batch_size: int = 32
+    batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 100
-    max_epochs: int = 30
+    max_epochs: int = 8
     max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget
     precision: str = "32-true"
     first_words: int = 64
@@ -95,25 +100,29 @@ class DSISearcher(Searcher):
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
         docs = list(collection.docs())
-        generator = _query_generator(config.querygen) if config.querygen else None
+        generator = query_generator(config.querygen) if config.querygen else None
         scheme = new_docid_scheme(config.docids)
         if isinstance(scheme, ElaborativeDocids):
             scheme.describer = query_describer(generator) if generator else _keyword_describer(docs)
-        if config.docid_embeddings and config.docids != "atomic":
-            raise GenirError("docid_embeddings=true needs atomic docids (one output token per document)")
-        embeddings = _embeddings(docs, config) if config.docids == "semantic" or config.docid_embeddings else None
+        docid_embeddings = _docid_embeddings_mode(config)
+        frozen_encoder = _freeze_encoder_setting(config)
+        embeddings = _embeddings(docs, config) if config.docids == "semantic" or docid_embeddings != "none" else None
         scheme.assign(docs, embeddings)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         generate = generator.generate if generator else None
         pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generate)]
         tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
         vectors = None
-        if config.docid_embeddings:  # row of each document's token = its embedding; pad and eos stay fresh
+        if docid_embeddings != "none":  # row of each document's token = its embedding; pad and eos stay fresh
             vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
             vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
-        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, docid_embeddings=vectors,
-                                seed=config.seed)
-        stats = train_and_save(seq2seq, pairs, config, run_directory(collection, config), directory / MODEL_DIR)
+        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
+                                docid_embeddings=vectors, seed=config.seed)
+        if docid_embeddings == "frozen":
+            freeze_output_embeddings(seq2seq.model)
+        stats = train_and_save(seq2seq, pairs, config, run_directory(collection, config), directory / MODEL_DIR,
+                               frozen_encoder=frozen_encoder)
+        stats.update(docid_embeddings=docid_embeddings, frozen_encoder=frozen_encoder)
         seq2seq.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
         scheme.save(directory / DOCIDS_DIR)
         DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
@@ -159,7 +168,7 @@ class SEDSISearcher(DSISearcher):
     description = "SE-DSI: elaborative-description docids and rehearsal contents (else as dsi)"
 
 
-def _query_generator(name_or_path: str) -> Seq2SeqQueryGenerator:
+def query_generator(name_or_path: str) -> Seq2SeqQueryGenerator:
     """A query generator trained by genir (a directory with querygen.json) or a HF checkpoint."""
     if (Path(name_or_path) / QUERYGEN_FILE).is_file():
         return Seq2SeqQueryGenerator.load(name_or_path)
@@ -176,6 +185,28 @@ def _keyword_describer(corpus: list[Document]) -> Describer:
     return describe
 
 
+def _docid_embeddings_mode(config: DSIConfig) -> str:
+    """``config.docid_embeddings`` resolved to ``frozen``, ``init`` or ``none``."""
+    mode = config.docid_embeddings
+    if mode == "auto":
+        return "frozen" if config.docids == "atomic" else "none"
+    if mode not in {"frozen", "init", "none"}:
+        raise GenirError(f"docid_embeddings={mode!r}: choose frozen, init, none or auto")
+    if mode != "none" and config.docids != "atomic":
+        raise GenirError(f"docid_embeddings={mode} needs atomic docids (one output token per document)")
+    return mode
+
+
+def _freeze_encoder_setting(config: DSIConfig) -> bool:
+    """``config.freeze_encoder`` resolved: ``auto`` freezes every encoder that arrives pretrained."""
+    value = config.freeze_encoder.lower()
+    if value == "auto":
+        return not config.model.startswith(T5_PREFIX)
+    if value not in {"true", "false"}:
+        raise GenirError(f"freeze_encoder={config.freeze_encoder!r}: choose true, false or auto")
+    return value == "true"
+
+
 def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     """``[len(docs), d]`` float32 document embeddings for semantic docids, reused when possible."""
     if config.embeddings_from:
@@ -188,17 +219,21 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents for semantic docids")
 
 
-def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: Any, run_dir: Path, out: Path) -> dict[str, Any]:
+def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: Any, run_dir: Path, out: Path,
+                   frozen_encoder: bool = False) -> dict[str, Any]:
     """Train ``seq2seq`` on ``pairs`` with Lightning, save it to ``out``, and drop the run's checkpoints.
 
     ``settings`` carries ``batch_size``, ``max_source_len``, ``lr``, ``warmup_steps``,
     ``max_epochs``, ``max_time``, ``precision`` and ``seed`` (a :class:`DSIConfig`, a SEAL config).
-    A killed call resumes from ``run_dir``'s last checkpoint when made again.
+    With ``frozen_encoder`` the encoder is not trained and its states are computed once, before
+    the first step. A killed call resumes from ``run_dir``'s last checkpoint when made again.
 
     Returns:
         Training statistics for the manifest: pairs, steps, epochs and the last logged loss.
     """
-    datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed)
+    encoder = freeze_encoder(seq2seq.model) if frozen_encoder else None
+    datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed,
+                                   encoder=encoder, states_cache=cache_dir() / "encoder-states")
     steps_per_epoch = -(-len(pairs) // settings.batch_size)
     module = Seq2SeqModule(seq2seq.model, lr=settings.lr, warmup_steps=settings.warmup_steps,
                            total_steps=steps_per_epoch * settings.max_epochs)

@@ -13,6 +13,7 @@ resumed run takes the same steps as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -24,8 +25,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import BaseModelOutput
 
+from genir.dsi.encoder_states import encoder_states
 from genir.errors import GenirError
+
+# EncoderDecoderModel warns on every loss that it computes the loss itself since v4.12; it does,
+# and we rely on that (labels in, loss out): the warning says nothing to a genir user.
+warnings.filterwarnings("ignore", message="Version v4.12.0 introduces a better way", category=FutureWarning)
 
 #: Label value the loss ignores (Hugging Face and ``torch.nn.CrossEntropyLoss`` convention).
 IGNORE_INDEX = -100
@@ -108,8 +115,13 @@ class Seq2SeqDataModule(L.LightningDataModule):
         max_source_len: source tokens kept (truncation).
         val_pairs: optional validation pairs (loss only).
         seed: shuffling seed; epoch ``e`` uses ``seed + e``.
+        encoder: a frozen encoder (see :func:`genir.dsi.model.freeze_encoder`): :meth:`setup`
+            runs it once over every source and batches carry its states, so training never
+            runs the encoder again.
+        states_cache: where those states are kept between runs (:mod:`genir.dsi.encoder_states`).
     Batches are dicts: ``input_ids`` and ``attention_mask`` ``[B, L_src]`` int64 (padded with the
-    tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``.
+    tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``, and with an
+    ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding).
     """
 
     def __init__(
@@ -120,6 +132,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         max_source_len: int = 64,
         val_pairs: Sequence[Pair] | None = None,
         seed: int = 0,
+        encoder: torch.nn.Module | None = None,
+        states_cache: Path | None = None,
     ) -> None:
         super().__init__()
         if not pairs:
@@ -130,8 +144,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.max_source_len = max_source_len
         self.seed = seed
-        self.train_data: list[dict[str, list[int]]] = []
-        self.val_data: list[dict[str, list[int]]] = []
+        self.encoder = encoder
+        self.states_cache = states_cache
+        self.train_data: list[dict[str, Any]] = []
+        self.val_data: list[dict[str, Any]] = []
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_data:
@@ -139,9 +155,18 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self.val_pairs and not self.val_data:
             self.val_data = self._tokenize(self.val_pairs)
 
-    def _tokenize(self, pairs: list[Pair]) -> list[dict[str, list[int]]]:
+    def _tokenize(self, pairs: list[Pair]) -> list[dict[str, Any]]:
         sources = self.tokenizer([text for text, _ in pairs], truncation=True, max_length=self.max_source_len)["input_ids"]
-        return [{"input_ids": ids, "labels": list(target)} for ids, (_, target) in zip(sources, pairs, strict=True)]
+        data = [{"input_ids": ids, "labels": list(target)} for ids, (_, target) in zip(sources, pairs, strict=True)]
+        if self.encoder is not None:
+            states = encoder_states(self.encoder, [e["input_ids"] for e in data], self._pad_id, cache=self.states_cache)
+            for example, state in zip(data, states, strict=True):
+                example["encoder_states"] = state  # [L_src, d] float16
+        return data
+
+    @property
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def _position(self) -> tuple[int, int, int, int]:
         """``(epoch, batches to skip, rank, world size)`` from the attached trainer, if any."""
@@ -171,9 +196,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             return []  # type: ignore[return-value]  # Lightning skips validation on an empty list
         return self._loader(self.val_data, EpochBatchSampler(len(self.val_data), self.batch_size, self.seed, self._eval_position, shuffle=False))
 
-    def collate(self, examples: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """Pad a list of examples into ``input_ids``/``attention_mask``/``labels`` ``[B, L]`` int64."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pad a list of examples into the batch dict described in the class docstring."""
+        pad = self._pad_id
         src_len = max(len(e["input_ids"]) for e in examples)
         tgt_len = max(len(e["labels"]) for e in examples)
         input_ids = torch.full((len(examples), src_len), pad, dtype=torch.int64)
@@ -184,7 +209,13 @@ class Seq2SeqDataModule(L.LightningDataModule):
             input_ids[row, :n] = torch.tensor(example["input_ids"])
             attention_mask[row, :n] = 1
             labels[row, :m] = torch.tensor(example["labels"])
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if examples and "encoder_states" in examples[0]:
+            hidden = torch.zeros((len(examples), src_len, examples[0]["encoder_states"].shape[1]))
+            for row, example in enumerate(examples):
+                hidden[row, :len(example["input_ids"])] = example["encoder_states"].float()
+            batch["encoder_hidden"] = hidden
+        return batch
 
 
 class Seq2SeqModule(L.LightningModule):
@@ -218,6 +249,9 @@ class Seq2SeqModule(L.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over non-ignored target tokens: a scalar float tensor."""
+        if "encoder_hidden" in batch:  # states of a frozen encoder, computed once by the data module
+            encoded = BaseModelOutput(last_hidden_state=batch["encoder_hidden"])
+            return self.model(encoder_outputs=encoded, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
