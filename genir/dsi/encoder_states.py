@@ -58,6 +58,7 @@ def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad: i
     lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # [n + 1]
     hidden = None
+    device = next(encoder.parameters()).device
     # Sorted by length, so batches pad little; an input's states do not depend on its batch.
     order = np.argsort(lengths, kind="stable")
     for start in tqdm(range(0, len(order), batch_size), desc="encoding with the frozen encoder", unit="batch",
@@ -69,7 +70,7 @@ def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad: i
         for r, i in enumerate(rows):
             ids[r, :lengths[i]] = torch.tensor(input_ids[i])
             mask[r, :lengths[i]] = 1
-        out = encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # [b, width, d]
+        out = encoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float().cpu()  # [b, width, d]
         if hidden is None:
             hidden = np.zeros((int(offsets[-1]), out.shape[-1]), dtype=np.float16)
         for r, i in enumerate(rows):
