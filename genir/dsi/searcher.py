@@ -99,6 +99,11 @@ class DSISearcher(Searcher):
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
+        if config.queries_split and config.queries_split not in collection.splits():
+            # Checked first: the document embeddings computed before the views are read take minutes.
+            raise GenirError(f"collection {collection.name!r} has no qrels split {config.queries_split!r} to train on "
+                             f"(available: {', '.join(collection.splits()) or 'none'}); "
+                             "--set queries_split= trains on the documents alone")
         docs = list(collection.docs())
         generator = query_generator(config.querygen) if config.querygen else None
         scheme = new_docid_scheme(config.docids)
@@ -216,7 +221,7 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
         if docids != [d.id for d in docs]:
             raise GenirError(f"embeddings_from={source}: not a dense index of this corpus")
         return np.load(source / "embeddings.npy")
-    return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents for semantic docids")
+    return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents")
 
 
 def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: Any, run_dir: Path, out: Path,
