@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 STATES_FILE, OFFSETS_FILE = "states.npy", "offsets.npy"
@@ -42,11 +43,12 @@ def encoder_states(
     Returns:
         One tensor per input; views into one ``[total tokens, d]`` array.
     """
-    directory = cache / _key(encoder, input_ids) if cache is not None else None
+    lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)  # [n]
+    directory = cache / _key(encoder, input_ids, lengths) if cache is not None else None
     if directory is not None and (directory / OFFSETS_FILE).is_file():
         states, offsets = np.load(directory / STATES_FILE), np.load(directory / OFFSETS_FILE)
     else:
-        states, offsets = _encode(encoder, input_ids, pad_token_id, batch_size)
+        states, offsets = _encode(encoder, input_ids, lengths, pad_token_id, batch_size)
         if directory is not None:
             _save(directory, states, offsets)
     table = torch.from_numpy(states)
@@ -54,8 +56,8 @@ def encoder_states(
 
 
 @torch.no_grad()
-def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)
+def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], lengths: np.ndarray, pad: int,
+            batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # [n + 1]
     hidden = None
     device = next(encoder.parameters()).device
@@ -64,12 +66,8 @@ def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad: i
     for start in tqdm(range(0, len(order), batch_size), desc="encoding with the frozen encoder", unit="batch",
                       disable=len(order) <= 4 * batch_size):
         rows = order[start:start + batch_size]
-        width = int(lengths[rows].max())
-        ids = torch.full((len(rows), width), pad, dtype=torch.int64)
-        mask = torch.zeros((len(rows), width), dtype=torch.int64)
-        for r, i in enumerate(rows):
-            ids[r, :lengths[i]] = torch.tensor(input_ids[i])
-            mask[r, :lengths[i]] = 1
+        ids = pad_sequence([torch.tensor(input_ids[i]) for i in rows], batch_first=True, padding_value=pad)  # [b, width]
+        mask = (torch.arange(ids.shape[1]) < torch.from_numpy(lengths[rows])[:, None]).long()  # [b, width]
         out = encoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state.float().cpu()  # [b, width, d]
         if hidden is None:
             hidden = np.zeros((int(offsets[-1]), out.shape[-1]), dtype=np.float16)
@@ -78,13 +76,12 @@ def _encode(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], pad: i
     return (hidden if hidden is not None else np.zeros((0, 0), dtype=np.float16)), offsets
 
 
-def _key(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]]) -> str:
+def _key(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> str:
     """sha256 of the encoder's weights and the inputs' token ids (16 hex digits)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)
     digest.update(lengths.tobytes())
     digest.update(np.fromiter((t for ids in input_ids for t in ids), dtype=np.int64, count=int(lengths.sum())).tobytes())
     return digest.hexdigest()[:16]

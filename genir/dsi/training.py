@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
@@ -211,10 +212,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             labels[row, :m] = torch.tensor(example["labels"])
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if examples and "encoder_states" in examples[0]:
-            hidden = torch.zeros((len(examples), src_len, examples[0]["encoder_states"].shape[1]))
-            for row, example in enumerate(examples):
-                hidden[row, :len(example["input_ids"])] = example["encoder_states"].float()
-            batch["encoder_hidden"] = hidden
+            batch["encoder_hidden"] = pad_sequence([e["encoder_states"] for e in examples], batch_first=True).float()
         return batch
 
 
@@ -250,9 +248,10 @@ class Seq2SeqModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over non-ignored target tokens: a scalar float tensor."""
         if "encoder_hidden" in batch:  # states of a frozen encoder, computed once by the data module
-            encoded = BaseModelOutput(last_hidden_state=batch["encoder_hidden"])
-            return self.model(encoder_outputs=encoded, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+            source = {"encoder_outputs": BaseModelOutput(last_hidden_state=batch["encoder_hidden"])}
+        else:
+            source = {"input_ids": batch["input_ids"]}
+        return self.model(**source, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
