@@ -4,7 +4,7 @@ For every (train query, relevant document) pair of a collection, the *oracle* se
 document sentence (title included) that shares the most idf-weighted words with the query. Each
 ranking method orders the document's sentences; we report how often it ranks the oracle first
 (P@1) and the mean reciprocal rank of the oracle (MRR). Methods: genir's salience ranking
-(tf·idf / sqrt(length), :mod:`genir.dsi.salience`), document order (title, then the first
+(tf·idf / sqrt(length), :mod:`genir.views.salience`), document order (title, then the first
 sentences: what "first-k tokens" memorizes), and random order (mean of 20 shuffles).
 
 Usage: python benchmarks/bench_rehearsal.py [--collection ../shared/data/scifact] [--split train]
@@ -18,8 +18,8 @@ import random
 import statistics
 from pathlib import Path
 
-from genir.dsi.salience import Salience, word_tokens, split_sentences
 from genir.indexer.collection import Collection
+from genir.views.salience import Salience, split_sentences, word_tokens
 
 
 def main() -> None:

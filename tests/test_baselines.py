@@ -3,6 +3,7 @@
 import pytest
 
 from conftest import shared_collection
+from genir.errors import GenirError
 from genir.indexer.collection import Collection
 from genir.retrieval.evaluation import evaluate
 from genir.retrieval.searcher import Searcher, build_index, parse_config
@@ -21,6 +22,12 @@ def test_bm25_finds_the_matching_document_and_round_trips(toy_collection, tmp_pa
     again = Searcher.load(tmp_path / "copy")
     assert again.search("zebra stripes", k=3) == hits
     assert [h[0].docid for h in again.batch_search(["json parsing", "hashlib digest"], k=2)] == ["d3", "d4"]
+    # The k rule every method follows: k above the corpus asks for every document there is
+    # (BM25 returns those that match a query term); k below 1 is an input error.
+    assert {h.docid for h in searcher.search("zebras stripes json", k=100)} == {"d3", "d6"}
+    for k in (0, -3, True):
+        with pytest.raises(GenirError, match="positive integer"):
+            searcher.search("zebra stripes", k=k)
 
 
 @pytest.mark.parametrize("factory", ["Flat", "HNSW8", "IVF2,Flat"])
@@ -32,6 +39,8 @@ def test_dense_index_types(toy_collection, tmp_path, factory):
     assert hits[0].docid == "d3"
     assert len(hits) == 6 and len({h.docid for h in hits}) == 6
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+    with pytest.raises(GenirError, match="positive integer"):
+        searcher.search("json", k=0)
 
 
 def test_dense_reuses_cached_embeddings_on_rebuild(toy_collection, tmp_path):

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TOY_DOCS, TOY_QUERIES, write_beir
 from typer.testing import CliRunner
 
-from conftest import TOY_DOCS, TOY_QUERIES, write_beir
 from genir.cli.main import app
 from genir.continual import (
     SAM,
@@ -24,12 +24,13 @@ from genir.continual import (
 )
 from genir.dsi.docids import EOS, new_docid_scheme
 from genir.dsi.semantic_docids import SemanticDocids
-from genir.dsi.model import build_seq2seq, grow_output_vocab, output_embedding_layers
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
 from genir.retrieval.encoder import resolve_model
 from genir.retrieval.searcher import Searcher
+from genir.seq2seq.model import build_seq2seq, grow_output_vocab, output_embedding_layers
+from genir.views.querygen import KeywordQueryGenerator
 
 runner = CliRunner()
 
@@ -188,7 +189,7 @@ def test_update_examples_per_method():
     earlier_indexing = [(f"old view {i}", f"o{i}") for i in range(6)]
     earlier = earlier_indexing + [("old query", "o0")]
     earlier_docs = [Document(f"o{i}", f"Title {i}", f"Old document {i} about subject{i} and more words.") for i in range(6)]
-    memory = GenerativeMemory(keyword_queries=2)
+    memory = GenerativeMemory(KeywordQueryGenerator(earlier_docs, pool=2))
     args = (new, earlier, earlier_indexing, earlier_docs, 1.5, memory)
     assert sorted(update_examples("finetune", *args, seed=0)) == sorted(new)
     assert sorted(update_examples("reindex", *args, seed=0)) == sorted(earlier + new)

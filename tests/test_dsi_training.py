@@ -16,18 +16,18 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from genir.dsi.docids import AtomicDocids
-from genir.dsi.model import (
+from genir.errors import GenirError
+from genir.indexer.collection import Document
+from genir.kernels.beam_search import beam_search
+from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.seq2seq.model import (
     build_seq2seq,
     freeze_encoder,
     freeze_output_embeddings,
     init_output_embeddings,
     output_embedding_layers,
 )
-from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
-from genir.errors import GenirError
-from genir.indexer.collection import Document
-from genir.kernels.beam_search import beam_search
-from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.seq2seq.training import Seq2SeqDataModule, Seq2SeqModule, train
 
 T5_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "data" / "t5-small-tokenizer"
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon"]
@@ -155,7 +155,7 @@ import sys
 import torch
 sys.path.insert(0, {tests!r})
 from test_dsi_training import toy_setup
-from genir.dsi.training import Seq2SeqModule, train
+from genir.seq2seq.training import Seq2SeqModule, train
 
 torch.set_num_threads(1)
 _, _, _, model, datamodule = toy_setup(batch_size=3)

@@ -18,9 +18,10 @@ from genir.dsi.docids import (
     load_docid_scheme,
     new_docid_scheme,
 )
-from genir.dsi.elaborative_docids import ElaborativeDocids, query_describer
+from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Document
+from genir.views.querygen import Seq2SeqQueryGenerator
 
 # Descriptions that collide: equal texts, texts equal after truncation to max_tokens, a text that
 # equals another's suffixed form ("cats 2"), and an empty one.
@@ -116,11 +117,14 @@ def test_registered_and_configurable() -> None:
 
 
 def test_query_describer_uses_document_contents() -> None:
-    class Echo:
+    class Echo(Seq2SeqQueryGenerator):
+        def __init__(self) -> None:  # no model: describe() is replaced
+            pass
+
         def describe(self, texts: Sequence[str]) -> list[str]:
             return [text.upper() for text in texts]
 
-    describe = query_describer(Echo())  # type: ignore[arg-type]
+    describe = Echo().descriptions
     assert describe([Document("a", "Title", "body")]) == ["TITLE BODY"]
 
 

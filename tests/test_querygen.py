@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from genir.dsi.docids import EOS, FIRST_TOKEN
-from genir.dsi.querygen import Seq2SeqQueryGenerator, train_query_generator
-from genir.dsi.text_vocab import TextVocab
 from genir.errors import GenirError
+from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
+from genir.views.querygen import Seq2SeqQueryGenerator, train_query_generator
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 # Eight documents, each with one fixed query to memorize.

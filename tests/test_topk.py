@@ -1,19 +1,32 @@
-"""The constrained top-k step against a brute-force reference, and the Triton kernel against torch."""
+"""The constrained top-k step against a brute-force reference, the Triton kernel against torch,
+and the rule by which ``"auto"`` picks between them."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genir.kernels.constraint import Candidates
+import genir.kernels.topk as topk_module
 from conftest import run_under_triton_interpreter
-from genir.kernels.topk import constrained_topk, ranking_key, topk_torch, triton_available
+from genir.kernels.constraint import Candidates
+from genir.kernels.topk import (
+    TRITON_MAX_WORK,
+    TRITON_MAX_K,
+    TopK,
+    constrained_topk,
+    ranking_key,
+    topk_torch,
+    triton_available,
+    use_triton,
+)
 
 torch.set_num_threads(1)
 
@@ -52,8 +65,10 @@ def brute_force(logits: torch.Tensor, cands: Candidates, k: int) -> list[list[tu
     return rows
 
 
-def assert_matches_reference(logits: torch.Tensor, cands: Candidates, k: int) -> None:
-    result = topk_torch(logits, cands, k)
+def assert_matches_reference(
+    logits: torch.Tensor, cands: Candidates, k: int, topk: Callable[[torch.Tensor, Candidates, int], TopK] = topk_torch
+) -> None:
+    result = topk(logits, cands, k)
     width = cands.next_state.shape[1]
     assert result.tokens.shape == (logits.shape[0], k) and result.tokens.dtype == torch.int64
     assert result.log_probs.dtype == torch.float32 and result.valid.dtype == torch.bool
@@ -84,6 +99,65 @@ def test_torch_matches_brute_force(
 ) -> None:
     logits, cands = random_case(seed, n_rows, vocab, width, vocab, dtype, tie_levels)
     assert_matches_reference(logits, cands, k)
+
+
+@pytest.mark.parametrize(
+    ("seed", "k", "dtype", "tie_levels"),
+    [
+        (0, 128, torch.float32, None),
+        (1, 128, torch.bfloat16, 4),
+        (2, 300, torch.float32, 2),
+        (3, 300, torch.float16, None),
+    ],
+)
+def test_large_k_matches_brute_force(seed: int, k: int, dtype: torch.dtype, tie_levels: int | None) -> None:
+    """k above TRITON_MAX_K, through ``"auto"`` (the torch path here, and on CUDA)."""
+    logits, cands = random_case(seed, n_rows=8, vocab=700, width=2, max_degree=650, dtype=dtype, tie_levels=tie_levels)
+    degree = cands.row_ptr[1:] - cands.row_ptr[:-1]
+    assert degree.min() < k < degree.max(), "the case should have rows below and above k candidates"
+    assert_matches_reference(logits, cands, k, topk=constrained_topk)
+
+
+def test_auto_uses_triton_only_on_cuda_for_small_k_and_narrow_rows() -> None:
+    cuda = torch.device("cuda")
+    assert use_triton(cuda, 1, 0) and use_triton(cuda, 20, 300), "beam search's default k = 2 * 10 beams"
+    assert use_triton(cuda, 20, 2000 - 1), "measured 2.5x torch at k = 20 with up to 2,000 candidates per row"
+    assert use_triton(cuda, TRITON_MAX_K, TRITON_MAX_WORK // 64 - 1)
+    assert not use_triton(torch.device("cpu"), 20, 300)
+    assert not use_triton(cuda, TRITON_MAX_K + 1, 10)
+    assert not use_triton(cuda, 128, 10) and not use_triton(cuda, 300, 10), "measured to hang on an H200"
+    assert not use_triton(cuda, 40, 2000), "measured 0.91x torch"
+    assert not use_triton(cuda, 20, TRITON_MAX_WORK // 32)
+
+
+def test_auto_reads_the_widest_row_not_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many candidates in all make no row wide; one wide row sends the call to torch."""
+    monkeypatch.setattr(topk_module, "_triton_kernel_imports", lambda: True)
+    on_cuda = SimpleNamespace(device=torch.device("cuda"))  # only the device of the logits is read
+
+    def cands_of(degrees: list[int]) -> Candidates:
+        row_ptr = torch.tensor([0] + degrees).cumsum(0)
+        total = int(row_ptr[-1])
+        return Candidates(row_ptr, torch.zeros(total, dtype=torch.int64), torch.zeros(total, 1, dtype=torch.int64))
+
+    narrow = cands_of([TRITON_MAX_WORK // 32 - 1] * 3)
+    wide = cands_of([5, TRITON_MAX_WORK // 32, 5])
+    assert topk_module._auto_uses_triton(on_cuda, narrow, 20)
+    assert not topk_module._auto_uses_triton(on_cuda, wide, 20)
+    assert not topk_module._auto_uses_triton(on_cuda, cands_of([3, 4]), TRITON_MAX_K + 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not triton_available(), reason="needs CUDA and triton")
+@pytest.mark.parametrize("k", [20, TRITON_MAX_K, 128, 300])
+def test_auto_on_cuda_equals_torch(k: int) -> None:
+    """On a GPU, "auto" finishes at every k (the kernel up to TRITON_MAX_K, torch above)."""
+    logits, cands = random_case(k, n_rows=150, vocab=32128, width=1, max_degree=900, dtype=torch.float32, tie_levels=2)
+    logits, cands = logits.cuda(), Candidates(*(t.cuda() for t in (cands.row_ptr, cands.tokens, cands.next_state)))
+    auto = constrained_topk(logits, cands, k)
+    ref = constrained_topk(logits, cands, k, backend="torch")
+    assert torch.equal(auto.tokens, ref.tokens) and torch.equal(auto.next_state, ref.next_state)
+    assert torch.equal(auto.valid, ref.valid)
+    torch.testing.assert_close(auto.log_probs, ref.log_probs, atol=1e-5, rtol=0)
 
 
 def test_ties_go_to_the_lower_token() -> None:

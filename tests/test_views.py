@@ -1,9 +1,11 @@
 """Training views: indexing examples, salient sentences, pseudo-queries, retrieval pairs."""
 
 from conftest import write_beir
-from genir.dsi.salience import Salience, split_sentences
-from genir.dsi.views import ViewConfig, indexing_examples, retrieval_examples, training_pairs
+
 from genir.indexer.collection import Collection, Document
+from genir.views.pairs import ViewConfig, indexing_examples, retrieval_examples, training_pairs
+from genir.views.querygen import KeywordQueryGenerator
+from genir.views.salience import Salience, split_sentences
 
 LONG = Document("long", "Kinases", "Cells divide often. The kinase ZX9 phosphorylates ZX9 targets in ZX9 pathways. "
                 "Results were significant. " + "Cells divide often and study results were significant. " * 8)
@@ -37,8 +39,13 @@ def test_training_pairs_mix_every_view(tmp_path):
     assert retrieval_examples(coll, "train") == [("how do I parse json", "d3"), ("sha-256 digest of bytes", "d4"),
                                                  ("striped zebras", "d6")]
     config = ViewConfig(spans=0, rehearsal=1, pseudo_queries=2, retrieval_repeats=2)
-    pairs = training_pairs(coll, docs, config)
+    pairs = training_pairs(coll, docs, config, KeywordQueryGenerator(docs))
     assert len(pairs) == 6 + 6 + 6 * 2 + 3 * 2
-    generated = training_pairs(coll, docs, config, generate=lambda texts, n, seed: [[f"q{i}"] * n for i in range(len(texts))])
+
+    class Numbered(KeywordQueryGenerator):
+        def pseudo_queries(self, docs, n, seed=0):
+            return [[f"q{i}"] * n for i in range(len(docs))]
+
+    generated = training_pairs(coll, docs, config, Numbered(docs))
     assert ("q5", "d6") in generated and sorted(generated) != sorted(pairs)
-    assert training_pairs(coll, docs, config) == pairs  # deterministic for a seed
+    assert training_pairs(coll, docs, config, KeywordQueryGenerator(docs)) == pairs  # deterministic for a seed

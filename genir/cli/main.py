@@ -99,8 +99,8 @@ def index(
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
 ) -> None:
     """Build an index of a collection. The directory appears only when the build succeeds."""
-    from genir.indexer.collection import Collection
     from genir.indexer.artifact import index_size_bytes
+    from genir.indexer.collection import Collection
     from genir.retrieval.searcher import build_index, parse_config, searcher_class
 
     shortcuts = {"model": model, "docids": docids, "max_time": max_time}
@@ -130,12 +130,10 @@ def train_querygen(
 
     Use it with `genir index --method dsi|se-dsi --set querygen=OUTPUT`.
     """
-    import shutil
-
-    from genir.dsi.querygen import train_query_generator
-    from genir.dsi.searcher import run_directory
     from genir.indexer.artifact import Manifest, atomic_directory, write_manifest
     from genir.indexer.collection import Collection
+    from genir.seq2seq.fit import run_directory
+    from genir.views.querygen import train_query_generator
 
     coll = Collection.open(collection)
     docs = {d.id: d for d in coll.docs()}
@@ -150,7 +148,6 @@ def train_querygen(
         generator.save(staging)
         write_manifest(staging, Manifest(method="querygen", config=settings, stats={"train_pairs": len(pairs)},
                                          collection={"name": coll.name, "sha256": coll.fingerprint}))
-    shutil.rmtree(run_dir, ignore_errors=True)
     out.print(f"trained a query generator on {len(pairs)} (document, query) pairs of {coll.name} {split}: {output}")
 
 
@@ -159,7 +156,7 @@ def train_querygen(
 def search(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
     queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="One or more queries.")],
-    k: Annotated[int, typer.Option("-k", min=1, help="Number of hits per query.")] = 10,
+    k: Annotated[int, typer.Option("-k", help="Number of hits per query.")] = 10,
 ) -> None:
     """Search an index and print the hits as a table."""
     from genir.retrieval.searcher import Searcher
@@ -183,7 +180,7 @@ def run(
     collection: CollectionOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="TREC run file to write.")],
     split: SplitOpt = "test",
-    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query.")] = 100,
+    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Search every query of a split and write a TREC run file."""
@@ -238,7 +235,7 @@ def bench(
     output: Annotated[Path, typer.Option("--output", "-o", help="Work directory: indexes/, runs/, bench.md, bench.json.")] = Path("bench-out"),
     settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="LABEL.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
-    k: Annotated[int, typer.Option("-k", min=1, help="Hits per query in the run files.")] = 100,
+    k: Annotated[int, typer.Option("-k", help="Hits per query in the run files.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Build, run and evaluate each method; write one markdown table and JSON."""

@@ -10,7 +10,7 @@
   memory: nothing of the old training data is stored, only the documents).
 
 Without a trained query generator, the generative memory writes keyword queries from each
-document's salient sentences (:meth:`genir.dsi.salience.Salience.keyword_queries`).
+document's salient sentences (:meth:`genir.views.salience.Salience.keyword_queries`).
 """
 
 from __future__ import annotations
@@ -19,41 +19,34 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 
-from genir.dsi.querygen import QueryGenerator
-from genir.dsi.salience import Salience
-from genir.dsi.views import TextPair
 from genir.errors import GenirError
 from genir.indexer.collection import Document
+from genir.views.pairs import TextPair
+from genir.views.querygen import QueryGenerator
 
 METHODS = ("finetune", "replay", "genreplay", "reindex")
 
 
 class GenerativeMemory:
-    """Pseudo-queries for documents, from a query generator or the keyword fallback.
+    """Pseudo-queries for earlier documents, written afresh whenever they are replayed.
 
     Args:
-        generator: a :class:`~genir.dsi.querygen.QueryGenerator`, or None for keyword queries.
-        keyword_queries: keyword queries written per document by the fallback (one of them is
-            drawn each time the document is replayed); each comes from another salient sentence.
-        query_words: words per keyword query.
+        generator: the :class:`~genir.views.querygen.QueryGenerator` that writes them (for
+            keyword queries, one built with ``pool`` > 0, so a document replayed several times
+            gets varied queries).
     """
 
-    def __init__(self, generator: QueryGenerator | None = None, keyword_queries: int = 3, query_words: int = 8) -> None:
-        if keyword_queries < 1 or query_words < 1:
-            raise GenirError(f"the generative memory needs keyword_queries >= 1 and query_words >= 1, got {keyword_queries}, {query_words}")
+    def __init__(self, generator: QueryGenerator) -> None:
         self.generator = generator
-        self.keyword_queries = keyword_queries
-        self.query_words = query_words
 
     @property
     def kind(self) -> str:
-        return "query generator" if self.generator is not None else "keyword queries (salience fallback)"
+        return self.generator.kind
 
     def sample(self, docs: Sequence[Document], count: int, seed: int) -> list[TextPair]:
         """``count`` (pseudo-query, document id) pairs for documents drawn uniformly from ``docs``.
 
         A document drawn several times gets that many queries (sampled, so they may differ).
-        Keyword queries use the idf of ``docs``, the corpus the memory stands for.
         """
         if count <= 0 or not docs:
             return []
@@ -62,16 +55,8 @@ class GenerativeMemory:
         for _ in range(count):
             drawn[rng.randrange(len(docs))] += 1
         chosen = sorted(drawn)
-        if self.generator is not None:
-            texts = [docs[i].contents for i in chosen]
-            queries = self.generator.generate(texts, max(drawn.values()), seed)
-            return [(q, docs[i].id) for i, qs in zip(chosen, queries) for q in qs[: drawn[i]] if q.strip()]
-        salience = Salience(docs)
-        pairs = []
-        for i in chosen:
-            options = [q for q in salience.keyword_queries(docs[i], self.keyword_queries, self.query_words, seed) if q.strip()]
-            pairs += [(rng.choice(options), docs[i].id) for _ in range(drawn[i]) if options]
-        return pairs
+        queries = self.generator.pseudo_queries([docs[i] for i in chosen], max(drawn.values()), seed)
+        return [(q, docs[i].id) for i, qs in zip(chosen, queries) for q in qs[: drawn[i]] if q.strip()]
 
 
 def update_examples(

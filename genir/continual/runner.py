@@ -11,8 +11,8 @@ A run directory holds:
   the index after the update, a normal ``dsi`` index (``genir search``, ``genir run``,
   ``Searcher.load``), written atomically; ``LABEL/run.json``: its accuracy rows and costs.
 
-Every index of the run is built with the DSI machinery (docid schemes' ``assign``/``extend``,
-:class:`~genir.dsi.training.Seq2SeqDataModule`, :func:`~genir.dsi.training.train`, the docid trie).
+Every index of the run is built with the DSI machinery (docid schemes' ``assign``/``extend``, the
+shared seq2seq layer's :func:`~genir.seq2seq.fit.fit`, and :func:`~genir.dsi.index_files.write_dsi_files`).
 With ``resume``, the D0 indexes and finished method runs of an interrupted run with the same
 settings and collection are reused; an unfinished method run starts again from D0.
 """
@@ -32,25 +32,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer
 
 from genir.continual.evaluation import evaluate_parts
 from genir.continual.protocol import ContinualSplit, split_collection
 from genir.continual.replay import METHODS, GenerativeMemory, update_examples
 from genir.continual.report import finite
-from genir.continual.sam import DEFAULT_RHO, SAMSeq2SeqModule
-from genir.dsi.docids import EOS, DocidScheme, load_docid_scheme, new_docid_scheme
-from genir.dsi.model import T5_PREFIX, build_seq2seq, grow_output_vocab
-from genir.dsi.model_io import load_seq2seq, save_seq2seq
-from genir.dsi.searcher import DOCIDS_DIR, MODEL_DIR, TOKENIZER_DIR, TRIE_DIR, DSIConfig, query_generator
-from genir.dsi.training import Pair, Seq2SeqDataModule, train
-from genir.dsi.views import TextPair, ViewConfig, indexing_examples, salient_examples
+from genir.dsi.config import DSIConfig
+from genir.dsi.docids import DocidScheme, load_docid_scheme, new_docid_scheme
+from genir.dsi.index_files import DOCIDS_DIR, MODEL_DIR, TOKENIZER_DIR, write_dsi_files
 from genir.errors import GenirError
-from genir.indexer.artifact import Manifest, atomic_directory, read_json_record, read_manifest, write_manifest
+from genir.indexer.artifact import Manifest, atomic_directory, read_json_record, write_manifest
 from genir.indexer.collection import Collection, Document
-from genir.kernels.trie import DocidTrie
+from genir.retrieval.dense import dense_embeddings
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.retrieval.searcher import Searcher
+from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.model import T5_PREFIX, Seq2Seq, build_seq2seq, grow_output_vocab
+from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.sam import DEFAULT_RHO
+from genir.views.pairs import TextPair, ViewConfig, indexing_examples, salient_examples
+from genir.views.querygen import query_generator
 
 PROTOCOL_FILE = "protocol.json"
 RUN_FILE = "run.json"
@@ -164,8 +166,9 @@ def run_continual(
     output = Path(output)
     splits = tuple(dict.fromkeys(s for s in (config.queries_split, config.eval_split) if s))
     split = split_collection(collection, config.steps, config.d0_fraction, splits, config.max_docs, config.judged_only, config.seed)
-    memory = GenerativeMemory(query_generator(config.querygen) if config.querygen else None, config.memory_queries,
-                              config.pseudo_query_words)
+    # Keyword queries weigh words by their idf over every document of the run.
+    memory = GenerativeMemory(query_generator(config.querygen, [d for part in split.parts for d in part],
+                                              config.pseudo_query_words, pool=config.memory_queries))
     fingerprint = _fingerprint(collection, config)
     _prepare_output(output, fingerprint, overwrite, resume)  # after every input check: bad input leaves no directory
     protocol = {
@@ -207,7 +210,7 @@ class _Run:
         views = dataclasses.replace(self.views, seed=self.config.seed + j)
         indexing = indexing_examples(docs, views)
         if views.rehearsal or views.pseudo_queries:
-            indexing += salient_examples(docs, views, self.memory.generator.generate if self.memory.generator else None)
+            indexing += salient_examples(docs, views, self.memory.generator)
         queries: list[TextPair] = []
         if self.config.queries_split:
             qrels = self.split.qrels[self.config.queries_split][j]
@@ -243,8 +246,8 @@ class _Run:
         seq2seq = build_seq2seq(self.config.model, scheme.vocab_size, tokenizer=tokenizer, docid_embeddings=vectors, seed=self.config.seed)
         pairs = list(self.parts[0].examples)
         random.Random(self.config.seed).shuffle(pairs)
-        stats = self._train(seq2seq.model, seq2seq.tokenizer, scheme, pairs, sam, initial=True, run_name=directory.name)
-        self._save_index(directory, seq2seq.model, seq2seq.tokenizer, scheme, {"continual": {"step": 0, "sam": sam, **stats}})
+        stats = self._train(seq2seq, scheme, pairs, sam, initial=True, run_name=directory.name)
+        self._save_index(directory, seq2seq, scheme, {"continual": {"step": 0, "sam": sam, **stats}})
         record = {**stats, "row": self._evaluate(directory, 0)}
         _write_json(record_path, record)
         return directory, record
@@ -257,24 +260,23 @@ class _Run:
             return json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
         d0, initial = self.initial(spec.sam, resume)
         rows = [initial["row"]]
-        model = load_seq2seq(d0 / MODEL_DIR)
-        tokenizer = AutoTokenizer.from_pretrained(d0 / TOKENIZER_DIR)
+        seq2seq = Seq2Seq(load_seq2seq(d0 / MODEL_DIR), AutoTokenizer.from_pretrained(d0 / TOKENIZER_DIR))
         scheme = load_docid_scheme(d0 / DOCIDS_DIR)
         steps: list[dict[str, Any]] = []
         for j in range(1, len(self.parts)):
             part = self.parts[j]
             vectors = self.embeddings[j] if self.embeddings is not None else None
             scheme.extend(part.docs, vectors)
-            grow_output_vocab(model, scheme.vocab_size, vectors if self._atomic_vectors else None, seed=self.config.seed)
+            grow_output_vocab(seq2seq.model, scheme.vocab_size, vectors if self._atomic_vectors else None, seed=self.config.seed)
             earlier = self.parts[:j]
             pairs = update_examples(
                 spec.method, part.examples, [p for e in earlier for p in e.examples], [p for e in earlier for p in e.indexing],
                 [d for e in earlier for d in e.docs], self.config.replay_ratio, self.memory, seed=self.config.seed * 1000 + j,
             )
             self.log(f"{spec.label}: update {j}/{len(self.parts) - 1} ({len(part.docs)} new documents, {len(pairs)} examples)")
-            stats = self._train(model, tokenizer, scheme, pairs, spec.sam, initial=False, run_name=f"{spec.label}-{j}")
+            stats = self._train(seq2seq, scheme, pairs, spec.sam, initial=False, run_name=f"{spec.label}-{j}")
             step_dir = directory / f"step-{j}"
-            self._save_index(step_dir, model, tokenizer, scheme,
+            self._save_index(step_dir, seq2seq, scheme,
                              {"continual": {"method": spec.method, "sam": spec.sam, "step": j, **stats}})
             started = time.perf_counter()
             rows.append(self._evaluate(step_dir, j))
@@ -290,40 +292,26 @@ class _Run:
         return record
 
     # -- pieces --------------------------------------------------------------------------
-    def _train(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, pairs: list[TextPair],
-               sam: bool, initial: bool, run_name: str) -> dict[str, Any]:
-        """Train ``model`` in place on ``pairs``; its optimizer steps, wall seconds and example count."""
+    def _train(self, seq2seq: Seq2Seq, scheme: DocidScheme, pairs: list[TextPair], sam: bool, initial: bool,
+               run_name: str) -> dict[str, Any]:
+        """Train ``seq2seq.model`` in place on ``pairs``; its optimizer steps, wall seconds and example count."""
         config = self.config
-        targets: list[Pair] = [(text, scheme.sequence(doc_id)) for text, doc_id in pairs]
-        epochs = config.initial_epochs if initial else config.update_epochs
-        datamodule = Seq2SeqDataModule(targets, tokenizer, config.batch_size, config.max_source_len, seed=config.seed)
-        module = SAMSeq2SeqModule(
-            model, rho=config.sam_rho if sam else 0.0, lr=config.lr if initial else config.update_lr,
-            warmup_steps=config.warmup_steps if initial else config.update_warmup_steps,
-            total_steps=-(-len(targets) // config.batch_size) * epochs,
-        )
-        run_dir = self.output / ".train" / run_name
-        shutil.rmtree(run_dir, ignore_errors=True)  # a leftover of a killed run must not be resumed into another model
-        started = time.perf_counter()
-        trainer = train(module, datamodule, run_dir, max_epochs=epochs, precision=config.precision, seed=config.seed,
-                        ckpt_path=None, enable_progress_bar=self.progress, enable_model_summary=False)
-        seconds = time.perf_counter() - started
-        shutil.rmtree(run_dir, ignore_errors=True)
-        model.eval()
-        return {"updates": int(trainer.global_step), "train_seconds": round(seconds, 1), "examples": len(targets)}
+        targets = [(text, scheme.sequence(doc_id)) for text, doc_id in pairs]
+        settings = TrainSettings.of(config, max_epochs=config.initial_epochs if initial else config.update_epochs,
+                                    lr=config.lr if initial else config.update_lr,
+                                    warmup_steps=config.warmup_steps if initial else config.update_warmup_steps)
+        # resume=False: a leftover of a killed run must not be resumed into another model.
+        stats = fit(seq2seq, targets, settings, self.output / ".train" / run_name, sam_rho=config.sam_rho if sam else 0.0,
+                    resume=False, progress=self.progress)
+        return {"updates": stats["train_steps"], "train_seconds": stats["train_seconds"], "examples": len(targets)}
 
-    def _save_index(self, directory: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme,
-                    stats: dict[str, Any]) -> None:
+    def _save_index(self, directory: Path, seq2seq: Seq2Seq, scheme: DocidScheme, stats: dict[str, Any]) -> None:
         """Write a ``dsi`` index of the documents indexed so far, atomically (the files ``DSISearcher.build`` writes)."""
         with atomic_directory(directory, overwrite=True) as staging:
-            save_seq2seq(model, staging / MODEL_DIR)
-            tokenizer.save_pretrained(staging / TOKENIZER_DIR)
-            scheme.save(staging / DOCIDS_DIR)
-            DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
-                                     vocab_size=scheme.vocab_size).save(staging / TRIE_DIR)
+            files = write_dsi_files(staging, seq2seq.model, seq2seq.tokenizer, scheme)
             write_manifest(staging, Manifest(
                 method="dsi", config=dataclasses.asdict(self.dsi_config),
-                stats={"num_docs": scheme.num_docs, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length, **stats},
+                stats={**files, **stats},
                 collection={"name": self.collection.name, "path": str(self.collection.corpus_path.resolve()),
                             "sha256": self.collection.fingerprint},
             ))
@@ -378,16 +366,7 @@ def _embeddings(parts: list[list[Document]], config: ContinualConfig) -> list[np
     """Per part, ``[len(part), d]`` float32 document embeddings (reused from a dense index when given)."""
     docs = [d for part in parts for d in part]
     if config.embeddings_from:
-        source = Path(config.embeddings_from)
-        manifest = read_manifest(source, verify=False)
-        if manifest.method != "dense":
-            raise GenirError(f"embeddings_from={source}: not a dense index")
-        row = {doc_id: i for i, doc_id in enumerate(json.loads((source / "docids.json").read_text(encoding="utf-8")))}
-        missing = [d.id for d in docs if d.id not in row]
-        if missing:
-            raise GenirError(f"embeddings_from={source}: {len(missing)} documents of the run are not in it (e.g. {missing[0]!r})")
-        matrix = np.load(source / "embeddings.npy", mmap_mode="r")
-        vectors = np.asarray(matrix[[row[d.id] for d in docs]], dtype=np.float32)
+        vectors = dense_embeddings(Path(config.embeddings_from), [d.id for d in docs])
     else:
         vectors = TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents")
     bounds = np.cumsum([0] + [len(part) for part in parts])

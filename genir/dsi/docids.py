@@ -36,11 +36,7 @@ import numpy as np
 from genir.errors import GenirError
 from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Document
-
-PAD = 0
-EOS = 1
-FIRST_TOKEN = 2
-SPECIAL_TOKEN_NAMES = ["<pad>", "<eos>"]
+from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, SPECIAL_TOKEN_NAMES
 
 SCHEME_FILE = "docid_scheme.json"
 ARRAYS_FILE = "docid_scheme.npz"
@@ -49,6 +45,10 @@ _FORMAT_VERSION = 1
 
 Body = tuple[int, ...]
 """A docid's tokens without the trailing eos."""
+
+#: Scheme name -> class. Each subclass registers itself when its module is imported; the package
+#: (:mod:`genir.dsi`) imports every scheme module, so all are known wherever a scheme is loaded.
+_SCHEMES: dict[str, type[DocidScheme]] = {}
 
 
 class DocidScheme(ABC):
@@ -61,6 +61,11 @@ class DocidScheme(ABC):
     scheme: ClassVar[str]
     #: Names of the arrays a scheme keeps in ``docid_scheme.npz`` (none by default).
     array_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "scheme" in cls.__dict__:
+            _SCHEMES[cls.scheme] = cls
 
     def __init__(self) -> None:
         self._docids: list[str] = []
@@ -227,9 +232,9 @@ class DocidScheme(ABC):
         """
         path = Path(directory) / SCHEME_FILE
         record = _read_record(path)
-        scheme_class = _scheme_classes().get(record["scheme"])
+        scheme_class = _SCHEMES.get(record["scheme"])
         if scheme_class is None:
-            raise GenirError(f"{path}: unknown docid scheme {record['scheme']!r} (known: {', '.join(sorted(_scheme_classes()))})")
+            raise GenirError(f"{path}: unknown docid scheme {record['scheme']!r} (known: {', '.join(sorted(_SCHEMES))})")
         if cls is not DocidScheme and scheme_class is not cls:
             raise GenirError(f"{path}: holds {record['scheme']} docids, not {cls.scheme}")
         try:
@@ -325,18 +330,9 @@ def load_docid_scheme(directory: str | Path) -> DocidScheme:
 
 def new_docid_scheme(name: str) -> DocidScheme:
     """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``, ``elaborative``), default settings."""
-    classes = _scheme_classes()
-    if name not in classes:
-        raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(classes))})")
-    return classes[name]()
-
-
-def _scheme_classes() -> dict[str, type[DocidScheme]]:
-    # Imported here: the semantic module builds on this one.
-    from genir.dsi.elaborative_docids import ElaborativeDocids
-    from genir.dsi.semantic_docids import SemanticDocids
-
-    return {cls.scheme: cls for cls in (AtomicDocids, NaiveDocids, SemanticDocids, ElaborativeDocids)}
+    if name not in _SCHEMES:
+        raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(_SCHEMES))})")
+    return _SCHEMES[name]()
 
 
 def _read_record(path: Path) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """SE-DSI's elaborative-description docids: each document is named by a short text about it.
 
 A document's docid is a description of it (in SE-DSI, the query a query generator finds most
-likely for it, :meth:`genir.dsi.querygen.Seq2SeqQueryGenerator.describe`), written in the
-:class:`~genir.dsi.text_vocab.TextVocab` of a tokenizer: at most ``max_tokens`` tokens, each
+likely for it, :meth:`genir.views.querygen.QueryGenerator.descriptions`), written in the
+:class:`~genir.seq2seq.vocab.TextVocab` of a tokenizer: at most ``max_tokens`` tokens, each
 ``tokenizer id + 2``, then eos. The decoder thus generates words, which a model can tie to
 the words of the query.
 
@@ -15,25 +15,22 @@ keeps every old docid.
 
 The descriptions come from :attr:`ElaborativeDocids.describer`, set before :meth:`assign` or
 :meth:`extend`; it is code, so it is not saved, and a loaded scheme needs one set again before
-it can name new documents (:func:`query_describer` makes one of a query generator).
+it can name new documents (a query generator's ``descriptions`` is one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from genir.dsi.docids import Body, DocidScheme
-from genir.dsi.text_vocab import TextVocab
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.retrieval.encoder import DEFAULT_ENCODER
-
-if TYPE_CHECKING:
-    from genir.dsi.querygen import Seq2SeqQueryGenerator
+from genir.seq2seq.vocab import TextVocab
 
 Describer = Callable[[Sequence[Document]], list[str]]
 """Returns one description per document, in order."""
@@ -42,15 +39,6 @@ Describer = Callable[[Sequence[Document]], list[str]]
 FIRST_SUFFIX = 2
 #: Token limit for a suffix: never reached by a number, so no two suffixes are cut to the same tokens.
 _SUFFIX_TOKENS = 64
-
-
-def query_describer(generator: Seq2SeqQueryGenerator) -> Describer:
-    """Describe each document by the generator's best query for its contents (SE-DSI)."""
-
-    def describe(docs: Sequence[Document]) -> list[str]:
-        return generator.describe([doc.contents for doc in docs])
-
-    return describe
 
 
 class ElaborativeDocids(DocidScheme):
@@ -98,7 +86,7 @@ class ElaborativeDocids(DocidScheme):
         if self.describer is None:
             raise GenirError(
                 "elaborative docids need a describer to name new documents (a loaded scheme has none): "
-                "set scheme.describer = query_describer(Seq2SeqQueryGenerator.load(...)) first"
+                "set scheme.describer = query_generator(...).descriptions first"
             )
         descriptions = self.describer(docs)
         if len(descriptions) != len(docs) or not all(isinstance(text, str) for text in descriptions):

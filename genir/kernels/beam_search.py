@@ -6,6 +6,12 @@ once, and each beam carries its constraint state, gathered along with the chosen
 every step, so a prefix is never walked again. The next tokens of a step come from the fused
 constrained top-k (``genir.kernels.topk``), scored under the full softmax.
 
+One step, in order: ``_decode_step`` (``[B * num_beams, V]`` logits), ``_expand`` (the
+``2 * num_beams`` best tokens of every beam), ``_continuations`` (the ``2 * num_beams`` best of
+each query, with prefixes and states gathered from their parent beams), ``_finishing`` and
+``_add_finished`` (the finished hypotheses), ``_next_beams`` (the running beams), then
+``_reorder`` (the KV cache follows the running beams' parents).
+
 Selection, length penalty and finishing follow ``transformers``' beam search (5.x,
 ``GenerationMixin._beam_search``): each step keeps the ``2 * num_beams`` best continuations of
 a query; those among the first ``num_beams`` that end (``eos``, or the last allowed step) become
@@ -26,12 +32,13 @@ processors. Differences, all only reachable with a constraint or a tiny vocabula
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from transformers import PreTrainedModel
 from transformers.cache_utils import Cache, EncoderDecoderCache
+from transformers.utils import ModelOutput
 
 from genir.kernels.constraint import Constraint
 from genir.kernels.topk import EMPTY_SLOT, Backend, TopK, constrained_topk
@@ -136,95 +143,165 @@ def beam_search(
     start = _special_token(model, "decoder_start_token_id", decoder_start_token_id)
     device = input_ids.device
     n_queries = input_ids.shape[0]
-    keep = 2 * num_beams
-    n_rows = n_queries * num_beams
     width = constraint.state_width if constraint is not None else 0
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-
-    encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-    encoder_outputs["last_hidden_state"] = encoder_outputs.last_hidden_state.repeat_interleave(num_beams, dim=0)
-    beam_attention_mask = attention_mask.repeat_interleave(num_beams, dim=0)
-
-    # Running beams: [B, num_beams, ...]. Only beam 0 of each query starts alive.
-    run_scores = torch.full((n_queries, num_beams), float("-inf"), device=device)
-    run_scores[:, 0] = 0.0
-    run_tokens = torch.full((n_queries, num_beams, max_new_tokens), pad, dtype=torch.int64, device=device)
-    run_states = _initial_states(constraint, n_rows, device).view(n_queries, num_beams, width)
-    # Finished hypotheses: [B, num_beams, ...], the best first.
-    fin_scores = torch.full((n_queries, num_beams), float("-inf"), device=device)
-    fin_log_probs = torch.full((n_queries, num_beams), float("-inf"), device=device)
-    fin_lengths = torch.zeros((n_queries, num_beams), dtype=torch.int64, device=device)
-    fin_tokens = torch.full((n_queries, num_beams, max_new_tokens), pad, dtype=torch.int64, device=device)
-    fin_states = torch.full((n_queries, num_beams, width), EMPTY_SLOT, dtype=torch.int64, device=device)
+    encoder_outputs, beam_attention_mask = _encode(model, input_ids, attention_mask, num_beams)
+    run = _start_beams(constraint, n_queries, num_beams, max_new_tokens, pad, device)
+    fin = _no_hypotheses(n_queries, num_beams, max_new_tokens, width, pad, device)
     query_open = torch.ones(n_queries, dtype=torch.bool, device=device)
     steps: list[BeamStep] | None = [] if record_steps else None
-
-    beam_offset = torch.arange(n_queries, device=device).unsqueeze(1) * num_beams
-    top_slots = torch.arange(keep, device=device) < num_beams
-    decoder_input = torch.full((n_rows, 1), start, dtype=torch.int64, device=device)
+    decoder_input = torch.full((n_queries * num_beams, 1), start, dtype=torch.int64, device=device)
     cache: Cache | None = None
     for t in range(max_new_tokens):
-        outputs = model(
-            encoder_outputs=encoder_outputs,
-            attention_mask=beam_attention_mask,
-            decoder_input_ids=decoder_input,
-            past_key_values=cache,
-            use_cache=True,
-            return_dict=True,
+        logits, cache = _decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
+        expansion = _expand(
+            logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend
         )
-        cache = outputs.past_key_values
-        logits = outputs.logits[:, -1, :]
-        states = run_states.reshape(n_rows, width)
-        expansion = _expand(logits, states, run_scores.view(-1), keep, constraint, topk_backend)
-        del outputs, logits  # the [N, V] logits are the largest tensor of a step
-
-        # The `keep` best continuations of each query, out of num_beams * keep.
-        total = run_scores.unsqueeze(2) + expansion.log_probs.view(n_queries, num_beams, keep)
-        cand_scores, flat_index = total.view(n_queries, -1).topk(keep, dim=1)
-        parent = beam_offset + flat_index // keep  # [B, keep] rows of the flattened beams
-        slot = flat_index % keep
-        cand_valid = cand_scores > float("-inf")
-        cand_token = torch.where(cand_valid, expansion.tokens.view(-1, keep)[parent, slot], pad)
-        cand_state = expansion.next_state.view(n_rows, keep, width)[parent, slot]
-        cand_tokens = run_tokens.view(-1, max_new_tokens)[parent]
-        cand_tokens[:, :, t] = cand_token
-        cand_ended = cand_valid & (cand_token == eos)
+        del logits  # the [N, V] logits are the largest tensor of a step
+        cand = _continuations(run, expansion, t, eos, pad)
         last_step = t + 1 == max_new_tokens
-        stops = cand_ended | last_step
+        stops = cand.ended | last_step
         if steps is not None:
-            steps.append(BeamStep(cand_tokens[:, :, : t + 1].clone(), cand_scores, cand_state, cand_valid, cand_ended))
-
-        # Finished: among the first num_beams, those that stop (with a constraint, only on eos).
-        finishing = (cand_ended if constraint is not None else stops) & cand_valid & top_slots
-        finishing &= query_open.unsqueeze(1)
-        if early_stopping is True:
-            finishing &= ~(fin_scores > float("-inf")).all(dim=1, keepdim=True)
-        penalized = cand_scores / float(t + 1) ** length_penalty
-        merged_scores = torch.cat([fin_scores, torch.where(finishing, penalized, float("-inf"))], dim=1)
-        fin_scores, best = merged_scores.topk(num_beams, dim=1)
-        fin_log_probs = _pick(torch.cat([fin_log_probs, cand_scores], dim=1), best)
-        fin_lengths = _pick(torch.cat([fin_lengths, torch.full_like(cand_token, t + 1)], dim=1), best)
-        fin_tokens = _pick(torch.cat([fin_tokens, cand_tokens], dim=1), best)
-        fin_states = _pick(torch.cat([fin_states, cand_state], dim=1), best)
-        # An empty slot may have gathered a running candidate's sum; it holds no hypothesis.
-        fin_log_probs = torch.where(fin_scores > float("-inf"), fin_log_probs, float("-inf"))
-
-        # Running: the best num_beams continuations that do not stop.
-        run_scores, chosen = torch.where(stops, float("-inf"), cand_scores).topk(num_beams, dim=1)
-        run_tokens = _pick(cand_tokens, chosen)
-        run_states = _pick(cand_state, chosen)
-        beam_rows = _pick(parent, chosen)
-
-        query_open &= _can_improve(run_scores, fin_scores, t + 1, max_new_tokens, length_penalty, early_stopping)
-        run_scores = torch.where(query_open.unsqueeze(1), run_scores, float("-inf"))
-        all_full = early_stopping is True and bool((fin_scores > float("-inf")).all())
-        if last_step or all_full or not bool((run_scores > float("-inf")).any()):
+            steps.append(BeamStep(cand.tokens[:, :, : t + 1].clone(), cand.scores, cand.states, cand.valid, cand.ended))
+        finishing = _finishing(cand, stops, constraint is not None, query_open, fin.scores, early_stopping)
+        fin = _add_finished(fin, cand, finishing, t + 1, length_penalty)
+        run, beam_rows = _next_beams(cand, stops, num_beams)
+        query_open &= _can_improve(run.scores, fin.scores, t + 1, max_new_tokens, length_penalty, early_stopping)
+        run = replace(run, scores=torch.where(query_open.unsqueeze(1), run.scores, float("-inf")))
+        if last_step or _search_done(run.scores, fin.scores, early_stopping):
             break
         _reorder(cache, beam_rows.view(-1))
-        decoder_input = run_tokens[:, :, t].reshape(-1, 1)
+        decoder_input = run.tokens[:, :, t].reshape(-1, 1)
 
-    return _outputs(fin_tokens, fin_scores, fin_log_probs, fin_lengths, fin_states, num_return_sequences, pad, steps)
+    return _outputs(fin, num_return_sequences, pad, steps)
+
+
+@dataclass(frozen=True)
+class _Beams:
+    """The running beams of ``B`` queries, ``num_beams`` each (flattened row ``b * num_beams + i``).
+
+    Attributes:
+        scores: ``[B, num_beams]`` float32 sums of token log-probabilities; ``-inf`` = no beam.
+        tokens: ``[B, num_beams, max_new_tokens]`` int64 generated tokens, ``pad`` after the
+            current step.
+        states: ``[B, num_beams, S]`` int64 constraint states.
+    """
+
+    scores: torch.Tensor
+    tokens: torch.Tensor
+    states: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Hypotheses:
+    """The finished hypotheses of ``B`` queries, at most ``num_beams`` each, best first.
+
+    Attributes:
+        scores: ``[B, num_beams]`` float32 length-penalized scores; ``-inf`` = empty slot.
+        log_probs: ``[B, num_beams]`` float32 sums of token log-probabilities; ``-inf`` = empty.
+        lengths: ``[B, num_beams]`` int64 generated tokens, ``eos`` included.
+        tokens: ``[B, num_beams, max_new_tokens]`` int64, ``pad`` after the hypothesis.
+        states: ``[B, num_beams, S]`` int64 final constraint states.
+    """
+
+    scores: torch.Tensor
+    log_probs: torch.Tensor
+    lengths: torch.Tensor
+    tokens: torch.Tensor
+    states: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Continuations:
+    """The ``K = 2 * num_beams`` best one-token continuations of each query at step ``t``.
+
+    Attributes:
+        scores: ``[B, K]`` float32 sums of token log-probabilities, best first; ``-inf`` = none.
+        parent: ``[B, K]`` int64 flattened row (``b * num_beams + i``) of the extended beam.
+        tokens: ``[B, K, max_new_tokens]`` int64 prefixes: the parent's tokens with the new
+            token (``pad`` where not ``valid``) at column ``t``.
+        states: ``[B, K, S]`` int64 constraint states after the new token.
+        valid: ``[B, K]`` bool; whether the slot holds a continuation.
+        ended: ``[B, K]`` bool; valid and the new token is ``eos``.
+    """
+
+    scores: torch.Tensor
+    parent: torch.Tensor
+    tokens: torch.Tensor
+    states: torch.Tensor
+    valid: torch.Tensor
+    ended: torch.Tensor
+
+
+def _encode(
+    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, num_beams: int
+) -> tuple[ModelOutput, torch.Tensor]:
+    """Encode the sources once and repeat the result for every beam.
+
+    Args:
+        input_ids: ``[B, L_src]`` int64.
+        attention_mask: ``[B, L_src]`` int64/bool, or None for all ones.
+    Returns:
+        The encoder outputs with ``last_hidden_state`` ``[B * num_beams, L_src, d]`` (the
+        model's dtype), and the ``[B * num_beams, L_src]`` attention mask; beam ``i`` of query
+        ``b`` is row ``b * num_beams + i``.
+    """
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    encoder_outputs["last_hidden_state"] = encoder_outputs.last_hidden_state.repeat_interleave(num_beams, dim=0)
+    return encoder_outputs, attention_mask.repeat_interleave(num_beams, dim=0)
+
+
+def _start_beams(
+    constraint: Constraint | None, n_queries: int, num_beams: int, max_new_tokens: int, pad: int, device: torch.device
+) -> _Beams:
+    """The beams before the first step: only beam 0 of each query is alive (score 0, others
+    ``-inf``), all at the constraint's start state, no token generated."""
+    scores = torch.full((n_queries, num_beams), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    tokens = torch.full((n_queries, num_beams, max_new_tokens), pad, dtype=torch.int64, device=device)
+    states = _initial_states(constraint, n_queries * num_beams, device)
+    return _Beams(scores=scores, tokens=tokens, states=states.view(n_queries, num_beams, states.shape[1]))
+
+
+def _no_hypotheses(
+    n_queries: int, num_beams: int, max_new_tokens: int, width: int, pad: int, device: torch.device
+) -> _Hypotheses:
+    """``num_beams`` empty finished slots per query (scores ``-inf``, tokens ``pad``, states ``-1``)."""
+    return _Hypotheses(
+        scores=torch.full((n_queries, num_beams), float("-inf"), device=device),
+        log_probs=torch.full((n_queries, num_beams), float("-inf"), device=device),
+        lengths=torch.zeros((n_queries, num_beams), dtype=torch.int64, device=device),
+        tokens=torch.full((n_queries, num_beams, max_new_tokens), pad, dtype=torch.int64, device=device),
+        states=torch.full((n_queries, num_beams, width), EMPTY_SLOT, dtype=torch.int64, device=device),
+    )
+
+
+def _decode_step(
+    model: PreTrainedModel,
+    encoder_outputs: ModelOutput,
+    attention_mask: torch.Tensor,
+    decoder_input: torch.Tensor,
+    cache: Cache | None,
+) -> tuple[torch.Tensor, Cache]:
+    """One decoder forward of one token per beam on the KV cache.
+
+    Args:
+        encoder_outputs, attention_mask: from :func:`_encode` (``[N, ...]`` with ``N = B * num_beams``).
+        decoder_input: ``[N, 1]`` int64 last token of every beam.
+        cache: the KV cache of the previous steps; None at the first step.
+    Returns:
+        ``[N, V]`` next-token logits (the model's dtype) and the cache extended by this step.
+    """
+    outputs = model(
+        encoder_outputs=encoder_outputs,
+        attention_mask=attention_mask,
+        decoder_input_ids=decoder_input,
+        past_key_values=cache,
+        use_cache=True,
+        return_dict=True,
+    )
+    return outputs.logits[:, -1, :], outputs.past_key_values
 
 
 def _expand(
@@ -235,14 +312,19 @@ def _expand(
     constraint: Constraint | None,
     backend: Backend,
 ) -> TopK:
-    """Top-``k`` continuations of every live beam; dead beams (score ``-inf``) get empty slots.
+    """Score one step: the top-``k`` continuations of every live beam under the full softmax;
+    dead beams (score ``-inf``) get empty slots.
 
     Args:
-        logits: ``[N, V]`` next-token logits.
+        logits: ``[N, V]`` next-token logits (float32, bfloat16 or float16), ``N = B * num_beams``.
         states: ``[N, S]`` int64 constraint states.
         scores: ``[N]`` float32 running scores.
+        k: slots per beam (``2 * num_beams``).
+        constraint: None expands every token (``log_softmax`` + top-k); otherwise
+            :func:`constrained_topk` over the constraint's candidates.
     Returns:
-        ``TopK`` with ``[N, k]`` slots.
+        ``TopK`` with ``[N, k]`` slots: ``log_probs`` float32, ``tokens`` int64 (``-1`` when
+        empty), ``next_state`` ``[N, k, S]`` int64 (``-1`` when empty), ``valid`` bool.
     """
     n_rows, vocab = logits.shape
     device = logits.device
@@ -266,6 +348,122 @@ def _expand(
             sub.valid,
         )
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
+
+
+def _continuations(run: _Beams, expansion: TopK, t: int, eos: int, pad: int) -> _Continuations:
+    """The ``K`` best continuations of each query out of its ``num_beams * K`` (``generate``'s
+    ``2 * num_beams`` rule), with their prefixes and states gathered from the parent beams.
+
+    Args:
+        run: the running beams (``[B, num_beams, ...]``).
+        expansion: ``[B * num_beams, K]`` slots from :func:`_expand`.
+        t: the step (0-based); the new token goes to column ``t``.
+    Returns:
+        ``_Continuations`` with ``[B, K, ...]`` tensors.
+    """
+    n_queries, num_beams = run.scores.shape
+    keep = expansion.tokens.shape[1]
+    total = run.scores.unsqueeze(2) + expansion.log_probs.view(n_queries, num_beams, keep)
+    scores, flat_index = total.view(n_queries, -1).topk(keep, dim=1)
+    beam_offset = torch.arange(n_queries, device=scores.device).unsqueeze(1) * num_beams
+    parent = beam_offset + flat_index // keep
+    slot = flat_index % keep
+    valid = scores > float("-inf")
+    token = torch.where(valid, expansion.tokens[parent, slot], pad)
+    tokens = run.tokens.flatten(0, 1)[parent]
+    tokens[:, :, t] = token
+    return _Continuations(
+        scores=scores,
+        parent=parent,
+        tokens=tokens,
+        states=expansion.next_state[parent, slot],
+        valid=valid,
+        ended=valid & (token == eos),
+    )
+
+
+def _finishing(
+    cand: _Continuations,
+    stops: torch.Tensor,
+    constrained: bool,
+    query_open: torch.Tensor,
+    fin_scores: torch.Tensor,
+    early_stopping: EarlyStopping,
+) -> torch.Tensor:
+    """Which continuations become finished hypotheses: those among the first ``num_beams`` of
+    an open query that stop (with a constraint, only those that end with ``eos``); with
+    ``early_stopping=True``, none of a query whose finished slots are all full.
+
+    Args:
+        cand: ``[B, K]`` continuations, ``K = 2 * num_beams``.
+        stops: ``[B, K]`` bool; ended, or the last step.
+        query_open: ``[B]`` bool.
+        fin_scores: ``[B, num_beams]`` float32 finished scores before this step.
+    Returns:
+        ``[B, K]`` bool.
+    """
+    num_beams = fin_scores.shape[1]
+    top_slots = torch.arange(cand.scores.shape[1], device=cand.scores.device) < num_beams
+    finishing = (cand.ended if constrained else stops) & cand.valid & top_slots
+    finishing &= query_open.unsqueeze(1)
+    if early_stopping is True:
+        finishing &= ~(fin_scores > float("-inf")).all(dim=1, keepdim=True)
+    return finishing
+
+
+def _add_finished(
+    fin: _Hypotheses, cand: _Continuations, finishing: torch.Tensor, generated: int, length_penalty: float
+) -> _Hypotheses:
+    """Merge the finishing continuations, scored ``sum_logprob / generated ** length_penalty``,
+    into the finished hypotheses and keep the best ``num_beams`` of each query.
+
+    Args:
+        fin: ``[B, num_beams, ...]`` finished hypotheses.
+        cand: ``[B, K, ...]`` continuations.
+        finishing: ``[B, K]`` bool from :func:`_finishing`.
+        generated: tokens generated so far (``t + 1``), ``eos`` included.
+    Returns:
+        ``_Hypotheses`` with ``[B, num_beams, ...]`` tensors, best first.
+    """
+    penalized = cand.scores / float(generated) ** length_penalty
+    merged_scores = torch.cat([fin.scores, torch.where(finishing, penalized, float("-inf"))], dim=1)
+    scores, best = merged_scores.topk(fin.scores.shape[1], dim=1)
+    log_probs = _pick(torch.cat([fin.log_probs, cand.scores], dim=1), best)
+    # An empty slot may have gathered a running candidate's sum; it holds no hypothesis.
+    return _Hypotheses(
+        scores=scores,
+        log_probs=torch.where(scores > float("-inf"), log_probs, float("-inf")),
+        lengths=_pick(torch.cat([fin.lengths, torch.full_like(cand.parent, generated)], dim=1), best),
+        tokens=_pick(torch.cat([fin.tokens, cand.tokens], dim=1), best),
+        states=_pick(torch.cat([fin.states, cand.states], dim=1), best),
+    )
+
+
+def _next_beams(cand: _Continuations, stops: torch.Tensor, num_beams: int) -> tuple[_Beams, torch.Tensor]:
+    """The next running beams: the best ``num_beams`` continuations of each query that do not stop.
+
+    Args:
+        cand: ``[B, K, ...]`` continuations.
+        stops: ``[B, K]`` bool.
+    Returns:
+        ``_Beams`` with ``[B, num_beams, ...]`` tensors, and ``[B, num_beams]`` int64 the
+        flattened rows of their parents (to reorder the KV cache by).
+    """
+    scores, chosen = torch.where(stops, float("-inf"), cand.scores).topk(num_beams, dim=1)
+    beams = _Beams(scores=scores, tokens=_pick(cand.tokens, chosen), states=_pick(cand.states, chosen))
+    return beams, _pick(cand.parent, chosen)
+
+
+def _search_done(run_scores: torch.Tensor, fin_scores: torch.Tensor, early_stopping: EarlyStopping) -> bool:
+    """Whether no query needs another step: no running beam is left, or, with
+    ``early_stopping=True``, every finished slot of every query is full.
+
+    Args:
+        run_scores: ``[B, num_beams]`` float32 running scores (``-inf`` = no beam).
+        fin_scores: ``[B, num_beams]`` float32 finished scores (``-inf`` = empty slot).
+    """
+    all_full = early_stopping is True and bool((fin_scores > float("-inf")).all())
+    return all_full or not bool((run_scores > float("-inf")).any())
 
 
 def _can_improve(
@@ -329,28 +527,20 @@ def _special_token(model: PreTrainedModel, name: str, given: int | None, fallbac
     raise ValueError(f"{name} is not set on the model; pass {name}=...")
 
 
-def _outputs(
-    tokens: torch.Tensor,
-    scores: torch.Tensor,
-    log_probs: torch.Tensor,
-    lengths: torch.Tensor,
-    states: torch.Tensor,
-    n_return: int,
-    pad: int,
-    steps: list[BeamStep] | None,
-) -> BeamSearchOutput:
-    """Keep the ``n_return`` best finished hypotheses and crop to the longest."""
-    valid = scores[:, :n_return] > float("-inf")
-    lengths = torch.where(valid, lengths[:, :n_return], 0)
+def _outputs(fin: _Hypotheses, n_return: int, pad: int, steps: list[BeamStep] | None) -> BeamSearchOutput:
+    """Keep the ``n_return`` best finished hypotheses, crop to the longest and blank empty slots
+    (tokens ``pad``, length 0, states ``-1``)."""
+    valid = fin.scores[:, :n_return] > float("-inf")
+    lengths = torch.where(valid, fin.lengths[:, :n_return], 0)
     longest = int(lengths.max()) if lengths.numel() else 0
-    sequences = tokens[:, :n_return, :longest]
+    sequences = fin.tokens[:, :n_return, :longest]
     sequences = torch.where(valid.unsqueeze(2), sequences, pad)
     return BeamSearchOutput(
         sequences=sequences,
-        scores=scores[:, :n_return],
-        log_probs=log_probs[:, :n_return],
+        scores=fin.scores[:, :n_return],
+        log_probs=fin.log_probs[:, :n_return],
         lengths=lengths,
-        states=torch.where(valid.unsqueeze(2), states[:, :n_return], EMPTY_SLOT),
+        states=torch.where(valid.unsqueeze(2), fin.states[:, :n_return], EMPTY_SLOT),
         valid=valid,
         steps=steps,
     )

@@ -12,7 +12,12 @@ The candidates of one row must be distinct tokens.
 
 Backends: ``"triton"`` (``topk_triton.py``: one program per row, logsumexp over the vocabulary
 in blocks, then a running top-k over the row's candidates) and ``"torch"`` (unfused torch ops,
-for CPU). ``"auto"`` picks Triton for CUDA logits when triton imports, torch otherwise.
+for CPU). ``"auto"`` picks Triton when :func:`use_triton` allows it (CUDA logits,
+``k <= TRITON_MAX_K``, ``next_power_of_2(k) * widest row < TRITON_MAX_WORK``) and triton
+imports; torch otherwise. An explicit ``"triton"`` runs the kernel whatever ``k`` and the width.
+
+``topk_triton`` returns plain tensors, which this module wraps in :class:`TopK`; it imports
+nothing from here, so the two modules form no import cycle.
 """
 
 from __future__ import annotations
@@ -33,6 +38,20 @@ EMPTY_SLOT = -1
 _INT64_MIN = torch.iinfo(torch.int64).min
 _INT31_MAX = 2**31 - 1
 _CPU_BLOCK_ELEMENTS = 2**18
+
+# Limits of "auto" on the Triton kernel, measured on an H200 with [150, 32128] logits. Each merge
+# of the kernel builds [K_PAD, K_PAD] and [K_PAD, BLOCK_C] int64 rank matrices, so its cost grows
+# with the square of k: at k = 64 it ran in 0.42 ms (1.55x the torch path) with up to 1,000
+# candidates per row, while no call with k >= 128 finished within 20 s (k = 300: none in 140 s).
+#: Largest ``k`` for which ``"auto"`` uses the Triton kernel.
+TRITON_MAX_K = 64
+# One program walks a row's candidates block by block, merging each block into its running top
+# K_PAD, so its time tracks K_PAD x the widest row. Medians on the H200 at [150, 32128] float32
+# (Triton / torch ms): k = 20 with rows of up to 1,000 / 2,000 / 4,000 candidates 0.21 / 0.90,
+# 0.39 / 0.97, 0.67 / 0.89; k = 40 0.38 / 0.70, 0.66 / 0.60, 1.19 / 0.63; k = 64 0.39 / 0.69,
+# 0.72 / 0.69, 1.30 / 0.66. The kernel wins where K_PAD x widest row stays below 2**16.
+#: ``"auto"`` uses the torch path once ``next_power_of_2(k) * widest row`` reaches this.
+TRITON_MAX_WORK = 2**16
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,37 @@ def _triton_kernel_imports() -> bool:
     return True
 
 
+def use_triton(device: torch.device, k: int, max_candidates: int) -> bool:
+    """Whether ``"auto"`` may run the Triton kernel (before asking whether triton imports).
+
+    Args:
+        device: the logits' device.
+        k: slots per row.
+        max_candidates: the most candidates of any row.
+    Returns:
+        True for CUDA with ``k <= TRITON_MAX_K`` and ``next_power_of_2(k) * max_candidates < TRITON_MAX_WORK``.
+    """
+    return device.type == "cuda" and k <= TRITON_MAX_K and _k_pad(k) * max_candidates < TRITON_MAX_WORK
+
+
+def _k_pad(k: int) -> int:
+    """The kernel's slots per row: ``k`` rounded up to a power of two."""
+    return 1 << max(k - 1, 0).bit_length()
+
+
+def _auto_uses_triton(logits: torch.Tensor, candidates: Candidates, k: int) -> bool:
+    """:func:`use_triton` for this call, and whether the kernel module imports.
+
+    The widest row is read from ``row_ptr`` (a device-to-host copy, so a sync on CUDA) only
+    when it can change the answer: the total number of candidates ``M`` is a shape, free to
+    read, and bounds it, so while it keeps the work below ``TRITON_MAX_WORK`` it decides alone.
+    """
+    widest = candidates.tokens.shape[0]
+    if not use_triton(logits.device, k, widest) and use_triton(logits.device, k, 0):
+        widest = int((candidates.row_ptr[1:] - candidates.row_ptr[:-1]).max())
+    return use_triton(logits.device, k, widest) and _triton_kernel_imports()
+
+
 def constrained_topk(logits: torch.Tensor, candidates: Candidates, k: int, backend: Backend = "auto") -> TopK:
     """Return the ``k`` best allowed tokens of every row (ranking in the module docstring).
 
@@ -77,7 +127,7 @@ def constrained_topk(logits: torch.Tensor, candidates: Candidates, k: int, backe
         candidates: the rows' allowed tokens: ``row_ptr [N + 1]``, ``tokens [M]``,
             ``next_state [M, S]``, all int64, on the logits' device.
         k: number of slots per row (``k >= 1``).
-        backend: ``"auto"``, ``"torch"`` or ``"triton"``.
+        backend: ``"auto"`` (see :func:`use_triton`), ``"torch"`` or ``"triton"``.
     Returns:
         ``TopK`` with ``[N, k]`` slots.
     Raises:
@@ -86,13 +136,14 @@ def constrained_topk(logits: torch.Tensor, candidates: Candidates, k: int, backe
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if backend == "auto":
-        backend = "triton" if logits.is_cuda and _triton_kernel_imports() else "torch"
+        backend = "triton" if _auto_uses_triton(logits, candidates, k) else "torch"
     if backend == "torch":
         return topk_torch(logits, candidates, k)
     if backend == "triton":
         from genir.kernels.topk_triton import topk_triton
 
-        return topk_triton(logits, candidates, k)
+        tokens, log_probs, next_state, valid = topk_triton(logits, candidates, k)
+        return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
     raise ValueError(f"unknown top-k backend {backend!r}; expected 'auto', 'torch' or 'triton'")
 
 

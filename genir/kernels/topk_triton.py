@@ -7,7 +7,13 @@ pairs, which needs no sort network and carries each key's candidate position alo
 whose best key cannot enter the running top-k are skipped. Ranking keys are those of
 ``genir.kernels.topk.ranking_key``, so the result equals the torch backend's.
 
-On CPU the kernel runs only under ``TRITON_INTERPRET=1``, set before triton is imported.
+The merge's rank matrices are ``[K_PAD, K_PAD]`` and ``[K_PAD, BLOCK_C]`` int64, so the cost
+grows with the square of ``k``: ``genir.kernels.topk.use_triton`` keeps ``"auto"`` off this
+kernel at large ``k`` and on wide rows.
+
+This module returns plain tensors and imports nothing from ``genir.kernels.topk``, which wraps
+them in its ``TopK``; the import goes one way only. On CPU the kernel runs only under
+``TRITON_INTERPRET=1``, set before triton is imported.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ import triton
 import triton.language as tl
 
 from genir.kernels.constraint import Candidates
-from genir.kernels.topk import TopK
 
 _BLOCK_V = 1024
 _BLOCK_C = 64
@@ -122,15 +127,20 @@ def _constrained_topk_kernel(
     tl.store(out_state_ptr + out[:, None] * S + column[None, :], state, mask=keep[:, None] & (column[None, :] < S))
 
 
-def topk_triton(logits: torch.Tensor, candidates: Candidates, k: int) -> TopK:
-    """Triton backend of ``genir.kernels.topk.constrained_topk`` (same arguments and result).
+def topk_triton(
+    logits: torch.Tensor, candidates: Candidates, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triton backend of ``genir.kernels.topk.constrained_topk`` (same arguments; the fields of
+    its ``TopK`` as a tuple).
 
     Args:
         logits: ``[N, V]`` float32, bfloat16 or float16 (CUDA, or CPU under ``TRITON_INTERPRET=1``).
         candidates: ``row_ptr [N + 1]``, ``tokens [M]``, ``next_state [M, S]``, int64, same device.
         k: number of slots per row.
     Returns:
-        ``TopK`` with ``[N, k]`` slots.
+        ``tokens [N, k]`` int64 (``-1`` in empty slots), ``log_probs [N, k]`` float32 (``-inf``
+        in empty slots), ``next_state [N, k, S]`` int64 (``-1`` in empty slots) and
+        ``valid [N, k]`` bool, best first.
     """
     n_rows, vocab = logits.shape
     if logits.stride(1) != 1:
@@ -168,4 +178,4 @@ def topk_triton(logits: torch.Tensor, candidates: Candidates, k: int) -> TopK:
             BLOCK_V=min(_BLOCK_V, triton.next_power_of_2(vocab)),
             BLOCK_C=_BLOCK_C,
         )
-    return TopK(tokens=tokens, log_probs=log_probs, next_state=states[:, :, :width], valid=valid.bool())
+    return tokens, log_probs, states[:, :, :width], valid.bool()

@@ -22,7 +22,7 @@ from rich.console import Console
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection
-from genir.retrieval.searcher import Hit, Searcher, parse_config
+from genir.retrieval.searcher import Hit, Searcher
 
 LUCENE_DIR = "lucene"
 
@@ -54,9 +54,9 @@ class BM25Searcher(Searcher):
     Config = BM25Config
     description = "Lucene BM25 via pyserini (title + text, k1=0.9, b=0.4)"
 
-    def __init__(self, config: BM25Config, manifest: Manifest, lucene_dir: Path):
+    def __init__(self, config: BM25Config, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
-        self.lucene_dir = lucene_dir
+        self.lucene_dir = lucene_dir = directory / LUCENE_DIR
         ensure_java()
         from pyserini.search.lucene import LuceneSearcher
 
@@ -88,14 +88,14 @@ class BM25Searcher(Searcher):
             raise GenirError(f"Anserini indexing failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
         return {"num_docs": count}
 
-    @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> "BM25Searcher":
-        return cls(parse_config(BM25Config, manifest.config), manifest, directory / LUCENE_DIR)
-
     def write_files(self, directory: Path) -> None:
         shutil.copytree(self.lucene_dir, directory / LUCENE_DIR)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+    @property
+    def num_docs(self) -> int:
+        return self._lucene.num_docs
+
+    def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         ids = [str(i) for i in range(len(queries))]
         results = self._lucene.batch_search(list(queries), ids, k=k, threads=self.config.threads)
         return [[Hit(h.docid, float(h.score)) for h in results[i]] for i in ids]

@@ -23,7 +23,7 @@ from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
-from genir.retrieval.searcher import Hit, Searcher, parse_config
+from genir.retrieval.searcher import Hit, Searcher
 
 EMBEDDINGS = "embeddings.npy"
 FAISS_INDEX = "index.faiss"
@@ -66,22 +66,41 @@ class DenseSearcher(Searcher):
         faiss.write_index(_faiss_index(embeddings, config.factory), str(directory / FAISS_INDEX))
         return {"num_docs": len(docs), "dim": int(embeddings.shape[1]), "embeddings_reused": reused}
 
-    @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> "DenseSearcher":
-        return cls(parse_config(DenseConfig, manifest.config), manifest, directory)
-
     def write_files(self, directory: Path) -> None:
         for name in (EMBEDDINGS, FAISS_INDEX, DOCIDS):
             shutil.copy2(self.directory / name, directory / name)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         vectors = self.encoder.encode(queries, self.config.batch_size)
-        k = min(k, len(self.docids))
         scores, rows = self.index.search(vectors, k)
         return [
             [Hit(self.docids[r], float(s)) for s, r in zip(score_row, row) if r >= 0]
             for score_row, row in zip(scores, rows)
         ]
+
+
+def dense_embeddings(directory: Path, doc_ids: Sequence[str]) -> np.ndarray:
+    """``[len(doc_ids), d]`` float32: the stored embeddings of those documents in a dense index.
+
+    Other methods reuse a dense index of the same corpus (semantic docids, docid rows) instead of
+    encoding the documents again.
+
+    Raises:
+        GenirError: ``directory`` is not a dense index, or it lacks one of the documents.
+    """
+    manifest = read_manifest(directory, verify=False)
+    if manifest.method != DenseSearcher.method:
+        raise GenirError(f"{directory}: not a dense index (method {manifest.method!r}); its embeddings cannot be reused")
+    row = {doc_id: i for i, doc_id in enumerate(json.loads((directory / DOCIDS).read_text(encoding="utf-8")))}
+    missing = [d for d in doc_ids if d not in row]
+    if missing:
+        raise GenirError(f"{directory}: {len(missing)} of the documents are not in this dense index (e.g. {missing[0]!r})")
+    matrix = np.load(directory / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
+    return np.asarray(matrix[[row[d] for d in doc_ids]], dtype=np.float32)
 
 
 def _reusable_embeddings(previous: Path | None, collection: Collection, config: DenseConfig) -> np.ndarray | None:

@@ -3,6 +3,12 @@
 A method is a :class:`Searcher` subclass plus a configuration dataclass. ``genir index``,
 ``run``, ``eval`` and ``bench`` only ever talk to this interface, so a new method joins them by
 adding one line to :data:`METHODS`.
+
+One rule for ``k``, whatever the method: ``k`` must be a positive integer, and a ``k`` larger than
+the corpus asks for every document there is (a method may still return fewer, e.g. SEAL returns
+only documents that hold a generated n-gram). :meth:`Searcher.batch_search` checks and clamps
+``k`` once; methods implement :meth:`Searcher._batch_search`, which never sees a ``k`` above
+:attr:`Searcher.num_docs`.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ class Searcher(ABC):
     """A searchable index.
 
     Subclasses set :attr:`method` and :attr:`Config`, build from a collection into a directory
-    (:meth:`build`), open a built directory (:meth:`from_files`) and copy their files
-    (:meth:`write_files`).
+    (:meth:`build`), open a built directory (their constructor, through :meth:`from_files`), copy
+    their files (:meth:`write_files`) and search (:meth:`_batch_search`).
     """
 
     method: ClassVar[str]
@@ -45,12 +51,27 @@ class Searcher(ABC):
 
     # -- searching ---------------------------------------------------------------------
     def search(self, query: str, k: int = 10) -> list[Hit]:
-        """The ``k`` best documents for ``query``, best first."""
+        """The ``k`` best documents for ``query``, best first (every document when ``k`` exceeds the corpus)."""
         return self.batch_search([query], k)[0]
 
-    @abstractmethod
     def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        """``search`` for many queries at once (faster than one by one)."""
+        """``search`` for many queries at once (faster than one by one).
+
+        Raises:
+            GenirError: ``k`` is not a positive integer.
+        """
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise GenirError(f"k must be a positive integer, got {k!r}")
+        return self._batch_search(queries, min(k, self.num_docs)) if self.num_docs else [[] for _ in queries]
+
+    @property
+    def num_docs(self) -> int:
+        """Documents in the index."""
+        return int(self.manifest.stats["num_docs"])
+
+    @abstractmethod
+    def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        """The ``k`` best documents per query, ``1 <= k <= num_docs``."""
 
     def doc_text(self, docid: str) -> str | None:
         """The stored text of a document, when the index keeps it (for display only)."""
@@ -70,9 +91,9 @@ class Searcher(ABC):
         """
 
     @classmethod
-    @abstractmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> "Searcher":
-        """Open an index directory whose manifest has been checked."""
+    def from_files(cls, directory: Path, manifest: Manifest) -> Searcher:
+        """Open an index directory whose manifest has been checked: ``cls(config, manifest, directory)``."""
+        return cls(parse_config(cls.Config, manifest.config), manifest, directory)
 
     @abstractmethod
     def write_files(self, directory: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection
-from genir.retrieval.bm25 import LUCENE_DIR, BM25Config, BM25Searcher
+from genir.retrieval.bm25 import BM25Config, BM25Searcher
 from genir.retrieval.searcher import Hit
 from genir.seal.searcher import SEALConfig, SEALSearcher
 
@@ -73,7 +73,7 @@ class SEALHybridSearcher(SEALSearcher):
     def __init__(self, config: SEALHybridConfig, manifest: Manifest, directory: Path):
         _check_fusion(config.fusion)
         super().__init__(config, manifest, directory)
-        self.bm25 = BM25Searcher(BM25Config(), manifest, directory / BM25_DIR / LUCENE_DIR)
+        self.bm25 = BM25Searcher(BM25Config(), manifest, directory / BM25_DIR)
 
     @classmethod
     def build(cls, collection: Collection, config: SEALHybridConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -87,11 +87,9 @@ class SEALHybridSearcher(SEALSearcher):
         (directory / BM25_DIR).mkdir()
         self.bm25.write_files(directory / BM25_DIR)
 
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        if k > len(self.docids):
-            raise GenirError(f"k={k} is larger than the corpus ({len(self.docids)} documents)")
-        depth = min(max(k, self.config.depth), len(self.docids))
-        seal = super().batch_search(queries, depth)
+    def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        depth = min(max(k, self.config.depth), self.num_docs)
+        seal = super()._batch_search(queries, depth)
         bm25 = self.bm25.batch_search(queries, depth)
         weights = (self.config.hybrid_weight, 1.0 - self.config.hybrid_weight)
         return [fuse((s, b), weights, self.config.fusion, self.config.rrf_k)[:k] for s, b in zip(seal, bm25)]

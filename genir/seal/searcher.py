@@ -2,8 +2,8 @@
 
 Building an index tokenizes every document (title + text) with the model's tokenizer, builds an
 FM-index over the token ids (shifted by two: the decoder's pad 0 and eos 1 never occur in the
-corpus, see :mod:`genir.dsi.text_vocab`), and trains the model on SEAL's pairs
-(:mod:`genir.indexer.seal_pairs`) with genir's Lightning machinery. The index directory holds
+corpus, see :mod:`genir.seq2seq.vocab`), and trains the model on SEAL's pairs
+(:mod:`genir.seal.pairs`) with genir's Lightning machinery. The index directory holds
 ``model/`` (safetensors), ``tokenizer/``, ``fmindex/`` (``.npy`` + JSON) and ``docids.json``.
 
 Searching a query (:mod:`genir.seal.scoring` has the formulas):
@@ -37,21 +37,20 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from genir.dsi.docids import EOS, FIRST_TOKEN
-from genir.dsi.model import T5_PREFIX, build_seq2seq
-from genir.dsi.model_io import load_seq2seq
-from genir.dsi.searcher import run_directory, train_and_save
-from genir.dsi.text_vocab import TextVocab
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.indexer.seal_pairs import SealPairConfig, seal_training_pairs
 from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_constraint import FMIndexConstraint
 from genir.kernels.fmindex import FMIndex
 from genir.retrieval.encoder import DEFAULT_ENCODER
-from genir.retrieval.searcher import Hit, Searcher, parse_config
+from genir.retrieval.searcher import Hit, Searcher
+from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
+from genir.seq2seq.fit import TrainSettings, run_directory, train_and_save
+from genir.seq2seq.model import T5_PREFIX, build_seq2seq
+from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
 
 MODEL_DIR, TOKENIZER_DIR, FMINDEX_DIR, DOCIDS_FILE = "model", "tokenizer", "fmindex", "docids.json"
 QUERY_BATCH = 16  # queries decoded together
@@ -64,7 +63,7 @@ class SEALConfig:
     tokenizer: str = DEFAULT_ENCODER  # the tokenizer of t5-config: models (encoder input, decoder output, FM-index)
     use_model: bool = True  # false: no training, keys are the query n-grams alone
     model_from: str = ""  # a seal index of the same corpus whose trained model is reused
-    # training pairs (genir.indexer.seal_pairs)
+    # training pairs (genir.seal.pairs)
     ngram_min_words: int = 3
     ngram_max_words: int = 10
     ngrams_per_pair: int = 10
@@ -144,10 +143,6 @@ class SEALSearcher(Searcher):
             stats.update(_train(collection, docs, config, vocab, directory / MODEL_DIR))
         return stats
 
-    @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> "SEALSearcher":
-        return cls(parse_config(cls.Config, manifest.config), manifest, directory)
-
     def write_files(self, directory: Path) -> None:
         for name in (MODEL_DIR, TOKENIZER_DIR, FMINDEX_DIR):
             if (self.directory / name).is_dir():
@@ -155,9 +150,11 @@ class SEALSearcher(Searcher):
         shutil.copy2(self.directory / DOCIDS_FILE, directory / DOCIDS_FILE)
 
     # -- searching --------------------------------------------------------------------------
-    def batch_search(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        if k > len(self.docids):
-            raise GenirError(f"k={k} is larger than the corpus ({len(self.docids)} documents)")
+    @property
+    def num_docs(self) -> int:
+        return len(self.docids)
+
+    def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         results: list[list[Hit]] = []
         batches = range(0, len(queries), QUERY_BATCH)
         for start in tqdm(batches, desc="SEAL search", unit="batch", disable=len(batches) < 4, leave=False):
@@ -278,4 +275,4 @@ def _train(collection: Collection, docs: list[Document], config: SEALConfig, voc
     tokenizer = vocab.tokenizer if config.model.startswith(T5_PREFIX) else None
     seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
     run_dir = run_directory(collection, {"method": "seal", **{f: getattr(config, f) for f in TRAINING_FIELDS}})
-    return train_and_save(seq2seq, pairs, config, run_dir, out)
+    return train_and_save(seq2seq, pairs, TrainSettings.of(config), run_dir, out)

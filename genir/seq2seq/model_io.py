@@ -1,6 +1,6 @@
 """Saving and loading docid-vocabulary seq2seq models as safetensors (never pickle).
 
-A model built by :func:`genir.dsi.model.build_seq2seq` from a T5/BART checkpoint has two
+A model built by :func:`genir.seq2seq.model.build_seq2seq` from a T5/BART checkpoint has two
 vocabularies: the encoder's (text) and the decoder's (docids), while a Hugging Face config holds
 one ``vocab_size``. The encoder's size is recorded beside it so the same shapes can be rebuilt.
 """
@@ -12,8 +12,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
 
-from genir.dsi.model import _replace_decoder_vocab
 from genir.errors import GenirError
+from genir.seq2seq.model import replace_decoder_vocab
 
 INPUT_VOCAB_KEY = "genir_input_vocab_size"
 WEIGHTS = "model.safetensors"
@@ -36,7 +36,7 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
         raise GenirError(f"{directory}: config.json lacks {INPUT_VOCAB_KEY}; not saved by genir")
     config.vocab_size = getattr(config, INPUT_VOCAB_KEY)
     model = AutoModelForSeq2SeqLM.from_config(config)
-    _replace_decoder_vocab(model, output_vocab)
+    replace_decoder_vocab(model, output_vocab)
     missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
     # Tied copies (T5's encoder embedding is its shared embedding) are stored once.
     tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - {name for name, _ in model.named_parameters()}

@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
-from genir.dsi.encoder_states import encoder_states
 from genir.errors import GenirError
+from genir.seq2seq.encoder_states import encoder_states
 
 # EncoderDecoderModel warns on every loss that it computes the loss itself since v4.12; it does,
 # and we rely on that (labels in, loss out): the warning says nothing to a genir user.
@@ -57,23 +57,16 @@ class EpochBatchSampler(Sampler[list[int]]):
         batch_size: examples per batch (the last batch of an epoch may be smaller).
         seed: the shuffling seed.
         position: returns ``(epoch, batches_to_skip, rank, world_size)``.
-        shuffle: False keeps corpus order (validation).
     """
 
-    def __init__(
-        self, num_examples: int, batch_size: int, seed: int, position: Callable[[], tuple[int, int, int, int]], shuffle: bool = True
-    ) -> None:
+    def __init__(self, num_examples: int, batch_size: int, seed: int, position: Callable[[], tuple[int, int, int, int]]) -> None:
         self.num_examples = num_examples
         self.batch_size = batch_size
         self.seed = seed
         self.position = position
-        self.shuffle = shuffle
 
     def _rank_indices(self, epoch: int, rank: int, world: int) -> list[int]:
-        if self.shuffle:
-            order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
-        else:
-            order = list(range(self.num_examples))
+        order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
         per_rank = math.ceil(self.num_examples / world)
         order = (order * (per_rank * world // max(len(order), 1) + 1))[: per_rank * world]
         return order[rank::world]
@@ -114,12 +107,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
         tokenizer: the encoder's tokenizer.
         batch_size: examples per batch per device.
         max_source_len: source tokens kept (truncation).
-        val_pairs: optional validation pairs (loss only).
         seed: shuffling seed; epoch ``e`` uses ``seed + e``.
-        encoder: a frozen encoder (see :func:`genir.dsi.model.freeze_encoder`): :meth:`setup`
+        encoder: a frozen encoder (see :func:`genir.seq2seq.model.freeze_encoder`): :meth:`setup`
             runs it once over every source and batches carry its states, so training never
             runs the encoder again.
-        states_cache: where those states are kept between runs (:mod:`genir.dsi.encoder_states`).
+        states_cache: where those states are kept between runs (:mod:`genir.seq2seq.encoder_states`).
     Batches are dicts: ``input_ids`` and ``attention_mask`` ``[B, L_src]`` int64 (padded with the
     tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``, and with an
     ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding).
@@ -131,7 +123,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         tokenizer: PreTrainedTokenizerBase,
         batch_size: int = 32,
         max_source_len: int = 64,
-        val_pairs: Sequence[Pair] | None = None,
         seed: int = 0,
         encoder: torch.nn.Module | None = None,
         states_cache: Path | None = None,
@@ -140,7 +131,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if not pairs:
             raise GenirError("no training pairs")
         self.pairs = list(pairs)
-        self.val_pairs = list(val_pairs) if val_pairs else None
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_source_len = max_source_len
@@ -148,13 +138,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.encoder = encoder
         self.states_cache = states_cache
         self.train_data: list[dict[str, Any]] = []
-        self.val_data: list[dict[str, Any]] = []
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_data:
             self.train_data = self._tokenize(self.pairs)
-        if self.val_pairs and not self.val_data:
-            self.val_data = self._tokenize(self.val_pairs)
 
     def _tokenize(self, pairs: list[Pair]) -> list[dict[str, Any]]:
         sources = self.tokenizer([text for text, _ in pairs], truncation=True, max_length=self.max_source_len)["input_ids"]
@@ -180,22 +167,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
         skip = trainer.global_step * trainer.accumulate_grad_batches - trainer.current_epoch * per_epoch
         return trainer.current_epoch, max(skip, 0), trainer.global_rank, world
 
-    def _eval_position(self) -> tuple[int, int, int, int]:
-        trainer = self.trainer
-        return (0, 0, trainer.global_rank, trainer.world_size) if trainer is not None else (0, 0, 0, 1)
-
-    def _loader(self, data: list[dict[str, list[int]]], sampler: EpochBatchSampler) -> PositionedDataLoader:
+    def train_dataloader(self) -> PositionedDataLoader:
+        sampler = EpochBatchSampler(len(self.train_data), self.batch_size, self.seed, self._position)
         # A private generator: creating the loader's iterator must not consume the global RNG,
         # or a resumed run would draw different dropout masks than an uninterrupted one.
-        return PositionedDataLoader(data, batch_sampler=sampler, collate_fn=self.collate, generator=torch.Generator().manual_seed(self.seed))
-
-    def train_dataloader(self) -> PositionedDataLoader:
-        return self._loader(self.train_data, EpochBatchSampler(len(self.train_data), self.batch_size, self.seed, self._position))
-
-    def val_dataloader(self) -> PositionedDataLoader:
-        if not self.val_data:
-            return []  # type: ignore[return-value]  # Lightning skips validation on an empty list
-        return self._loader(self.val_data, EpochBatchSampler(len(self.val_data), self.batch_size, self.seed, self._eval_position, shuffle=False))
+        return PositionedDataLoader(self.train_data, batch_sampler=sampler, collate_fn=self.collate,
+                                    generator=torch.Generator().manual_seed(self.seed))
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Pad a list of examples into the batch dict described in the class docstring."""
@@ -257,9 +234,6 @@ class Seq2SeqModule(L.LightningModule):
         loss = self(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
         return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self.log("val_loss", self(batch), prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
@@ -368,7 +342,6 @@ def train(
         use_distributed_sampler=False,
         enable_progress_bar=enable_progress_bar,
         default_root_dir=out_dir,
-        **({"limit_val_batches": 0} if not datamodule.val_pairs else {}),
         **trainer_kwargs,
     )
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume)

@@ -1,11 +1,18 @@
 """Pseudo-queries for documents: DSI's sampled pseudo-queries and SE-DSI's elaborative descriptions.
 
-A :class:`QueryGenerator` writes ``n`` queries for each document text. The seq2seq one comes in
-two kinds:
+A :class:`QueryGenerator` writes, for documents, ``n`` pseudo-queries each
+(:meth:`~QueryGenerator.pseudo_queries`) or one deterministic description each
+(:meth:`~QueryGenerator.descriptions`). Every method that needs queries it was not given (DSI's
+views, SE-DSI's docids, continual indexing's generative memory) gets one from
+:func:`query_generator`, the one place that picks the kind:
+
+* :class:`KeywordQueryGenerator` (no generator named): keyword queries from each document's
+  salient sentences (:mod:`genir.views.salience`), needing no model;
+* :class:`Seq2SeqQueryGenerator`, in two kinds:
 
 * its decoder speaks the tokenizer's own vocabulary (``vocab=None``): a Hugging Face doc2query
   checkpoint, loaded with :meth:`Seq2SeqQueryGenerator.from_pretrained`;
-* its decoder speaks a :class:`~genir.dsi.text_vocab.TextVocab` (pad 0, eos 1, tokenizer ids
+* its decoder speaks a :class:`~genir.seq2seq.vocab.TextVocab` (pad 0, eos 1, tokenizer ids
   shifted by 2): a generator trained in genir with :func:`train_query_generator`, on the same
   model builder and Lightning machinery as DSI itself.
 
@@ -20,21 +27,23 @@ A saved generator is a directory: ``querygen.json`` (settings), ``model/`` (safe
 from __future__ import annotations
 
 import json
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from genir.dsi.model import build_seq2seq
-from genir.dsi.model_io import load_seq2seq, save_seq2seq
-from genir.dsi.text_vocab import TextVocab, load_tokenizer
-from genir.dsi.training import Seq2SeqDataModule, Seq2SeqModule, train
 from genir.errors import GenirError
 from genir.indexer.artifact import read_json_record
+from genir.indexer.collection import Document
+from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.model import build_seq2seq
+from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
+from genir.seq2seq.vocab import TextVocab, load_tokenizer
+from genir.views.salience import Salience
 
 QUERYGEN_FILE = "querygen.json"
 MODEL_DIR = "model"
@@ -44,15 +53,75 @@ _FORMAT_VERSION = 1
 
 
 class QueryGenerator(ABC):
-    """Writes queries that a document answers."""
+    """Writes queries that documents answer."""
+
+    #: What wrote the queries, for reports.
+    kind: ClassVar[str]
 
     @abstractmethod
-    def generate(self, texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
-        """``n`` queries for each text, in input order; the same ``seed`` gives the same queries."""
+    def pseudo_queries(self, docs: Sequence[Document], n: int, seed: int = 0) -> list[list[str]]:
+        """``n`` queries for each document, in input order; the same ``seed`` gives the same queries."""
+
+    @abstractmethod
+    def descriptions(self, docs: Sequence[Document]) -> list[str]:
+        """One query per document that describes it, deterministic (SE-DSI's elaborative docids)."""
+
+
+class KeywordQueryGenerator(QueryGenerator):
+    """Keyword queries from salient sentences: the generator used when no model is named.
+
+    Args:
+        corpus: the documents whose document frequencies weigh words (idf).
+        words: words per query.
+        pool: 0 gives each document's ``n`` best keyword queries (one per salient sentence);
+            above 0, each of the ``n`` queries is drawn (seeded) from the document's ``pool``
+            best, so a document asked for again and again (generative replay) gets varied queries.
+    """
+
+    kind = "keyword queries (salience fallback)"
+
+    def __init__(self, corpus: Sequence[Document], words: int = 8, pool: int = 0) -> None:
+        if words < 1 or pool < 0:
+            raise GenirError(f"keyword queries need words >= 1 and pool >= 0, got {words}, {pool}")
+        self.salience = Salience(corpus)
+        self.words = words
+        self.pool = pool
+
+    def pseudo_queries(self, docs: Sequence[Document], n: int, seed: int = 0) -> list[list[str]]:
+        if not self.pool:
+            return [self.salience.keyword_queries(d, n, self.words, seed) for d in docs]
+        queries = []
+        for doc in docs:
+            options = [q for q in self.salience.keyword_queries(doc, self.pool, self.words, seed) if q.strip()]
+            rng = random.Random(f"{seed}:{doc.id}")
+            queries.append([rng.choice(options) for _ in range(n)] if options else [])
+        return queries
+
+    def descriptions(self, docs: Sequence[Document]) -> list[str]:
+        return [next(iter(self.salience.keyword_queries(d, 1, self.words)), d.contents) for d in docs]
+
+
+def query_generator(name_or_path: str, corpus: Sequence[Document], words: int = 8, pool: int = 0) -> QueryGenerator:
+    """The query generator a setting names: keywords (``""``), a genir-trained one, or a HF checkpoint.
+
+    Args:
+        name_or_path: ``""`` for :class:`KeywordQueryGenerator`; a directory holding
+            ``querygen.json`` (:func:`train_query_generator`'s output); else a Hugging Face
+            seq2seq name or path (e.g. a doc2query T5).
+        corpus, words, pool: the keyword generator's settings (ignored by the others).
+    """
+    if not name_or_path:
+        return KeywordQueryGenerator(corpus, words, pool)
+    if (Path(name_or_path) / QUERYGEN_FILE).is_file():
+        return Seq2SeqQueryGenerator.load(name_or_path)
+    return Seq2SeqQueryGenerator.from_pretrained(name_or_path)
 
 
 class Seq2SeqQueryGenerator(QueryGenerator):
     """Queries from a seq2seq model: top-k sampling (:meth:`generate`) or beam search (:meth:`describe`).
+
+    :meth:`generate` and :meth:`describe` read texts; the :class:`QueryGenerator` methods read
+    a document's contents (title and text).
 
     Args:
         model: a Hugging Face encoder-decoder.
@@ -112,6 +181,8 @@ class Seq2SeqQueryGenerator(QueryGenerator):
         return cls(model, tokenizer, None, **settings)
 
     # -- writing queries -------------------------------------------------------------------
+    kind = "query generator"
+
     def generate(self, texts: Sequence[str], n: int, seed: int = 0) -> list[list[str]]:
         """``n`` sampled queries per text (top-k sampling; samples may repeat).
 
@@ -127,6 +198,12 @@ class Seq2SeqQueryGenerator(QueryGenerator):
     def describe(self, texts: Sequence[str]) -> list[str]:
         """The single most likely query of each text under beam search: deterministic."""
         return self._run(texts, do_sample=False, num_beams=self.num_beams, num_return_sequences=1)
+
+    def pseudo_queries(self, docs: Sequence[Document], n: int, seed: int = 0) -> list[list[str]]:
+        return self.generate([d.contents for d in docs], n, seed)
+
+    def descriptions(self, docs: Sequence[Document]) -> list[str]:
+        return self.describe([d.contents for d in docs])
 
     @torch.inference_mode()
     def _run(self, texts: Sequence[str], **generation: Any) -> list[str]:
@@ -206,7 +283,7 @@ def train_query_generator(
     out_dir: str | Path,
     model: str = "t5-config:small",
     tokenizer: str = "all-MiniLM-L6-v2",
-    max_time: str | timedelta | None = None,
+    max_time: str | None = None,
     max_epochs: int = 10,
     batch_size: int = 32,
     lr: float = 1e-3,
@@ -220,15 +297,16 @@ def train_query_generator(
 
     The decoder writes a :class:`TextVocab` of ``tokenizer`` (the encoder reads the same
     tokenizer); targets are ``vocab.encode(query, max_query_tokens)``. Training is genir's
-    Lightning run (:func:`genir.dsi.training.train`): checkpoints under ``out_dir/checkpoints``,
-    and a run started again on the same ``out_dir`` resumes from its last checkpoint.
+    Lightning run (:func:`genir.seq2seq.fit.fit`): checkpoints under ``out_dir/checkpoints`` while it
+    runs, so a run started again on the same ``out_dir`` resumes from its last checkpoint; they
+    are deleted when it ends.
 
     Args:
         pairs: (document text, query) pairs.
         out_dir: the run directory (checkpoints, logs).
-        model: a :func:`~genir.dsi.model.build_seq2seq` model string.
+        model: a :func:`~genir.seq2seq.model.build_seq2seq` model string.
         tokenizer: tokenizer name or path (encoder input and decoder output).
-        max_time, max_epochs: stopping rules, as in :func:`~genir.dsi.training.train`.
+        max_time, max_epochs: stopping rules, as in :func:`~genir.seq2seq.training.train`.
         batch_size, lr, seed: as in :class:`Seq2SeqDataModule` / :class:`Seq2SeqModule`.
         max_source_len, max_query_tokens: document tokens read, query tokens written.
         config_overrides: T5Config fields for ``t5-config:`` models (e.g. ``{"dropout_rate": 0.0}``).
@@ -246,7 +324,7 @@ def train_query_generator(
     vocab = TextVocab(tokenizer)
     seq2seq = build_seq2seq(model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=seed)
     targets = [(text, vocab.encode(query, max_query_tokens)) for text, query in pairs]
-    datamodule = Seq2SeqDataModule(targets, vocab.tokenizer, batch_size=batch_size, max_source_len=max_source_len, seed=seed)
-    module = Seq2SeqModule(seq2seq.model, lr=lr)
-    train(module, datamodule, out_dir, max_epochs=max_epochs, max_time=max_time, seed=seed, enable_progress_bar=enable_progress_bar)
-    return Seq2SeqQueryGenerator(module.model, vocab.tokenizer, vocab, max_source_len=max_source_len, max_query_tokens=max_query_tokens)
+    settings = TrainSettings(batch_size=batch_size, max_source_len=max_source_len, lr=lr, warmup_steps=0, max_epochs=max_epochs,
+                             max_time=max_time, seed=seed, decay=False)
+    fit(seq2seq, targets, settings, Path(out_dir), progress=enable_progress_bar)
+    return Seq2SeqQueryGenerator(seq2seq.model, vocab.tokenizer, vocab, max_source_len=max_source_len, max_query_tokens=max_query_tokens)

@@ -4,9 +4,10 @@
   (DSI's "FirstP"), plus ``spans`` random spans of ``span_words`` words each, so that the model
   sees more than the opening of long documents.
 * **rehearsal contents** (SE-DSI): the ``rehearsal`` most salient sentences of each document
-  (:mod:`genir.dsi.salience`).
-* **pseudo-queries**: ``pseudo_queries`` generated queries per document, from a query generator
-  when one is given, else keyword queries drawn from the document's salient sentences.
+  (:mod:`genir.views.salience`).
+* **pseudo-queries**: ``pseudo_queries`` queries per document from a
+  :class:`~genir.views.querygen.QueryGenerator` (a trained model, or keyword queries drawn from
+  the document's salient sentences: :func:`~genir.views.querygen.query_generator` picks).
 * **retrieval** examples map a real query of a qrels split (e.g. ``train``) to each document
   judged relevant for it.
 
@@ -17,17 +18,15 @@ times per epoch.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from genir.dsi.salience import Salience
 from genir.indexer.collection import Collection, Document
+from genir.views.querygen import QueryGenerator
+from genir.views.salience import Salience
 
 TextPair = tuple[str, str]
 """(source text, docid)."""
-
-QueryGenerator = Callable[[Sequence[str], int, int], list[list[str]]]
-"""(document texts, queries per text, seed) -> queries per text."""
 
 
 @dataclass
@@ -70,25 +69,22 @@ def retrieval_examples(collection: Collection, split: str) -> list[TextPair]:
     ]
 
 
-def salient_examples(docs: Sequence[Document], config: ViewConfig, generate: QueryGenerator | None) -> list[TextPair]:
-    """Rehearsal contents and pseudo-queries of every document."""
+def salient_examples(docs: Sequence[Document], config: ViewConfig, generator: QueryGenerator) -> list[TextPair]:
+    """Rehearsal contents and pseudo-queries (written by ``generator``) of every document."""
     salience = Salience(docs)
     pairs = [(s, d.id) for d in docs for s in salience.rehearsal_contents(d, config.rehearsal)]
     if config.pseudo_queries:
-        if generate is not None:
-            queries = generate([d.contents for d in docs], config.pseudo_queries, config.seed)
-        else:
-            queries = [salience.keyword_queries(d, config.pseudo_queries, config.pseudo_query_words, config.seed) for d in docs]
+        queries = generator.pseudo_queries(docs, config.pseudo_queries, config.seed)
         pairs += [(q, d.id) for d, qs in zip(docs, queries) for q in qs if q.strip()]
     return pairs
 
 
 def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig,
-                   generate: QueryGenerator | None = None) -> list[TextPair]:
-    """All views of the configuration, shuffled with ``config.seed``."""
+                   generator: QueryGenerator) -> list[TextPair]:
+    """All views of the configuration, shuffled with ``config.seed``; ``generator`` writes the pseudo-queries."""
     pairs = indexing_examples(docs, config)
     if config.rehearsal or config.pseudo_queries:
-        pairs += salient_examples(docs, config, generate)
+        pairs += salient_examples(docs, config, generator)
     if config.queries_split:
         pairs += retrieval_examples(collection, config.queries_split) * config.retrieval_repeats
     random.Random(config.seed).shuffle(pairs)

@@ -1,7 +1,9 @@
-"""Text written in a compact decoder vocabulary: a tokenizer's ids shifted past pad and eos.
+"""The decoder vocabulary every genir seq2seq model speaks, and text written in it.
 
-genir's decoders share one convention (:mod:`genir.dsi.docids`): output token ``0`` is padding,
-``1`` ends a sequence, and a vocabulary's own tokens start at ``2``. A decoder that writes text
+genir's decoders share one convention: output token ``0`` (:data:`PAD`) is padding and the
+decoder start, ``1`` (:data:`EOS`) ends a sequence, and a vocabulary's own tokens start at ``2``
+(:data:`FIRST_TOKEN`). Docid schemes (:mod:`genir.dsi.docids`) number their tokens from there;
+a decoder that writes text
 (a query generator trained in genir, or elaborative docids) keeps that convention by shifting
 every tokenizer id by two: output token ``t`` is tokenizer id ``t - 2``. Any Hugging Face
 tokenizer works (BERT WordPiece, T5 SentencePiece): its own special tokens are never written
@@ -14,8 +16,14 @@ from collections.abc import Iterable
 
 from transformers import PreTrainedTokenizerBase
 
-from genir.dsi.docids import EOS, FIRST_TOKEN, PAD, SPECIAL_TOKEN_NAMES
 from genir.errors import GenirError
+
+PAD = 0
+EOS = 1
+FIRST_TOKEN = 2
+#: The decoder's first input token (as in T5: the pad token).
+DECODER_START = PAD
+SPECIAL_TOKEN_NAMES = ["<pad>", "<eos>"]
 
 
 def load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedTokenizerBase:

@@ -2,7 +2,7 @@
 
 The encoder reads text with its own tokenizer; the decoder's input embeddings and LM head are
 sized to a docid scheme's compact output vocabulary (pad ``0``, eos ``1``, decoder start ``0``,
-see :mod:`genir.dsi.docids`). Three kinds of ``model`` strings are understood:
+see :mod:`genir.seq2seq.vocab`). Three kinds of ``model`` strings are understood:
 
 * ``"t5-config:NAME"``: a T5 built in code from :data:`T5_CONFIGS` (no download). The encoder
   vocabulary is the given tokenizer's.
@@ -25,11 +25,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from genir.dsi.docids import EOS, FIRST_TOKEN, PAD
-from genir.dsi.text_vocab import load_tokenizer
 from genir.errors import GenirError
+from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD, load_tokenizer
 
-DECODER_START = PAD
 T5_PREFIX = "t5-config:"
 BERT2BERT_PREFIX = "bert2bert:"
 
@@ -128,7 +126,7 @@ def _t5_from_config(size: str, input_vocab_size: int, output_vocab_size: int, ov
     # Built with the encoder vocabulary, untied, then the decoder side is swapped for docids.
     config = T5Config(vocab_size=input_vocab_size, tie_word_embeddings=False, **fields)
     model = T5ForConditionalGeneration(config)
-    _replace_decoder_vocab(model, output_vocab_size)
+    replace_decoder_vocab(model, output_vocab_size)
     # T5 initializes an untied LM head at std 1: over RMS-normed hidden states that gives logits
     # of std ~sqrt(d_model) and a first loss several times log(V), which costs a CPU-sized run
     # most of its steps to unlearn. A tied T5 scales the decoder output by d_model**-0.5 instead;
@@ -144,11 +142,11 @@ def _pretrained_seq2seq(path: str, output_vocab_size: int) -> PreTrainedModel:
         model = AutoModelForSeq2SeqLM.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise GenirError(f"cannot load seq2seq model {path!r}: {e}") from None
-    _replace_decoder_vocab(model, output_vocab_size)
+    replace_decoder_vocab(model, output_vocab_size)
     return model
 
 
-def _replace_decoder_vocab(model: PreTrainedModel, output_vocab_size: int) -> None:
+def replace_decoder_vocab(model: PreTrainedModel, output_vocab_size: int) -> None:
     """Give the decoder fresh input embeddings and LM head of ``output_vocab_size`` rows.
 
     The encoder keeps its (possibly shared) embedding. ``config.vocab_size`` becomes the decoder's
@@ -279,7 +277,7 @@ def freeze_encoder(model: PreTrainedModel) -> nn.Module:
     """Stop training ``model``'s encoder (in place) and return it, in eval mode.
 
     A frozen encoder computes the same states for a text at every epoch, so training can compute
-    them once (:class:`genir.dsi.training.Seq2SeqDataModule` with ``encoder=``) and spend its
+    them once (:class:`genir.seq2seq.training.Seq2SeqDataModule` with ``encoder=``) and spend its
     steps on the decoder alone. It also keeps a pretrained encoder's representations intact,
     which the decoder can then read from the first step (see the README's DSI recipe).
     """
@@ -326,7 +324,7 @@ def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarr
         raise GenirError("the model has no docid tokens yet to start new ones from")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        _replace_decoder_vocab(model, vocab_size)
+        replace_decoder_vocab(model, vocab_size)
         noise = torch.randn(added, d_model)  # [added, d_model]
     new_embed, new_head = output_embedding_layers(model)
     with torch.no_grad():

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from genir.dsi.training import Seq2SeqModule
 from genir.errors import GenirError
+from genir.seq2seq.training import Seq2SeqModule
 
 DEFAULT_RHO = 0.05
 
@@ -83,7 +83,7 @@ class SAM(torch.optim.Optimizer):
 
 
 class SAMSeq2SeqModule(Seq2SeqModule):
-    """:class:`~genir.dsi.training.Seq2SeqModule` whose AdamW steps through SAM when ``rho > 0``.
+    """:class:`~genir.seq2seq.training.Seq2SeqModule` whose AdamW steps through SAM when ``rho > 0``.
 
     Args:
         model: the seq2seq model.

@@ -1,6 +1,6 @@
 """States of a frozen encoder, computed once per (encoder weights, inputs) and kept on disk.
 
-Training with a frozen encoder (:func:`genir.dsi.model.freeze_encoder`) reads the same encoder
+Training with a frozen encoder (:func:`genir.seq2seq.model.freeze_encoder`) reads the same encoder
 states at every epoch, and every build of the same corpus views with the same encoder (docid
 schemes compared side by side, settings tuned) reads the same states again. They are computed
 once and stored under a key of the encoder's weights and the token ids, as two plain arrays:

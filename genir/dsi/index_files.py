@@ -1,0 +1,38 @@
+"""The files of a ``dsi`` / ``se-dsi`` index, written in one place.
+
+An index directory holds, beside its manifest: ``model/`` (the seq2seq model as safetensors,
+:func:`genir.seq2seq.model_io.save_seq2seq`), ``tokenizer/`` (the encoder's tokenizer),
+``docids/`` (the docid scheme, :meth:`genir.dsi.docids.DocidScheme.save`) and ``trie/`` (the docid
+trie over every docid sequence, :meth:`genir.kernels.trie.DocidTrie.save`). ``dsi`` builds and
+continual indexing's steps both write them through :func:`write_dsi_files`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from genir.dsi.docids import DocidScheme
+from genir.kernels.trie import DocidTrie
+from genir.seq2seq.model_io import save_seq2seq
+from genir.seq2seq.vocab import EOS
+
+MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids", "trie"
+FILES = (MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR)
+
+
+def write_dsi_files(directory: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                    scheme: DocidScheme) -> dict[str, Any]:
+    """Write model, tokenizer, docid scheme and trie into ``directory`` (a staging directory).
+
+    Returns:
+        The manifest statistics they imply: documents, docid vocabulary, longest docid.
+    """
+    save_seq2seq(model, directory / MODEL_DIR)
+    tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+    scheme.save(directory / DOCIDS_DIR)
+    DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
+                             vocab_size=scheme.vocab_size).save(directory / TRIE_DIR)
+    return {"num_docs": scheme.num_docs, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length}

@@ -1,0 +1,112 @@
+"""One call that trains a seq2seq model with Lightning and saves it: what every method that trains uses.
+
+DSI and SE-DSI (docids), SEAL (n-grams) and continual indexing build a model with
+:func:`genir.seq2seq.model.build_seq2seq`, hand it here with their (source text, target tokens)
+pairs, and get back the statistics a manifest records. Training checkpoints live outside any
+index, in :func:`run_directory` (``$GENIR_CACHE/train/<key>``, a key of the corpus and the
+settings): a killed build resumes from its last checkpoint when the same command runs again, and
+the checkpoints are deleted once the model is saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genir.indexer.builtin_corpus import cache_dir
+from genir.indexer.collection import Collection
+from genir.seq2seq.model import Seq2Seq, freeze_encoder
+from genir.seq2seq.model_io import save_seq2seq
+from genir.seq2seq.sam import SAMSeq2SeqModule
+from genir.seq2seq.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
+
+
+@dataclass
+class TrainSettings:
+    """What one training run needs to know; every method's config carries these fields.
+
+    ``warmup_steps`` of linear warmup, then linear decay to 0 at the end of ``max_epochs``
+    (``decay=False`` keeps ``lr`` after warmup). ``max_time`` is ``"DD:HH:MM:SS"`` or None.
+    """
+
+    batch_size: int = 64
+    max_source_len: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    max_epochs: int = 8
+    max_time: str | None = None
+    precision: str = "32-true"
+    seed: int = 0
+    decay: bool = True
+
+    @classmethod
+    def of(cls, config: Any, **overrides: Any) -> TrainSettings:
+        """The training fields of a method's config (a dataclass or any object with those attributes)."""
+        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
+        return cls(**{**values, **overrides})
+
+
+def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, *, frozen_encoder: bool = False,
+        sam_rho: float = 0.0, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train ``seq2seq.model`` on ``pairs`` with Lightning (in place), then drop the run's checkpoints.
+
+    Args:
+        seq2seq: the model and its encoder's tokenizer.
+        pairs: (source text, target tokens ending with eos).
+        settings: batch, lengths, learning rate and schedule, stopping rules, precision, seed.
+        run_dir: checkpoints and logs of this run; with ``resume``, a killed call resumes from its
+            last checkpoint when made again, else a leftover there is discarded first.
+        frozen_encoder: the encoder is not trained and its states are computed once, before the
+            first step (and cached under ``$GENIR_CACHE/encoder-states``).
+        sam_rho: above 0, every step is sharpness-aware (:mod:`genir.seq2seq.sam`).
+        progress: Lightning's progress bar.
+    Returns:
+        Training statistics for a manifest: pairs, optimizer steps, epochs, the last logged loss
+        (None when no step logged one, e.g. a resumed run that had already finished) and seconds.
+    """
+    if not resume:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    encoder = freeze_encoder(seq2seq.model) if frozen_encoder else None
+    datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed,
+                                   encoder=encoder, states_cache=cache_dir() / "encoder-states")
+    steps_per_epoch = -(-len(pairs) // settings.batch_size)
+    schedule = {"lr": settings.lr, "warmup_steps": settings.warmup_steps,
+                "total_steps": steps_per_epoch * settings.max_epochs if settings.decay else None}
+    module = SAMSeq2SeqModule(seq2seq.model, rho=sam_rho, **schedule) if sam_rho else Seq2SeqModule(seq2seq.model, **schedule)
+    started = time.perf_counter()
+    trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
+                    precision=settings.precision, seed=settings.seed, ckpt_path="last" if resume else None,
+                    enable_progress_bar=progress)
+    seconds = time.perf_counter() - started
+    loss = trainer.callback_metrics.get("train_loss")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    module.model.eval()
+    return {
+        "train_pairs": len(pairs),
+        "train_steps": int(trainer.global_step),
+        "train_epochs": int(trainer.current_epoch),
+        "final_train_loss": float(loss) if loss is not None else None,
+        "train_seconds": round(seconds, 1),
+    }
+
+
+def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, out: Path,
+                   frozen_encoder: bool = False) -> dict[str, Any]:
+    """:func:`fit`, then save the model to ``out`` as safetensors (:func:`~genir.seq2seq.model_io.save_seq2seq`)."""
+    stats = fit(seq2seq, pairs, settings, run_dir, frozen_encoder=frozen_encoder)
+    save_seq2seq(seq2seq.model, out)
+    return stats
+
+
+def run_directory(collection: Collection, settings: Any) -> Path:
+    """Where training checkpoints of this corpus and these settings live (stable across kills)."""
+    if dataclasses.is_dataclass(settings):
+        settings = dataclasses.asdict(settings)
+    key = hashlib.sha256(json.dumps([collection.fingerprint, settings], sort_keys=True).encode())
+    return cache_dir() / "train" / key.hexdigest()[:16]
