@@ -127,3 +127,51 @@ def test_allow_empty_docs_flag(tmp_path):
     result = genir("bench", "--collection", root, "--methods", "bm25", "-o", out, "--allow-empty-docs")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "bench.json").read_text())["rows"][0]["ndcg10"] == 1.0
+
+
+def test_help_lists_every_command():
+    result = genir("--help")
+    assert result.exit_code == 0
+    for command in ["methods", "index", "train-querygen", "search", "run", "eval", "bench", "continual"]:
+        assert command in result.output
+    assert genir("continual", "--help").exit_code == 0
+
+
+def test_terminal_setup_is_undone_after_a_command(toy_collection, tmp_path, monkeypatch):
+    import logging
+    import os
+
+    monkeypatch.delenv("PL_TRAINER_ENABLE_MODEL_SUMMARY", raising=False)
+    before = logging.root.manager.disable
+    assert genir("index", "-m", "bm25", "-c", toy_collection, "-o", tmp_path / "idx").exit_code == 0
+    assert logging.root.manager.disable == before
+    assert "PL_TRAINER_ENABLE_MODEL_SUMMARY" not in os.environ
+
+
+def test_tiny_dsi_build_shows_no_lightning_chatter(tmp_path):
+    """A real process (in-process runs hide warnings and Lightning's own log handler from the test)."""
+    import os
+    import subprocess
+    import sys
+
+    docs = [{"_id": "d1", "title": "Cats", "text": "The cat sat on the mat."},
+            {"_id": "d2", "title": "Zebras", "text": "Zebras have black and white stripes."},
+            {"_id": "d3", "title": "", "text": ""}]
+    root = write_beir(tmp_path / "c", docs=docs, queries=[{"_id": "q1", "text": "zebra"}], qrels=[("q1", "d2", 1)],
+                      split="train")
+    env = {**os.environ, "GENIR_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("PL_TRAINER_ENABLE_MODEL_SUMMARY", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "genir.cli.main", "index", "-m", "dsi", "-c", str(root), "-o", str(tmp_path / "idx"),
+         "--set", "model=t5-config:tiny", "--set", "docids=atomic", "--set", "max_epochs=2",
+         "--set", "queries_split=train", "--allow-empty-docs"],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    everything = proc.stdout + proc.stderr
+    for noise in ["litlogger", "LeafSpec", "Tip", "GPU available", "TPU available", "logging interval",
+                  "was configured", "Trainable params", "Seed set"]:
+        assert noise not in everything, f"{noise!r} reached the terminal:\n{everything}"
+    assert "built dsi index" in proc.stdout
+    assert "warning: " in proc.stderr and "document 'd3' is empty" in proc.stderr  # genir's own warnings still show
+    assert "embedding documents" in proc.stderr  # and genir's progress bars

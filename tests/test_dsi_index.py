@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -183,3 +184,40 @@ def test_default_recipe_keeps_minilm_and_document_embeddings_frozen(tmp_path):
     rows = searcher.model.get_output_embeddings().weight[[searcher.scheme.sequence(d.id)[0] for d in docs]].detach()
     embeddings = torch.as_tensor(TextEncoder().encode([d.contents for d in docs]))  # [6, 384], unit length
     torch.testing.assert_close(rows / rows.norm(dim=1, keepdim=True), embeddings, atol=1e-5, rtol=1e-5)
+
+
+def test_exact_atomic_search_equals_beam_search(dsi_index):
+    """Two decoder steps give what beam search gives with enough beams: same documents, same scores."""
+    _, index = dsi_index
+    exact = Searcher.load(index)
+    exact.config = dataclasses.replace(exact.config, atomic_search="exact")
+    beam = Searcher.load(index)
+    beam.config = dataclasses.replace(beam.config, atomic_search="beam")
+    queries = ["zebras", "parse json", "digest of bytes", "cells divide", "nothing in particular"]
+    for k in (1, 3, 6):
+        for got, want in zip(exact.batch_search(queries, k), beam.batch_search(queries, k)):
+            assert [h.docid for h in got] == [h.docid for h in want]
+            assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+
+
+def test_single_token_topk_is_exact_when_eos_is_unlikely():
+    """With an untrained model log P(eos | t) varies by token, so the first step's order is not the
+    answer; the search widens until the k-th full score bounds every unseen document."""
+    from genir.kernels.single_token import single_token_topk
+
+    torch.manual_seed(0)
+    model = build_seq2seq("t5-config:tiny", 2 + 40, tokenizer=resolve_model("all-MiniLM-L6-v2")).model.eval()
+    ids = torch.randint(5, 1000, (3, 7))
+    mask = torch.ones_like(ids)
+    rows, scores = single_token_topk(model, ids, mask, 2, 40, 5, 1, 0)
+    with torch.no_grad():
+        start = torch.zeros((3, 1), dtype=torch.int64)
+        first = torch.log_softmax(model(input_ids=ids, attention_mask=mask, decoder_input_ids=start).logits[:, -1], -1)
+        full = torch.empty(3, 40)
+        for d in range(40):
+            steps = torch.cat([start, torch.full((3, 1), 2 + d)], dim=1)
+            second = torch.log_softmax(model(input_ids=ids, attention_mask=mask, decoder_input_ids=steps).logits[:, -1], -1)
+            full[:, d] = (first[:, 2 + d] + second[:, 1]) / 2
+    want = full.topk(5, dim=1)
+    assert torch.equal(rows, want.indices)
+    torch.testing.assert_close(scores, want.values, atol=1e-5, rtol=0)

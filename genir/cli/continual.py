@@ -1,6 +1,7 @@
 """``genir continual``: the DSI++ protocol from the shell.
 
-It registers itself on :data:`genir.cli.main.app`; ``genir.cli.main`` imports this module at its end.
+:mod:`genir.cli.main` registers :func:`continual` on its app; this module needs only
+:mod:`genir.cli.common`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from genir.cli.main import AllowEmptyOpt, CollectionOpt, app, err, out, user_errors
+from genir.cli.common import AllowEmptyOpt, CollectionOpt, err, out, user_errors
 
 
-@app.command()
 @user_errors
 def continual(
     collection: CollectionOpt,

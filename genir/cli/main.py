@@ -7,17 +7,26 @@ command with one ``error:`` line on stderr and exit status 2.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from genir import __version__
+from genir.cli.common import (
+    AllowEmptyOpt,
+    CollectionOpt,
+    DeviceOpt,
+    SplitOpt,
+    configure_logging,
+    err,
+    out,
+    quiet_libraries,
+    user_errors,
+)
+from genir.cli.continual import continual
 from genir.errors import GenirError
 
 app = typer.Typer(
@@ -27,31 +36,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-CollectionOpt = Annotated[str, typer.Option(
-    "--collection", "-c",
-    help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a .tsv corpus (id<TAB>text), or builtin:stdlib.",
-)]
-SplitOpt = Annotated[str, typer.Option("--split", help="qrels split to evaluate on (qrels/SPLIT.tsv).")]
-AllowEmptyOpt = Annotated[bool, typer.Option(
-    "--allow-empty-docs", help="Keep documents with no title and no text (warn instead of failing).",
-)]
-
-
-def user_errors(command):
-    """Turn genir's input errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except GenirError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -62,14 +46,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
-    handler = logging.StreamHandler()
-    # Records of child loggers reach the root's handlers whatever the root's level: without this,
-    # Lightning's INFO lines (printed by its own handler) came out a second time as "warning:".
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    configure_logging()
+    ctx.with_resource(quiet_libraries())  # for the whole command; undone when it ends
 
 
 @app.command()
@@ -97,6 +78,7 @@ def index(
     model: Annotated[Optional[str], typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
     docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic|elaborative (= --set docids=...).")] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Build an index of a collection. The directory appears only when the build succeeds."""
     from genir.indexer.artifact import index_size_bytes
@@ -107,7 +89,7 @@ def index(
     settings = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + (settings or [])
     config = parse_config(searcher_class(method).Config, settings)
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
-    manifest = build_index(method, coll, output, config, overwrite=overwrite)
+    manifest = build_index(method, coll, output, config, overwrite=overwrite, device=device)
     size = index_size_bytes(output) / 2**20
     out.print(f"built {method} index of {coll.name} ({manifest.stats.get('num_docs', '?')} docs) "
               f"at {output} in {manifest.stats['build_seconds']:.1f} s, {size:.1f} MB")
@@ -157,11 +139,12 @@ def search(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
     queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="One or more queries.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits per query.")] = 10,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Search an index and print the hits as a table."""
     from genir.retrieval.searcher import Searcher
 
-    searcher = Searcher.load(index_dir)
+    searcher = Searcher.load(index_dir, device=device)
     for query, hits in zip(queries, searcher.batch_search(queries, k)):
         table = Table(title=f"{query}  [{searcher.method}]", title_justify="left", expand=True)
         table.add_column("rank", justify="right", no_wrap=True)
@@ -182,6 +165,7 @@ def run(
     split: SplitOpt = "test",
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Search every query of a split and write a TREC run file."""
     from genir.indexer.collection import Collection
@@ -189,7 +173,7 @@ def run(
     from genir.retrieval.searcher import Searcher
 
     queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
-    searcher = Searcher.load(index_dir)
+    searcher = Searcher.load(index_dir, device=device)
     with err.status(f"searching {len(queries)} queries"):
         results = searcher.batch_search(list(queries.values()), k)
     write_run(dict(zip(queries, results)), output, tag=f"genir-{searcher.method}")
@@ -237,6 +221,7 @@ def bench(
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
     k: Annotated[int, typer.Option("-k", help="Hits per query in the run files.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Build, run and evaluate each method; write one markdown table and JSON."""
     from genir.indexer.collection import Collection
@@ -246,14 +231,15 @@ def bench(
     if not names:
         raise GenirError("--methods is empty")
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
-    rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k,
+    rows = run_bench(coll, split, names, output, settings or [], reuse=reuse, k=k, device=device,
                      log=lambda line: err.print(line, markup=False, highlight=False))
     md_path, json_path = write_report(rows, coll, split, output)
     out.print(markdown_table(rows))
     out.print(f"\nwrote {md_path} and {json_path}")
 
 
-import genir.cli.continual  # noqa: E402, F401  (registers `genir continual` on app; it needs the options above)
+# Commands defined in other modules (they import genir.cli.common, never this module), listed last in --help.
+app.command()(continual)
 
 if __name__ == "__main__":
     app()

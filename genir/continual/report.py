@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genir.atomic_files import atomic_path, atomic_write_text
 from genir.continual.metrics import accuracy_matrix, average_accuracy, summary
 
 RESULTS_JSON, RESULTS_MD, CURVES_PNG = "results.json", "results.md", "curves.png"
@@ -118,20 +118,18 @@ def plot(table: dict[str, Any], measure: str, path: Path) -> None:
         flat[1].legend(fontsize=7, title="a_(n,j)", title_fontsize=7)
     flat[0].set_ylabel(measure)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=120)
+    finally:
+        plt.close(figure)
 
 
 def write_report(result: dict[str, Any], output: Path, measure: str) -> tuple[Path, Path, Path]:
     """Write ``results.json``, ``results.md`` and ``curves.png`` (plotting ``measure``) under ``output``."""
     table = summarize(result)
     paths = output / RESULTS_JSON, output / RESULTS_MD, output / CURVES_PNG
-    for path, text in ((paths[0], json.dumps({"protocol": result["protocol"], "methods": table}, indent=1) + "\n"),
-                       (paths[1], markdown(result, table, measure))):
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
+    atomic_write_text(paths[0], json.dumps({"protocol": result["protocol"], "methods": table}, indent=1) + "\n")
+    atomic_write_text(paths[1], markdown(result, table, measure))
     plot(table, measure, paths[2])
     return paths

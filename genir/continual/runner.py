@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -375,6 +374,6 @@ def _embeddings(parts: list[list[Document]], config: ContinualConfig) -> list[np
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(finite(record), indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    from genir.atomic_files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(finite(record), indent=1) + "\n")

@@ -33,7 +33,7 @@ class DSIConfig:
     warmup_steps: int = 100
     max_epochs: int = 8
     max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget
-    precision: str = "32-true"
+    precision: str = "auto"  # auto = bf16-mixed on GPUs that have it, 32-true elsewhere
     first_words: int = 64
     spans: int = 2
     span_words: int = 32
@@ -44,6 +44,10 @@ class DSIConfig:
     queries_split: str = "train"
     retrieval_repeats: int = 1
     beams: int = 10
+    # atomic docids: beam = constrained beam search with max(k, beams) beams (the measured recipe);
+    # exact = the k best by beam search's own score over every document, in two decoder steps
+    # (genir.kernels.single_token; its one SciFact measurement scored low, see the README)
+    atomic_search: str = "beam"
     seed: int = 0
 
 

@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from genir.devices import resolve_device
 from genir.dsi.config import DSIConfig, SEDSIConfig, docid_embeddings_mode, freeze_encoder_setting
-from genir.dsi.docids import DocidScheme, load_docid_scheme, new_docid_scheme
+from genir.dsi.docids import AtomicDocids, DocidScheme, load_docid_scheme, new_docid_scheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.index_files import DOCIDS_DIR, FILES, MODEL_DIR, TOKENIZER_DIR, TRIE_DIR, write_dsi_files
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
+from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.retrieval.dense import dense_embeddings
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
@@ -37,6 +41,7 @@ from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq, freeze_output_embeddings
 from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import query_generator
 
@@ -74,7 +79,9 @@ class DSISearcher(Searcher):
             scheme.describer = generator.descriptions
         docid_embeddings = docid_embeddings_mode(config)
         frozen_encoder = freeze_encoder_setting(config)
+        started = time.perf_counter()
         embeddings = _embeddings(docs, config) if config.docids == "semantic" or docid_embeddings != "none" else None
+        embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
         pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generator)]
@@ -88,8 +95,10 @@ class DSISearcher(Searcher):
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
         stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder)
+        started = time.perf_counter()
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
-        return {**files, **stats, "docid_embeddings": docid_embeddings, "frozen_encoder": frozen_encoder}
+        return {**files, **stats, "docid_embeddings": docid_embeddings, "frozen_encoder": frozen_encoder,
+                "embedding_seconds": round(embedding_seconds, 1), "write_seconds": round(time.perf_counter() - started, 1)}
 
     def write_files(self, directory: Path) -> None:
         for name in FILES:
@@ -99,11 +108,25 @@ class DSISearcher(Searcher):
     def num_docs(self) -> int:
         return len(self.docids)
 
+    def to(self, device: str | torch.device | None) -> DSISearcher:
+        target = resolve_device(device)
+        self.model.to(target)
+        self.constraint = DocidTrieConstraint(self.trie, target)
+        return self
+
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
+        if self.config.atomic_search not in {"exact", "beam"}:
+            raise GenirError(f"atomic_search={self.config.atomic_search!r}: choose exact or beam")
+        exact = isinstance(self.scheme, AtomicDocids) and self.config.atomic_search == "exact"
         results: list[list[Hit]] = []
         for start in range(0, len(queries), QUERY_BATCH):
             batch = self.tokenizer(list(queries[start:start + QUERY_BATCH]), truncation=True,
-                                   max_length=self.config.max_source_len, padding=True, return_tensors="pt")
+                                   max_length=self.config.max_source_len, padding=True, return_tensors="pt").to(self.model.device)
+            if exact:
+                rows, scores = single_token_topk(self.model, batch["input_ids"], batch["attention_mask"], FIRST_TOKEN,
+                                                 self.num_docs, k, EOS, DECODER_START)
+                results += [[Hit(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
+                continue
             out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                               num_beams=max(k, self.config.beams), num_return_sequences=k,
                               max_new_tokens=self.scheme.max_length)

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from genir.dsi.docids import FIRST_TOKEN, SPECIAL_TOKEN_NAMES, Body, DocidScheme
@@ -120,6 +119,8 @@ class SemanticDocids(DocidScheme):
             centroids ``[g, d]`` float32 and labels ``[m]`` int64 in ``[0, g)``, ``2 <= g <= k``,
             every label in use.
         """
+        import faiss  # only semantic docids need it: other schemes load without FAISS
+
         m, d = points.shape
         k = min(self.k, m)
         # min_points_per_centroid=1: small nodes are expected here; faiss would warn about each.
@@ -263,6 +264,8 @@ def _one_openmp_thread() -> Iterator[None]:
     OpenMP's waiting threads cost much on shared cores: the 17 k-means runs of SciFact's 5,183
     docs took 13.6 s on 2 busy cores with 2 threads and 0.3 s with one.
     """
+    import faiss
+
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genir import __version__
+from genir.atomic_files import atomic_dir
 from genir.errors import GenirError
 
 MANIFEST_NAME = "manifest.json"
@@ -142,6 +139,8 @@ def index_size_bytes(directory: Path) -> int:
 def atomic_directory(destination: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``destination`` only on success.
 
+    :func:`genir.atomic_files.atomic_dir` with the checks an index destination needs first.
+
     Raises:
         GenirError: ``destination`` exists and ``overwrite`` is false, or it exists and is
             neither empty nor a genir index (so a typo cannot wipe unrelated data).
@@ -152,17 +151,5 @@ def atomic_directory(destination: str | Path, overwrite: bool = False) -> Iterat
             raise GenirError(f"{destination} already exists; pass --overwrite to replace it")
         if not destination.is_dir() or (any(destination.iterdir()) and not (destination / MANIFEST_NAME).is_file()):
             raise GenirError(f"{destination} exists and is not a genir index; refusing to replace it")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
-    try:
+    with atomic_dir(destination, replace=overwrite) as staging:
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if destination.exists():
-        retired = destination.with_name(f".{destination.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.rename(destination, retired)
-        os.rename(staging, destination)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.rename(staging, destination)

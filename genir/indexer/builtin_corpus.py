@@ -2,6 +2,10 @@
 
 It needs no download and is the same on every machine with the same Python version. Sources
 are parsed with :mod:`ast`, never imported, so building it runs no library code.
+
+This module only writes the corpus, as a BEIR ``corpus.jsonl`` in genir's cache;
+:meth:`genir.indexer.collection.Collection.open` reads it (``builtin:stdlib``) and validates it
+like any other collection. It imports nothing else of :mod:`genir.indexer`.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import json
 import os
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from genir.atomic_files import atomic_open
 from genir.errors import GenirError
-from genir.indexer.collection import Collection, Document
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_NAMES = ("stdlib",)
 
 # Packages that are tests, demos or tooling rather than library API.
 _SKIPPED_PARTS = {"test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
@@ -36,11 +42,11 @@ def _module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
-def _docstrings(module: str, tree: ast.Module) -> Iterator[Document]:
-    def visit(node: ast.AST, qualname: str) -> Iterator[Document]:
+def _docstrings(module: str, tree: ast.Module) -> Iterator[dict[str, str]]:
+    def visit(node: ast.AST, qualname: str) -> Iterator[dict[str, str]]:
         doc = ast.get_docstring(node, clean=True)  # type: ignore[arg-type]
         if doc and len(doc) >= _MIN_DOCSTRING_CHARS:
-            yield Document(qualname, qualname, doc)
+            yield {"_id": qualname, "title": qualname, "text": doc}
         for child in getattr(node, "body", []):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not child.name.startswith("_"):
                 yield from visit(child, f"{qualname}.{child.name}")
@@ -48,8 +54,11 @@ def _docstrings(module: str, tree: ast.Module) -> Iterator[Document]:
     yield from visit(tree, module)
 
 
-def stdlib_documents() -> Iterator[Document]:
-    """Public module, class and function docstrings of the standard library, in a fixed order."""
+def stdlib_records() -> Iterator[dict[str, str]]:
+    """Public module, class and function docstrings of the standard library, in a fixed order.
+
+    Each is a BEIR corpus record: ``{"_id": qualified name, "title": qualified name, "text": docstring}``.
+    """
     root = Path(sysconfig.get_paths()["stdlib"])
     seen: set[str] = set()
     for path in sorted(root.rglob("*.py")):
@@ -60,24 +69,25 @@ def stdlib_documents() -> Iterator[Document]:
             tree = ast.parse(path.read_bytes(), filename=str(path))
         except (SyntaxError, ValueError):
             continue  # e.g. Python-2 era files shipped as data
-        for doc in _docstrings(_module_name(root, path), tree):
-            if doc.id not in seen:  # a name defined twice in one module keeps its first docstring
-                seen.add(doc.id)
-                yield doc
+        for record in _docstrings(_module_name(root, path), tree):
+            if record["_id"] not in seen:  # a name defined twice in one module keeps its first docstring
+                seen.add(record["_id"])
+                yield record
 
 
-def open_builtin(name: str) -> Collection:
-    """Materialize a built-in corpus as a cached ``corpus.jsonl`` and open it."""
-    if name != "stdlib":
-        raise GenirError(f"unknown built-in corpus {name!r} (available: stdlib)")
+def corpus_file(name: str) -> tuple[Path, str]:
+    """The ``corpus.jsonl`` of built-in corpus ``name`` (written to the cache on first use) and its collection name.
+
+    Raises:
+        GenirError: ``name`` is not a built-in corpus.
+    """
+    if name not in BUILTIN_NAMES:
+        raise GenirError(f"unknown built-in corpus {name!r} (available: {', '.join(BUILTIN_NAMES)})")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    directory = cache_dir() / "builtin" / f"stdlib-py{version}"
-    corpus = directory / "corpus.jsonl"
+    collection_name = f"stdlib-py{version}"
+    corpus = cache_dir() / "builtin" / collection_name / "corpus.jsonl"
     if not corpus.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".corpus.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for doc in stdlib_documents():
-                f.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
-        os.replace(tmp, corpus)
-    return Collection(corpus, name=f"stdlib-py{version}")
+        with atomic_open(corpus) as f:
+            for record in stdlib_records():
+                f.write(json.dumps(record) + "\n")
+    return corpus, collection_name

@@ -26,10 +26,9 @@ from functools import cached_property
 from pathlib import Path
 
 from genir.errors import GenirError, InputError
+from genir.indexer.builtin_corpus import BUILTIN_PREFIX, corpus_file
 
 log = logging.getLogger(__name__)
-
-BUILTIN_PREFIX = "builtin:"
 
 
 @dataclass(frozen=True)
@@ -135,9 +134,8 @@ class Collection:
         """Open a BEIR directory, a TSV corpus file, or ``builtin:<name>``."""
         text = str(location)
         if text.startswith(BUILTIN_PREFIX):
-            from genir.indexer.builtin_corpus import open_builtin
-
-            return open_builtin(text[len(BUILTIN_PREFIX):])
+            corpus, name = corpus_file(text[len(BUILTIN_PREFIX):])
+            return cls(corpus, name=name, allow_empty_docs=allow_empty_docs)
         path = Path(location)
         if path.is_dir():
             corpus = path / "corpus.jsonl"

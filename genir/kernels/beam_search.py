@@ -6,7 +6,7 @@ once, and each beam carries its constraint state, gathered along with the chosen
 every step, so a prefix is never walked again. The next tokens of a step come from the fused
 constrained top-k (``genir.kernels.topk``), scored under the full softmax.
 
-One step, in order: ``_decode_step`` (``[B * num_beams, V]`` logits), ``_expand`` (the
+One step, in order: ``decode_step`` (``[B * num_beams, V]`` logits), ``_expand`` (the
 ``2 * num_beams`` best tokens of every beam), ``_continuations`` (the ``2 * num_beams`` best of
 each query, with prefixes and states gathered from their parent beams), ``_finishing`` and
 ``_add_finished`` (the finished hypotheses), ``_next_beams`` (the running beams), then
@@ -144,7 +144,7 @@ def beam_search(
     device = input_ids.device
     n_queries = input_ids.shape[0]
     width = constraint.state_width if constraint is not None else 0
-    encoder_outputs, beam_attention_mask = _encode(model, input_ids, attention_mask, num_beams)
+    encoder_outputs, beam_attention_mask = encode_sources(model, input_ids, attention_mask, num_beams)
     run = _start_beams(constraint, n_queries, num_beams, max_new_tokens, pad, device)
     fin = _no_hypotheses(n_queries, num_beams, max_new_tokens, width, pad, device)
     query_open = torch.ones(n_queries, dtype=torch.bool, device=device)
@@ -152,7 +152,7 @@ def beam_search(
     decoder_input = torch.full((n_queries * num_beams, 1), start, dtype=torch.int64, device=device)
     cache: Cache | None = None
     for t in range(max_new_tokens):
-        logits, cache = _decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
+        logits, cache = decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
         expansion = _expand(
             logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend
         )
@@ -232,7 +232,7 @@ class _Continuations:
     ended: torch.Tensor
 
 
-def _encode(
+def encode_sources(
     model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, num_beams: int
 ) -> tuple[ModelOutput, torch.Tensor]:
     """Encode the sources once and repeat the result for every beam.
@@ -277,7 +277,7 @@ def _no_hypotheses(
     )
 
 
-def _decode_step(
+def decode_step(
     model: PreTrainedModel,
     encoder_outputs: ModelOutput,
     attention_mask: torch.Tensor,
@@ -287,7 +287,7 @@ def _decode_step(
     """One decoder forward of one token per beam on the KV cache.
 
     Args:
-        encoder_outputs, attention_mask: from :func:`_encode` (``[N, ...]`` with ``N = B * num_beams``).
+        encoder_outputs, attention_mask: from :func:`encode_sources` (``[N, ...]`` with ``N = B * num_beams``).
         decoder_input: ``[N, 1]`` int64 last token of every beam.
         cache: the KV cache of the previous steps; None at the first step.
     Returns:

@@ -101,6 +101,7 @@ def run_bench(
     reuse: bool = False,
     k: int = 100,
     log=print,
+    device: str = "auto",
 ) -> list[BenchRow]:
     """Build (or, with ``reuse``, reopen) each entry's index, search every query, evaluate.
 
@@ -122,8 +123,8 @@ def run_bench(
             log(f"[{label}] reusing {index_dir}")
         else:
             log(f"[{label}] building {index_dir}")
-            build_index(method, collection, index_dir, configs[label], overwrite=True)
-        searcher = Searcher.load(index_dir)
+            build_index(method, collection, index_dir, configs[label], overwrite=True, device=device)
+        searcher = Searcher.load(index_dir, device=device)
         log(f"[{label}] searching {len(queries)} queries")
         started = time.perf_counter()
         results = searcher.batch_search(list(queries.values()), k)

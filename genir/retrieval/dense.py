@@ -1,5 +1,8 @@
 """Dense retrieval on FAISS: the dense baseline.
 
+FAISS is imported where an index is built or opened, so other methods can reuse a dense index's
+embeddings (:func:`dense_embeddings`) on a machine without it.
+
 Documents (``title + " " + text``) and queries are embedded by one encoder (all-MiniLM-L6-v2 by
 default: mean pooling, L2-normalized) and matched by inner product. The FAISS index type is any
 ``index_factory`` string: ``Flat`` (exact), ``HNSW32``, ``IVF256,PQ32`` ... The document
@@ -14,16 +17,19 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import faiss
 import numpy as np
+import torch
 
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.retrieval.searcher import Hit, Searcher
+
+if TYPE_CHECKING:
+    import faiss
 
 EMBEDDINGS = "embeddings.npy"
 FAISS_INDEX = "index.faiss"
@@ -49,6 +55,8 @@ class DenseSearcher(Searcher):
         super().__init__(config, manifest)
         self.directory = directory
         self.docids: list[str] = json.loads((directory / DOCIDS).read_text(encoding="utf-8"))
+        import faiss
+
         self.index = faiss.read_index(str(directory / FAISS_INDEX))
         _set_search_params(self.index, config)
         self.encoder = TextEncoder(config.model, config.max_length)
@@ -63,6 +71,8 @@ class DenseSearcher(Searcher):
             embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents")
         np.save(directory / EMBEDDINGS, embeddings)
         (directory / DOCIDS).write_text(json.dumps([d.id for d in docs]), encoding="utf-8")
+        import faiss
+
         faiss.write_index(_faiss_index(embeddings, config.factory), str(directory / FAISS_INDEX))
         return {"num_docs": len(docs), "dim": int(embeddings.shape[1]), "embeddings_reused": reused}
 
@@ -73,6 +83,10 @@ class DenseSearcher(Searcher):
     @property
     def num_docs(self) -> int:
         return len(self.docids)
+
+    def to(self, device: str | torch.device | None) -> DenseSearcher:
+        self.encoder.to(device)
+        return self
 
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         vectors = self.encoder.encode(queries, self.config.batch_size)
@@ -122,6 +136,8 @@ def _reusable_embeddings(previous: Path | None, collection: Collection, config: 
 
 def _faiss_index(embeddings: np.ndarray, factory: str) -> faiss.Index:
     """Build the FAISS index named by ``factory`` over ``[n, d]`` float32 unit vectors."""
+    import faiss
+
     try:
         index = faiss.index_factory(embeddings.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -133,6 +149,8 @@ def _faiss_index(embeddings: np.ndarray, factory: str) -> faiss.Index:
 
 
 def _set_search_params(index: faiss.Index, config: DenseConfig) -> None:
+    import faiss
+
     params = faiss.ParameterSpace()
     if "IVF" in config.factory:
         params.set_index_parameter(index, "nprobe", config.nprobe)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from genir.devices import resolve_device
 from genir.errors import GenirError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -32,9 +33,11 @@ class TextEncoder:
     Args:
         model: a Hugging Face model name or path, or ``all-MiniLM-L6-v2``.
         max_length: tokens kept per text (all-MiniLM-L6-v2 was trained with 256).
+        device: where the model runs (:func:`genir.devices.resolve_device`; None = the current setting).
     """
 
-    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, normalize: bool = True):
+    def __init__(self, model: str = DEFAULT_ENCODER, max_length: int = 256, normalize: bool = True,
+                 device: str | torch.device | None = None):
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model(model)
@@ -43,8 +46,15 @@ class TextEncoder:
             self.model = AutoModel.from_pretrained(path).eval()
         except (OSError, ValueError) as e:
             raise GenirError(f"cannot load encoder {model!r}: {e}") from None
+        self.to(device)
         self.max_length = max_length
         self.normalize = normalize
+
+    def to(self, device: str | torch.device | None) -> TextEncoder:
+        """Move the model to ``device`` (in place); returns self."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self
 
     @property
     def dim(self) -> int:
@@ -63,11 +73,11 @@ class TextEncoder:
         batches = range(0, len(order), batch_size)
         for start in tqdm(batches, desc=progress, disable=progress is None, unit="batch"):
             rows = order[start:start + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt")
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(self.device)
             hidden = self.model(**batch).last_hidden_state  # [B, T, H]
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, H]
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[rows] = pooled.float().numpy()
+            out[rows] = pooled.float().cpu().numpy()
         return out

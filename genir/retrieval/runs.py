@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from genir.atomic_files import atomic_open
 from genir.errors import InputError
 from genir.retrieval.searcher import Hit
 
@@ -16,18 +15,10 @@ Run = dict[str, list[Hit]]
 
 def write_run(run: Mapping[str, Sequence[Hit]], path: str | Path, tag: str = "genir") -> None:
     """Write ``run`` atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for qid, hits in run.items():
-                for rank, hit in enumerate(hits, start=1):
-                    f.write(f"{qid} Q0 {hit.docid} {rank} {hit.score:.6f} {tag}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        for qid, hits in run.items():
+            for rank, hit in enumerate(hits, start=1):
+                f.write(f"{qid} Q0 {hit.docid} {rank} {hit.score:.6f} {tag}\n")
 
 
 def read_run(path: str | Path) -> Run:

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
+from genir.devices import resolve_device, using_device
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, atomic_directory, read_manifest, write_manifest
 from genir.indexer.collection import Collection
@@ -99,6 +102,10 @@ class Searcher(ABC):
     def write_files(self, directory: Path) -> None:
         """Write this index's data files (not the manifest) into ``directory``."""
 
+    def to(self, device: str | torch.device | None) -> Searcher:
+        """Move this index's models to ``device`` (in place; a method without a model stays as it is)."""
+        return self
+
     def save(self, directory: str | Path, overwrite: bool = False) -> None:
         """Write this index to ``directory`` atomically, with a fresh manifest."""
         with atomic_directory(directory, overwrite) as staging:
@@ -106,11 +113,13 @@ class Searcher(ABC):
             write_manifest(staging, dataclasses.replace(self.manifest))
 
     @staticmethod
-    def load(directory: str | Path, verify: bool = True) -> "Searcher":
-        """Open any genir index directory, whatever its method."""
+    def load(directory: str | Path, verify: bool = True, device: str | torch.device | None = "auto") -> Searcher:
+        """Open any genir index directory, whatever its method, with its models on ``device``
+        (``auto``: the GPU when there is one; see :mod:`genir.devices`)."""
         directory = Path(directory)
+        target = resolve_device(device)
         manifest = read_manifest(directory, verify=verify)
-        return searcher_class(manifest.method).from_files(directory, manifest)
+        return searcher_class(manifest.method).from_files(directory, manifest).to(target)
 
 
 # Method name -> "module:Class"; imported lazily because each pulls in a heavy stack (Java, torch).
@@ -176,13 +185,17 @@ def build_index(
     destination: str | Path,
     config: Any = None,
     overwrite: bool = False,
+    device: str | None = "auto",
 ) -> Manifest:
-    """Build an index of ``collection`` at ``destination`` (atomically) and return its manifest."""
+    """Build an index of ``collection`` at ``destination`` (atomically) and return its manifest.
+
+    Models (embedding, encoder states, training) run on ``device`` (:mod:`genir.devices`).
+    """
     cls = searcher_class(method)
     config = config if config is not None else cls.Config()
     destination = Path(destination)
     previous = destination if overwrite and destination.is_dir() else None
-    with atomic_directory(destination, overwrite) as staging:
+    with using_device(device), atomic_directory(destination, overwrite) as staging:
         started = time.perf_counter()
         stats = cls.build(collection, config, staging, previous)
         stats["build_seconds"] = round(time.perf_counter() - started, 3)

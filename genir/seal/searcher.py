@@ -35,8 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
+from genir.devices import resolve_device
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
@@ -154,6 +156,12 @@ class SEALSearcher(Searcher):
     def num_docs(self) -> int:
         return len(self.docids)
 
+    def to(self, device: str | torch.device | None) -> SEALSearcher:
+        """The model moves; the FM-index stays on the CPU (its constraint moves states across)."""
+        if self.model is not None:
+            self.model.to(resolve_device(device))
+        return self
+
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         results: list[list[Hit]] = []
         batches = range(0, len(queries), QUERY_BATCH)
@@ -187,13 +195,13 @@ class SEALSearcher(Searcher):
     def _generated(self, queries: Sequence[str]) -> list[list[tuple[Ngram, float, int, int]]]:
         """Every prefix the beams held at any step, with its summed log-probability and range."""
         batch = self.tokenizer(list(queries), truncation=True, max_length=self.config.max_source_len, padding=True,
-                               return_tensors="pt")
+                               return_tensors="pt").to(self.model.device)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=self.config.beams, max_new_tokens=self.config.max_ngram_tokens + 1, record_steps=True)
         best: list[dict[Ngram, tuple[float, int, int]]] = [{} for _ in queries]
         for step in out.steps or []:
-            live = (step.valid & ~step.ended).numpy()
-            tokens, scores, states = step.tokens.numpy(), step.scores.numpy(), step.states.numpy()
+            live = (step.valid & ~step.ended).cpu().numpy()
+            tokens, scores, states = step.tokens.cpu().numpy(), step.scores.cpu().numpy(), step.states.cpu().numpy()
             for b, slot in zip(*live.nonzero()):
                 ngram = tuple(tokens[b, slot].tolist())
                 if float(scores[b, slot]) > best[b].get(ngram, (-np.inf,))[0]:

@@ -11,9 +11,6 @@ once and stored under a key of the encoder's weights and the token ids, as two p
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -89,13 +86,12 @@ def _key(encoder: torch.nn.Module, input_ids: Sequence[Sequence[int]], lengths: 
 
 def _save(directory: Path, states: np.ndarray, offsets: np.ndarray) -> None:
     """Write both arrays to a temporary sibling, then rename it into place (never half-written)."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    from genir.atomic_files import atomic_dir
+
     try:
-        np.save(staging / STATES_FILE, states)
-        np.save(staging / OFFSETS_FILE, offsets)
-        os.replace(staging, directory)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_dir(directory) as staging:
+            np.save(staging / STATES_FILE, states)
+            np.save(staging / OFFSETS_FILE, offsets)
+    except FileExistsError:
         if not (directory / OFFSETS_FILE).is_file():  # lost a race to an identical writer: theirs is as good
             raise

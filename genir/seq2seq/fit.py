@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from genir.devices import auto_precision, resolve_device
 from genir.indexer.builtin_corpus import cache_dir
 from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
@@ -33,6 +34,7 @@ class TrainSettings:
 
     ``warmup_steps`` of linear warmup, then linear decay to 0 at the end of ``max_epochs``
     (``decay=False`` keeps ``lr`` after warmup). ``max_time`` is ``"DD:HH:MM:SS"`` or None.
+    ``precision`` is Lightning's, or ``auto`` (:func:`genir.devices.auto_precision`).
     """
 
     batch_size: int = 64
@@ -41,7 +43,7 @@ class TrainSettings:
     warmup_steps: int = 100
     max_epochs: int = 8
     max_time: str | None = None
-    precision: str = "32-true"
+    precision: str = "auto"
     seed: int = 0
     decay: bool = True
 
@@ -66,33 +68,44 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
             first step (and cached under ``$GENIR_CACHE/encoder-states``).
         sam_rho: above 0, every step is sharpness-aware (:mod:`genir.seq2seq.sam`).
         progress: Lightning's progress bar.
+    The run uses the current device (:func:`genir.devices.resolve_device`), the frozen
+    encoder's states included.
     Returns:
         Training statistics for a manifest: pairs, optimizer steps, epochs, the last logged loss
-        (None when no step logged one, e.g. a resumed run that had already finished) and seconds.
+        (None when no step logged one, e.g. a resumed run that had already finished), seconds in
+        all, and of those the seconds of the data setup (tokenizing, the frozen encoder's states).
     """
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
-    encoder = freeze_encoder(seq2seq.model) if frozen_encoder else None
+    device = resolve_device()
+    # The data module computes the frozen encoder's states in its setup, before Lightning moves
+    # the model: put the encoder on the run's device first.
+    encoder = freeze_encoder(seq2seq.model).to(device) if frozen_encoder else None
     datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed,
                                    encoder=encoder, states_cache=cache_dir() / "encoder-states")
     steps_per_epoch = -(-len(pairs) // settings.batch_size)
     schedule = {"lr": settings.lr, "warmup_steps": settings.warmup_steps,
                 "total_steps": steps_per_epoch * settings.max_epochs if settings.decay else None}
     module = SAMSeq2SeqModule(seq2seq.model, rho=sam_rho, **schedule) if sam_rho else Seq2SeqModule(seq2seq.model, **schedule)
+    precision = auto_precision(device) if settings.precision == "auto" else settings.precision
     started = time.perf_counter()
+    datamodule.setup("fit")  # tokenizing and the frozen encoder's states, timed apart from the steps
+    setup_seconds = time.perf_counter() - started
     trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
-                    precision=settings.precision, seed=settings.seed, ckpt_path="last" if resume else None,
-                    enable_progress_bar=progress)
+                    precision=precision, seed=settings.seed, ckpt_path="last" if resume else None,
+                    enable_progress_bar=progress, accelerator="gpu" if device.type == "cuda" else "cpu",
+                    devices=[device.index or 0] if device.type == "cuda" else 1)
     seconds = time.perf_counter() - started
     loss = trainer.callback_metrics.get("train_loss")
     shutil.rmtree(run_dir, ignore_errors=True)
-    module.model.eval()
+    module.model.cpu().eval()
     return {
         "train_pairs": len(pairs),
         "train_steps": int(trainer.global_step),
         "train_epochs": int(trainer.current_epoch),
         "final_train_loss": float(loss) if loss is not None else None,
         "train_seconds": round(seconds, 1),
+        "train_setup_seconds": round(setup_seconds, 1),
     }
 
 

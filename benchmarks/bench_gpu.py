@@ -1,0 +1,216 @@
+"""GPU benchmark in one script: top-k kernels, constrained beam search, the DSI build and search.
+
+Sections (each skipped with a reason when what it needs is missing):
+
+* ``topk``: the fused Triton constrained top-k vs the torch path at decoding shapes, and which
+  one ``auto`` picks (medians of CUDA-event timings);
+* ``beam``: trie- and FM-index-constrained beam search of a small T5 (random weights), queries/s
+  on the GPU and on the CPU;
+* ``dsi``: ``genir index -m dsi`` of a collection (SciFact) with the default recipe on the GPU,
+  time per stage from the manifest, then search queries/s at k = 10 and 100 (exact atomic search);
+  the k = 100 run is written as a TREC file so it can be scored where ir_measures is installed;
+* ``dense``: FAISS dense retrieval build and search queries/s, when faiss is installed.
+
+BM25 (Java) and SEAL's trained model (an hour of training) are not run here.
+
+Usage: ``python benchmarks/bench_gpu.py --collection ../shared/data/scifact --out bench-out/gpu``;
+``--quick`` runs small shapes on any device (a CPU smoke test). Prints one table, writes
+``OUT/bench_gpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genir.devices import resolve_device
+from genir.kernels.beam_search import beam_search
+from genir.kernels.constraint import Candidates
+from genir.kernels.topk import TRITON_MAX_K, constrained_topk, use_triton
+from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.seq2seq.model import build_seq2seq
+
+Row = dict[str, Any]
+
+
+def _time_ms(fn, device: torch.device, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` runs after two warm-ups."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def _candidates(rows: int, vocab: int, max_degree: int, device: torch.device, seed: int) -> Candidates:
+    """Distinct random tokens per row, 1..max_degree of them; states = the tokens."""
+    g = torch.Generator().manual_seed(seed)
+    degrees = torch.randint(1, max_degree + 1, (rows,), generator=g)
+    tokens = torch.cat([torch.randperm(vocab, generator=g)[:int(d)] for d in degrees])
+    row_ptr = torch.cat([torch.zeros(1, dtype=torch.int64), degrees.cumsum(0)])
+    return Candidates(row_ptr.to(device), tokens.to(device), tokens.unsqueeze(1).to(device))
+
+
+def bench_topk(device: torch.device, quick: bool) -> list[Row]:
+    shapes = [(100, 32128, 10, 20, torch.float32), (320, 32128, 10, 20, torch.bfloat16), (150, 32128, 1000, 20, torch.float32),
+              (150, 32128, 2000, 20, torch.float32), (150, 32128, 1000, 64, torch.float32), (1500, 32128, 1000, 20, torch.bfloat16),
+              (150, 32128, 1000, 128, torch.float32), (64, 100000, 100, 200, torch.float32), (200, 30522, 300, 20, torch.float32)]
+    if quick:
+        shapes = [(8, 1000, 50, 20, torch.float32), (8, 1000, 50, 128, torch.float32)]
+    rows = []
+    for n, vocab, degree, k, dtype in shapes:
+        logits = torch.randn(n, vocab, generator=torch.Generator().manual_seed(n)).to(device=device, dtype=dtype)
+        cands = _candidates(n, vocab, degree, device, seed=k)
+        widest = int((cands.row_ptr[1:] - cands.row_ptr[:-1]).max())
+        row: Row = {"shape": f"[{n}, {vocab}] {str(dtype).removeprefix('torch.')}", "max_candidates": degree, "k": k,
+                    "torch_ms": _time_ms(lambda: constrained_topk(logits, cands, k, backend="torch"), device, 20),
+                    "auto_picks": "triton" if use_triton(device, k, widest) else "torch"}
+        row["auto_ms"] = _time_ms(lambda: constrained_topk(logits, cands, k), device, 20)
+        # The kernel itself only where it finishes (k above TRITON_MAX_K hung on an H200).
+        if device.type == "cuda" and k <= TRITON_MAX_K:
+            row["triton_ms"] = _time_ms(lambda: constrained_topk(logits, cands, k, backend="triton"), device, 20)
+            row["triton_speedup"] = row["torch_ms"] / row["triton_ms"]
+        rows.append(row)
+    return rows
+
+
+def _t5(vocab_out: int, device: torch.device) -> torch.nn.Module:
+    from genir.retrieval.encoder import resolve_model
+
+    return build_seq2seq("t5-config:small", vocab_out, tokenizer=resolve_model("all-MiniLM-L6-v2")).model.to(device).eval()
+
+
+def bench_beam(device: torch.device, quick: bool) -> list[Row]:
+    """Beam search queries/s under a 3-level trie (codes 256 each) and under an FM-index, GPU and CPU."""
+    n_docs, queries, beams = (2000, 16, 4) if quick else (100_000, 256, 10)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.unique(torch.randint(2, 258, (n_docs, 3), generator=g), dim=0)
+    sequences = [row + [1] for row in codes.tolist()]
+    trie = DocidTrie.from_sequences(sequences, eos_token_id=1, vocab_size=258)
+    ids = torch.randint(1000, 20000, (queries, 24), generator=g)
+    rows = []
+    for dev in dict.fromkeys([device, torch.device("cpu")]):
+        model = _t5(258, dev)
+        constraint = DocidTrieConstraint(trie, dev)
+        batch = ids.to(dev)
+
+        def run() -> None:
+            for start in range(0, queries, 64):
+                beam_search(model, batch[start:start + 64], constraint, num_beams=beams, max_new_tokens=4)
+
+        seconds = _time_ms(run, dev, 3 if dev.type == "cuda" else 1) / 1000
+        rows.append({"constraint": f"trie, {len(sequences):,} docids x 3 codes", "device": str(dev), "beams": beams,
+                     "queries_per_s": queries / seconds})
+    try:
+        from genir.kernels.fm_constraint import FMIndexConstraint
+        from genir.kernels.fmindex import FMIndex
+    except ImportError as e:
+        return rows + [{"constraint": "fm-index", "skipped": f"needs pydivsufsort ({e})"}]
+    docs = [torch.randint(2, 5000, (200,), generator=g).numpy() for _ in range(500 if quick else 5000)]
+    index = FMIndex.build(docs)
+    for dev in dict.fromkeys([device, torch.device("cpu")]):
+        model = _t5(5000, dev)
+        constraint = FMIndexConstraint(index, eos_token_id=1)
+        batch = ids[: min(queries, 64)].to(dev)
+        seconds = _time_ms(lambda: beam_search(model, batch, constraint, num_beams=beams, max_new_tokens=6), dev, 3) / 1000
+        rows.append({"constraint": f"fm-index, {index.num_tokens:,} tokens", "device": str(dev), "beams": beams,
+                     "queries_per_s": batch.shape[0] / seconds})
+    return rows
+
+
+def _search_rate(searcher, queries: list[str], k: int) -> tuple[float, list]:
+    searcher.batch_search(queries[:16], k)  # warm-up
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    hits = searcher.batch_search(queries, k)
+    return len(queries) / (time.perf_counter() - started), hits
+
+
+def bench_index(method: str, collection_dir: Path, out: Path, device: torch.device, settings: list[str]) -> list[Row]:
+    from genir.indexer.collection import Collection
+    from genir.retrieval.runs import write_run
+    from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+
+    collection = Collection.open(collection_dir)
+    destination = out / "indexes" / method
+    started = time.perf_counter()
+    manifest = build_index(method, collection, destination, parse_config(searcher_class(method).Config, settings),
+                           overwrite=True, device=str(device))
+    build_seconds = time.perf_counter() - started
+    stages = {key: value for key, value in manifest.stats.items() if key.endswith("_seconds") or key == "train_steps"}
+    searcher = Searcher.load(destination, device=device)
+    split = "test" if "test" in collection.splits() else collection.splits()[0]
+    queries = collection.split_queries(split)
+    row: Row = {"method": method, "device": str(device), "build_s": build_seconds, **stages}
+    for k in (10, 100):
+        rate, hits = _search_rate(searcher, list(queries.values()), k)
+        row[f"queries_per_s_k{k}"] = rate
+        if k == 100:
+            write_run(dict(zip(queries, hits)), out / f"run-{method}.trec", tag=f"genir-{method}")
+    return [row]
+
+
+def _dense(collection: Path, out: Path, device: torch.device) -> list[Row]:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return [{"method": "dense", "skipped": "faiss is not installed here"}]
+    return bench_index("dense", collection, out, device, [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collection", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--out", type=Path, default=Path("bench-out/gpu"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sections", default="topk,dsi,beam,dense", help="comma-separated, run in this order")
+    parser.add_argument("--quick", action="store_true", help="small shapes: a smoke test that runs on a CPU too")
+    parser.add_argument("--set", action="append", default=[], help="dsi option KEY=VALUE (repeatable)")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    results: dict[str, Any] = {"device": name, "torch": torch.__version__}
+    runs = {
+        "topk": lambda: bench_topk(device, args.quick),
+        "dsi": lambda: bench_index("dsi", args.collection, args.out, device, args.set),
+        "beam": lambda: bench_beam(device, args.quick),
+        "dense": lambda: _dense(args.collection, args.out, device),
+    }
+    for section in args.sections.split(","):
+        results[section] = runs[section]()
+        # Written after every section, so a run stopped at its time limit keeps what it measured.
+        (args.out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(f"# {name}, torch {torch.__version__}")
+    for section, rows in results.items():
+        if not isinstance(rows, list):
+            continue
+        print(f"\n## {section}")
+        keys = list(dict.fromkeys(key for row in rows for key in row))
+        print("| " + " | ".join(keys) + " |")
+        print("|" + "---|" * len(keys))
+        for row in rows:
+            cells = [f"{row[key]:.3g}" if isinstance(row.get(key), float) else str(row.get(key, "")) for key in keys]
+            print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

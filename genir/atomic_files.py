@@ -1,0 +1,154 @@
+"""Atomic writes: content goes to a temporary sibling that is renamed into place when complete.
+
+The invariant, for every helper here: a reader of ``path`` sees the old file (or none) or the
+complete new one, never part of one; and a write that fails (any exception, KeyboardInterrupt
+included) leaves ``path`` as it was and deletes its temporary file or directory.
+
+Temporary names are unique per write (``.NAME.<random>.tmp``, created exclusively), so two
+writers of one path never share a temporary file, and a hard crash (SIGKILL, power cut) leaves at
+most one hidden sibling, never a fixed name that the next write would collide with. The
+temporary sits in the destination's directory, so the final rename stays on one file system
+(``os.replace`` is atomic there). Temporaries are created with the usual permissions (0666 or
+0777 less the umask), so the renamed result has them too.
+
+Nothing is fsync'd: the helpers protect against failed or interrupted writers and concurrent
+readers, not against the file system losing recent writes in a power cut.
+
+* :func:`atomic_write_text`, :func:`atomic_write_bytes`: the whole content at once.
+* :func:`atomic_open`: a file object, for writers that stream.
+* :func:`atomic_path`: a path, for writers that need a file name (``savefig``, ``np.save``).
+* :func:`atomic_dir`: a directory of files, staged as a whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["atomic_dir", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+_NAME_KEEP = 200  # characters of the destination's name kept in a temporary name (NAME_MAX is 255)
+
+
+def _sibling(path: Path, kind: str, create: Callable[[Path], None]) -> Path:
+    """Create (with ``create``, which fails if it exists) and return a new hidden sibling of ``path``."""
+    for _ in range(100):
+        candidate = path.with_name(f".{path.name[:_NAME_KEEP]}.{secrets.token_hex(4)}.{kind}")
+        try:
+            create(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a new empty temporary file beside ``path``; it replaces ``path`` when the block succeeds.
+
+    The temporary name ends with ``path``'s suffix, so writers that pick a format from the
+    extension (``savefig``) or append one (``np.save`` adds ``.npy``) write where expected. The
+    parent directory is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _sibling(path, f"tmp{path.suffix}", _new_file)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> Iterator[IO[Any]]:
+    """Yield a file open for writing (``"w"`` text, ``"wb"`` binary) that replaces ``path`` on success."""
+    if mode not in ("w", "wt", "wb"):
+        raise ValueError(f"atomic_open writes a new file: mode must be 'w', 'wt' or 'wb', not {mode!r}")
+    with atomic_path(path) as temporary, open(temporary, mode, encoding=None if "b" in mode else encoding) as f:
+        yield f
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
+    """Replace ``path`` with ``text`` atomically."""
+    with atomic_open(path, "w", encoding) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def _occupied(path: Path) -> bool:
+    """Whether renaming a directory onto ``path`` would fail: it exists and is not an empty directory."""
+    if path.is_dir() and not path.is_symlink():
+        return any(path.iterdir())
+    return path.exists() or path.is_symlink()
+
+
+@contextmanager
+def atomic_dir(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new empty staging directory beside ``path``; it becomes ``path`` when the block succeeds.
+
+    Directories cannot be swapped in one rename when the destination is not empty, so with
+    ``replace`` an existing ``path`` is first renamed aside, the staging directory renamed into
+    place, and the old one deleted: a reader sees the old directory, briefly none, or the new one,
+    never a mix. An empty directory at ``path`` is replaced in any case.
+
+    Raises:
+        FileExistsError: ``path`` exists (and is not an empty directory) and ``replace`` is false,
+            checked before the block runs and again when it ends (the staging is deleted).
+    """
+    path = Path(path)
+    if not replace and _occupied(path):
+        raise FileExistsError(errno.EEXIST, "already exists", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = _sibling(path, "tmp", lambda p: os.mkdir(p, 0o777))
+    try:
+        yield staging
+        _install_dir(staging, path, replace)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _install_dir(staging: Path, path: Path, replace: bool) -> None:
+    retired: list[Path] = []
+    try:
+        while True:
+            try:
+                os.rename(staging, path)  # succeeds when ``path`` is absent or an empty directory
+                return
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    if retired:  # put the last old directory back rather than lose both
+                        try:
+                            os.rename(retired.pop(), path)
+                        except OSError:
+                            pass
+                    raise
+                if not replace:
+                    raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
+            # A concurrent writer may move ``path`` or install its own between these renames: retry.
+            old = path.with_name(f".{path.name[:_NAME_KEEP]}.{secrets.token_hex(4)}.old")
+            try:
+                os.rename(path, old)
+            except FileNotFoundError:
+                continue
+            retired.append(old)
+    finally:
+        for old in retired:
+            shutil.rmtree(old, ignore_errors=True)

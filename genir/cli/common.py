@@ -1,0 +1,105 @@
+"""What every ``genir`` command module shares: the consoles, option types, error handling and
+the terminal setup that keeps third-party chatter off the user's screen.
+
+Command modules (:mod:`genir.cli.main`, :mod:`genir.cli.continual`) import this module; it
+imports none of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from genir.errors import GenirError
+
+out = Console()
+err = Console(stderr=True)
+
+CollectionOpt = Annotated[str, typer.Option(
+    "--collection", "-c",
+    help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv), a .tsv corpus (id<TAB>text), or builtin:stdlib.",
+)]
+SplitOpt = Annotated[str, typer.Option("--split", help="qrels split to evaluate on (qrels/SPLIT.tsv).")]
+AllowEmptyOpt = Annotated[bool, typer.Option(
+    "--allow-empty-docs", help="Keep documents with no title and no text (warn instead of failing).",
+)]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Where models run: auto (the GPU when there is one) | cpu | cuda | cuda:N.",
+)]
+
+
+def user_errors(command):
+    """Turn genir's input errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GenirError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def configure_logging() -> None:
+    """genir's warnings (and other libraries' WARNING records) as ``warning: ...`` lines on stderr."""
+    handler = logging.StreamHandler()
+    # Records of child loggers reach the root's handlers whatever the root's level: without this,
+    # Lightning's INFO lines (printed by its own handler) came out a second time as "warning:".
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+
+
+# Modules whose warnings address whoever configures a Lightning Trainer: genir does, not the user.
+_LIGHTNING_MODULES = r"(lightning|pytorch_lightning|lightning_fabric|lightning_utilities)(\.|$)"
+# Any module but genir's own: deprecations inside libraries are for their callers' developers.
+_NOT_GENIR = r"(?!genir(\.|$))"
+# Lightning reads Trainer defaults from PL_TRAINER_<ARGUMENT> variables; this one drops the model table.
+_MODEL_SUMMARY_ENV = "PL_TRAINER_ENABLE_MODEL_SUMMARY"
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep Lightning's tips, notices and advice, and libraries' deprecation notices, off the terminal.
+
+    While it is active:
+
+    * logging below WARNING is off process-wide (``logging.disable``). The CLI prints only
+      WARNING and above anyway (:func:`configure_logging`); this also silences Lightning's own
+      handler, which prints its INFO lines ("GPU available", "Seed set", the litlogger tip,
+      "`Trainer(...)` was configured", "`Trainer.fit` stopped") whatever the root's settings;
+    * warnings raised in Lightning's modules (advice such as "the number of training batches
+      is smaller than the logging interval") and DeprecationWarning / PendingDeprecationWarning /
+      FutureWarning raised outside genir (torch's ``LeafSpec`` notice, reached via Lightning)
+      are ignored;
+    * Lightning prints no model summary table (``PL_TRAINER_ENABLE_MODEL_SUMMARY=False`` unless
+      the user set that variable).
+
+    Errors, genir's warnings and progress bars (including the training bar) are untouched.
+    Everything is restored on exit, so an in-process caller (tests) gets its settings back.
+    """
+    previous_disable = logging.root.manager.disable
+    previous_env = os.environ.get(_MODEL_SUMMARY_ENV)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=_LIGHTNING_MODULES)
+        for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=_NOT_GENIR)
+        logging.disable(logging.INFO)
+        if previous_env is None:
+            os.environ[_MODEL_SUMMARY_ENV] = "False"
+        try:
+            yield
+        finally:
+            logging.disable(previous_disable)
+            if previous_env is None:
+                os.environ.pop(_MODEL_SUMMARY_ENV, None)

@@ -1,0 +1,60 @@
+"""Where models run: one device setting for building, encoding, training and searching.
+
+``"auto"`` (the default everywhere) is the first CUDA GPU when there is one, else the CPU;
+``"cpu"``, ``"cuda"`` and ``"cuda:N"`` name one. Building an index reads the device of the
+innermost :func:`using_device` block (the CLI's ``--device``, :func:`genir.retrieval.build_index`'s
+``device=``): document embeddings, a frozen encoder's cached states and training all run there.
+FM-index work always stays on the CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import torch
+
+from genir.errors import GenirError
+
+_CURRENT: ContextVar[str] = ContextVar("genir_device", default="auto")
+
+
+def resolve_device(spec: str | torch.device | None = None) -> torch.device:
+    """``spec`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``; None = the current setting) as a device.
+
+    Raises:
+        GenirError: an unknown spec, or a CUDA device this machine does not have.
+    """
+    spec = _CURRENT.get() if spec is None else spec
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise GenirError(f"unknown device {spec!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise GenirError(f"device {spec!r} is not available on this machine ({torch.cuda.device_count()} CUDA devices)")
+    if device.type not in {"cpu", "cuda"}:
+        raise GenirError(f"unsupported device {spec!r}: choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+@contextmanager
+def using_device(spec: str | None) -> Iterator[torch.device]:
+    """Within the block, :func:`resolve_device` with no argument answers ``spec`` (checked first)."""
+    device = resolve_device(spec or "auto")
+    token = _CURRENT.set(str(device))
+    try:
+        yield device
+    finally:
+        _CURRENT.reset(token)
+
+
+def auto_precision(device: torch.device) -> str:
+    """Lightning precision for ``device``: ``bf16-mixed`` on GPUs that have bf16, else ``32-true``."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
