@@ -6,9 +6,10 @@ Sections (each skipped with a reason when what it needs is missing):
   one ``auto`` picks (medians of CUDA-event timings);
 * ``beam``: trie- and FM-index-constrained beam search of a small T5 (random weights), queries/s
   on the GPU and on the CPU;
-* ``dsi``: ``genir index -m dsi`` of a collection (SciFact) with the default recipe on the GPU,
-  time per stage from the manifest, then search queries/s at k = 10 and 100 (exact atomic search);
-  the k = 100 run is written as a TREC file so it can be scored where ir_measures is installed;
+* ``dsi``: ``genir index -m dsi`` of a collection (SciFact) on the GPU, once per ``--dsi`` variant
+  (default: the default recipe), time per stage from the manifest, then search queries/s at k = 10
+  and 100 with beam search and with the exact atomic search; each k = 100 run is written as a TREC
+  file so it can be scored where ir_measures is installed (``genir eval``);
 * ``dense``: FAISS dense retrieval build and search queries/s, when faiss is installed.
 
 BM25 (Java) and SEAL's trained model (an hour of training) are not run here.
@@ -144,36 +145,57 @@ def _search_rate(searcher, queries: list[str], k: int) -> tuple[float, list]:
     return len(queries) / (time.perf_counter() - started), hits
 
 
-def bench_index(method: str, collection_dir: Path, out: Path, device: torch.device, settings: list[str]) -> list[Row]:
+def bench_index(method: str, label: str, collection_dir: Path, out: Path, index_root: Path, device: torch.device,
+                settings: list[str], search_modes: tuple[str, ...] = ("",)) -> list[Row]:
+    """Build one index on ``device``, then search every test query at k = 10 and 100 once per search
+    mode (dsi's ``atomic_search``); each k = 100 run is written to ``out/run-LABEL[-MODE].trec``."""
+    import dataclasses
+
     from genir.indexer.collection import Collection
     from genir.retrieval.runs import write_run
     from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 
     collection = Collection.open(collection_dir)
-    destination = out / "indexes" / method
+    destination = index_root / label
     started = time.perf_counter()
     manifest = build_index(method, collection, destination, parse_config(searcher_class(method).Config, settings),
                            overwrite=True, device=str(device))
     build_seconds = time.perf_counter() - started
     stages = {key: value for key, value in manifest.stats.items() if key.endswith("_seconds") or key == "train_steps"}
-    searcher = Searcher.load(destination, device=device)
     split = "test" if "test" in collection.splits() else collection.splits()[0]
     queries = collection.split_queries(split)
-    row: Row = {"method": method, "device": str(device), "build_s": build_seconds, **stages}
-    for k in (10, 100):
-        rate, hits = _search_rate(searcher, list(queries.values()), k)
-        row[f"queries_per_s_k{k}"] = rate
-        if k == 100:
-            write_run(dict(zip(queries, hits)), out / f"run-{method}.trec", tag=f"genir-{method}")
-    return [row]
+    rows = []
+    for mode in search_modes:
+        searcher = Searcher.load(destination, device=device)
+        if mode:
+            searcher.config = dataclasses.replace(searcher.config, atomic_search=mode)
+        name = f"{label}-{mode}" if mode else label
+        row: Row = {"entry": name, "device": str(device), "build_s": build_seconds, **stages}
+        for k in (10, 100):
+            rate, hits = _search_rate(searcher, list(queries.values()), k)
+            row[f"queries_per_s_k{k}"] = rate
+            if k == 100:
+                write_run(dict(zip(queries, hits)), out / f"run-{name}.trec", tag=f"genir-{name}")
+        rows.append(row)
+    return rows
 
 
-def _dense(collection: Path, out: Path, device: torch.device) -> list[Row]:
+def _dense(collection: Path, out: Path, index_root: Path, device: torch.device) -> list[Row]:
     try:
         import faiss  # noqa: F401
     except ImportError:
-        return [{"method": "dense", "skipped": "faiss is not installed here"}]
-    return bench_index("dense", collection, out, device, [])
+        return [{"entry": "dense", "skipped": "faiss is not installed here"}]
+    return bench_index("dense", "dense", collection, out, index_root, device, [])
+
+
+def _dsi(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """Every ``--dsi LABEL:KEY=VALUE,...`` variant, searched with beam search and the exact atomic search."""
+    rows = []
+    for variant in args.dsi:
+        label, _, options = variant.partition(":")
+        settings = [o for o in options.split(",") if o] + args.set
+        rows += bench_index("dsi", label, args.collection, args.out, args.index_dir, device, settings, ("beam", "exact"))
+    return rows
 
 
 def main() -> None:
@@ -183,17 +205,22 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--sections", default="topk,dsi,beam,dense", help="comma-separated, run in this order")
     parser.add_argument("--quick", action="store_true", help="small shapes: a smoke test that runs on a CPU too")
-    parser.add_argument("--set", action="append", default=[], help="dsi option KEY=VALUE (repeatable)")
+    parser.add_argument("--set", action="append", default=[], help="dsi option KEY=VALUE for every variant (repeatable)")
+    parser.add_argument("--dsi", action="append", default=[],
+                        help="a dsi variant LABEL:KEY=VALUE,... (repeatable; default: dsi, the default recipe)")
+    parser.add_argument("--index-dir", type=Path, default=None, help="where the indexes go (default OUT/indexes)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.dsi = args.dsi or ["dsi:"]
+    args.index_dir = args.index_dir or args.out / "indexes"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     results: dict[str, Any] = {"device": name, "torch": torch.__version__}
     runs = {
         "topk": lambda: bench_topk(device, args.quick),
-        "dsi": lambda: bench_index("dsi", args.collection, args.out, device, args.set),
+        "dsi": lambda: _dsi(args, device),
         "beam": lambda: bench_beam(device, args.quick),
-        "dense": lambda: _dense(args.collection, args.out, device),
+        "dense": lambda: _dense(args.collection, args.out, args.index_dir, device),
     }
     for section in args.sections.split(","):
         results[section] = runs[section]()

@@ -112,6 +112,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
             runs it once over every source and batches carry its states, so training never
             runs the encoder again.
         states_cache: where those states are kept between runs (:mod:`genir.seq2seq.encoder_states`).
+        loader_workers: processes that collate batches (0: the training process itself). With
+            workers, batches are also pinned in page-locked memory, for fast copies to a GPU.
     Batches are dicts: ``input_ids`` and ``attention_mask`` ``[B, L_src]`` int64 (padded with the
     tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``, and with an
     ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding).
@@ -126,6 +128,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         encoder: torch.nn.Module | None = None,
         states_cache: Path | None = None,
+        loader_workers: int = 0,
     ) -> None:
         super().__init__()
         if not pairs:
@@ -137,6 +140,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.seed = seed
         self.encoder = encoder
         self.states_cache = states_cache
+        self.loader_workers = loader_workers
         self.train_data: list[dict[str, Any]] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -171,8 +175,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         sampler = EpochBatchSampler(len(self.train_data), self.batch_size, self.seed, self._position)
         # A private generator: creating the loader's iterator must not consume the global RNG,
         # or a resumed run would draw different dropout masks than an uninterrupted one.
+        # Workers only collate: the batch sampler (order, resume position) runs in this process.
+        workers = {"num_workers": self.loader_workers, "pin_memory": True, "persistent_workers": True} if self.loader_workers else {}
         return PositionedDataLoader(self.train_data, batch_sampler=sampler, collate_fn=self.collate,
-                                    generator=torch.Generator().manual_seed(self.seed))
+                                    generator=torch.Generator().manual_seed(self.seed), **workers)
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Pad a list of examples into the batch dict described in the class docstring."""
