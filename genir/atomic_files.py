@@ -18,12 +18,15 @@ readers, not against the file system losing recent writes in a power cut.
 * :func:`atomic_open`: a file object, for writers that stream.
 * :func:`atomic_path`: a path, for writers that need a file name (``savefig``, ``np.save``).
 * :func:`atomic_dir`: a directory of files, staged as a whole.
+* :func:`stale_temporaries`: what killed writers of a path left behind, for a caller that knows
+  no other writer of that path is running (it holds a lock) to delete.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_dir", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_dir", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text", "stale_temporaries"]
 
 _NAME_KEEP = 200  # characters of the destination's name kept in a temporary name (NAME_MAX is 255)
 
@@ -46,6 +49,23 @@ def _sibling(path: Path, kind: str, create: Callable[[Path], None]) -> Path:
             continue
         return candidate
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """The hidden siblings that writes of ``path`` create (``.NAME.<8 hex>.tmp[SUFFIX]`` staging,
+    ``.NAME.<8 hex>.old`` retired directories) and that exist now.
+
+    A write removes its own when it ends, even by an exception; those that exist were left by a
+    process that was killed, or belong to a write still running. Delete them only while no other
+    writer of ``path`` can be running. Names longer than the kept prefix are never matched (their
+    temporaries could be another path's).
+    """
+    path = Path(path)
+    if len(path.name) > _NAME_KEEP or not path.parent.is_dir():
+        return []
+    kinds = "|".join(re.escape(k) for k in {"tmp", f"tmp{path.suffix}", "old"})
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.(?:{kinds})")
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
 
 
 def _new_file(path: Path) -> None:
