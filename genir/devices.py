@@ -18,6 +18,7 @@ import torch
 from genir.errors import GenirError
 
 _CURRENT: ContextVar[str] = ContextVar("genir_device", default="auto")
+_COUNT: ContextVar[int] = ContextVar("genir_device_count", default=1)
 
 
 def resolve_device(spec: str | torch.device | None = None) -> torch.device:
@@ -42,15 +43,25 @@ def resolve_device(spec: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def device_count() -> int:
+    """How many devices of the current kind a run may spread over (:func:`using_device`'s ``count``)."""
+    return _COUNT.get()
+
+
 @contextmanager
-def using_device(spec: str | None) -> Iterator[torch.device]:
-    """Within the block, :func:`resolve_device` with no argument answers ``spec`` (checked first)."""
+def using_device(spec: str | None, count: int = 1) -> Iterator[torch.device]:
+    """Within the block, :func:`resolve_device` with no argument answers ``spec`` (checked first),
+    and :func:`device_count` answers ``count``: with ``count > 1`` training runs one process per
+    device (GPUs ``0..count-1``, or CPU processes)."""
     device = resolve_device(spec or "auto")
-    token = _CURRENT.set(str(device))
+    if count < 1 or (device.type == "cuda" and count > torch.cuda.device_count()):
+        raise GenirError(f"--devices {count}: this machine has {torch.cuda.device_count()} CUDA devices")
+    tokens = _CURRENT.set(str(device)), _COUNT.set(count)
     try:
         yield device
     finally:
-        _CURRENT.reset(token)
+        _CURRENT.reset(tokens[0])
+        _COUNT.reset(tokens[1])
 
 
 def auto_precision(device: torch.device) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +36,9 @@ AllowEmptyOpt = Annotated[bool, typer.Option(
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="Where models run: auto (the GPU when there is one) | cpu | cuda | cuda:N.",
 )]
+DevicesOpt = Annotated[int, typer.Option(
+    "--devices", min=1, help="Spread the work over N devices of --device's kind (N GPUs, or N CPU processes) through Lightning.",
+)]
 
 
 def user_errors(command):
@@ -48,6 +53,31 @@ def user_errors(command):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+@contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """While active, SIGTERM ends the command the way ^C does: by an exception (``SystemExit(143)``).
+
+    Python's default for SIGTERM is to die on the spot, which runs no ``finally`` block: a build's
+    staging folder would stay behind and its child processes would not be stopped. As an
+    exception, SIGTERM unwinds through them (:func:`genir.indexer.artifact.atomic_directory`,
+    :func:`genir.subprocesses.run_child`). Further SIGTERMs are ignored while that cleanup runs;
+    SIGKILL still ends everything. Only the main thread can set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def configure_logging() -> None:

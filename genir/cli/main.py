@@ -19,11 +19,13 @@ from genir.cli.common import (
     AllowEmptyOpt,
     CollectionOpt,
     DeviceOpt,
+    DevicesOpt,
     SplitOpt,
     configure_logging,
     err,
     out,
     quiet_libraries,
+    terminate_like_interrupt,
     user_errors,
 )
 from genir.cli.continual import continual
@@ -51,6 +53,7 @@ def main(
 ) -> None:
     configure_logging()
     ctx.with_resource(quiet_libraries())  # for the whole command; undone when it ends
+    ctx.with_resource(terminate_like_interrupt())
 
 
 @app.command()
@@ -79,6 +82,7 @@ def index(
     docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic|elaborative (= --set docids=...).")] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
     device: DeviceOpt = "auto",
+    devices: DevicesOpt = 1,
 ) -> None:
     """Build an index of a collection. The directory appears only when the build succeeds."""
     from genir.indexer.artifact import index_size_bytes
@@ -89,7 +93,7 @@ def index(
     settings = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + (settings or [])
     config = parse_config(searcher_class(method).Config, settings)
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
-    manifest = build_index(method, coll, output, config, overwrite=overwrite, device=device)
+    manifest = build_index(method, coll, output, config, overwrite=overwrite, device=device, devices=devices)
     size = index_size_bytes(output) / 2**20
     out.print(f"built {method} index of {coll.name} ({manifest.stats.get('num_docs', '?')} docs) "
               f"at {output} in {manifest.stats['build_seconds']:.1f} s, {size:.1f} MB")
@@ -166,17 +170,26 @@ def run(
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
+    devices: DevicesOpt = 1,
 ) -> None:
     """Search every query of a split and write a TREC run file."""
+    from genir.indexer.artifact import read_manifest
     from genir.indexer.collection import Collection
     from genir.retrieval.runs import write_run
     from genir.retrieval.searcher import Searcher
+    from genir.retrieval.sharded import sharded_batch_search
 
     queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
-    searcher = Searcher.load(index_dir, device=device)
     with err.status(f"searching {len(queries)} queries"):
-        results = searcher.batch_search(list(queries.values()), k)
-    write_run(dict(zip(queries, results)), output, tag=f"genir-{searcher.method}")
+        if devices > 1:
+            method = read_manifest(index_dir).method
+            accelerator = "cpu" if device == "cpu" else "auto"
+            results = sharded_batch_search(index_dir, list(queries.values()), k, devices, accelerator)
+        else:
+            searcher = Searcher.load(index_dir, device=device)
+            method = searcher.method
+            results = searcher.batch_search(list(queries.values()), k)
+    write_run(dict(zip(queries, results)), output, tag=f"genir-{method}")
     out.print(f"wrote {output} ({len(queries)} queries, k={k})")
 
 

@@ -186,16 +186,18 @@ def build_index(
     config: Any = None,
     overwrite: bool = False,
     device: str | None = "auto",
+    devices: int = 1,
 ) -> Manifest:
     """Build an index of ``collection`` at ``destination`` (atomically) and return its manifest.
 
-    Models (embedding, encoder states, training) run on ``device`` (:mod:`genir.devices`).
+    Models (embedding, encoder states, training) run on ``device`` (:mod:`genir.devices`);
+    ``devices > 1`` trains with one process per device (Lightning ``ddp_spawn``).
     """
     cls = searcher_class(method)
     config = config if config is not None else cls.Config()
     destination = Path(destination)
     previous = destination if overwrite and destination.is_dir() else None
-    with using_device(device), atomic_directory(destination, overwrite) as staging:
+    with using_device(device, devices), atomic_directory(destination, overwrite) as staging:
         started = time.perf_counter()
         stats = cls.build(collection, config, staging, previous)
         stats["build_seconds"] = round(time.perf_counter() - started, 3)

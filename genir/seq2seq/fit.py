@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genir.devices import auto_precision, resolve_device
+import torch
+
+from genir.devices import auto_precision, device_count, resolve_device
 from genir.indexer.builtin_corpus import cache_dir
 from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
@@ -97,20 +99,32 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     setup_seconds = time.perf_counter() - started
     trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
                     precision=precision, seed=settings.seed, ckpt_path="last" if resume else None,
-                    enable_progress_bar=progress, accelerator="gpu" if device.type == "cuda" else "cpu",
-                    devices=[device.index or 0] if device.type == "cuda" else 1)
+                    enable_progress_bar=progress, **_placement(device))
     seconds = time.perf_counter() - started
     loss = trainer.callback_metrics.get("train_loss")
     shutil.rmtree(run_dir, ignore_errors=True)
     module.model.cpu().eval()
     return {
         "train_pairs": len(pairs),
-        "train_steps": int(trainer.global_step),
-        "train_epochs": int(trainer.current_epoch),
+        "train_steps": max(int(trainer.global_step), int(trainer.callback_metrics.get("trained_steps", 0))),
+        "train_epochs": max(int(trainer.current_epoch), int(trainer.callback_metrics.get("trained_epochs", 0))),
         "final_train_loss": float(loss) if loss is not None else None,
         "train_seconds": round(seconds, 1),
         "train_setup_seconds": round(setup_seconds, 1),
     }
+
+
+def _placement(device: torch.device) -> dict[str, Any]:
+    """Lightning's accelerator, devices and strategy for ``device`` and :func:`genir.devices.device_count`.
+
+    Several devices train with ``ddp_spawn``: the processes are spawned from this one, which gets
+    rank 0's weights back when they finish, so a build goes on (and writes its index) once.
+    """
+    count = device_count()
+    accelerator = "gpu" if device.type == "cuda" else "cpu"
+    if count > 1:
+        return {"accelerator": accelerator, "devices": count, "strategy": "ddp_spawn"}
+    return {"accelerator": accelerator, "devices": [device.index or 0] if device.type == "cuda" else 1}
 
 
 def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, out: Path,

@@ -239,6 +239,9 @@ class Seq2SeqModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+        # Logged metrics come back from spawned processes (ddp_spawn), the trainer's counters do not.
+        self.log("trained_steps", float(self.global_step + 1), reduce_fx="max", batch_size=1)
+        self.log("trained_epochs", float(self.current_epoch + 1), reduce_fx="max", batch_size=1)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:

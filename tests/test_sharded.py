@@ -1,0 +1,53 @@
+"""Several devices through Lightning, tested with two CPU processes (gloo): sharded search and DDP training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import write_beir
+
+from genir.devices import using_device
+from genir.errors import GenirError
+from genir.indexer.collection import Collection
+from genir.retrieval.encoder import resolve_model
+from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+from genir.retrieval.sharded import sharded_batch_search
+from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.model import build_seq2seq
+
+QUERIES = ["zebras", "json", "digest", "cells", "stripes", "parse", "bytes"]
+
+
+def test_sharded_search_returns_the_single_process_results(tmp_path):
+    torch.set_num_threads(1)
+    coll = Collection.open(write_beir(tmp_path / "c", split="train"))
+    config = parse_config(searcher_class("dsi").Config,
+                          ["model=t5-config:tiny", "max_epochs=5", "batch_size=8", "spans=0", "warmup_steps=0"])
+    build_index("dsi", coll, tmp_path / "idx", config, device="cpu")
+    one = Searcher.load(tmp_path / "idx", device="cpu").batch_search(QUERIES, 3)
+    two = sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2)
+    assert [[h.docid for h in hits] for hits in two] == [[h.docid for h in hits] for hits in one]
+    # Batches of other sizes pad the queries differently: the scores agree to float32 rounding.
+    for got, want in zip(two, one):
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+
+
+def test_training_on_two_processes_brings_the_weights_back(tmp_path):
+    torch.set_num_threads(1)
+    seq2seq = build_seq2seq("t5-config:tiny", 10, tokenizer=resolve_model("all-MiniLM-L6-v2"))
+    before = {name: value.clone() for name, value in seq2seq.model.state_dict().items()}
+    pairs = [(f"text number {i}", [2 + i % 8, 1]) for i in range(24)]
+    settings = TrainSettings(batch_size=4, max_epochs=2, warmup_steps=0, lr=1e-2)
+    with using_device("cpu", 2):
+        stats = fit(seq2seq, pairs, settings, tmp_path / "run", resume=False, progress=False)
+    # 24 pairs over 2 processes: 3 batches of 4 per process and epoch.
+    assert stats["train_steps"] == 6 and stats["train_epochs"] == 2
+    assert all(not torch.equal(before[name], value) for name, value in seq2seq.model.state_dict().items())
+
+
+def test_more_gpus_than_the_machine_has_is_an_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(GenirError, match="not available"):
+        with using_device("cuda", 2):
+            pass
