@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from genir.errors import GenirError
 from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Hit, Searcher
+from genir.subprocesses import run_child
 
 LUCENE_DIR = "lucene"
 
@@ -82,7 +82,7 @@ class BM25Searcher(Searcher):
             "--storePositions", "--storeDocvectors",
         ] + (["--storeRaw"] if config.store_raw else [])
         with Console(stderr=True).status(f"Lucene is indexing {count:,} documents"):
-            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+            done = run_child(command, env=os.environ.copy())  # stopped with genir, however genir ends
         shutil.rmtree(staging)
         if done.returncode != 0:
             raise GenirError(f"Anserini indexing failed (exit {done.returncode}):\n{done.stderr[-2000:]}")

@@ -1,0 +1,171 @@
+"""Kills and concurrent builds, through real ``genir`` processes (issue 12).
+
+The fault-injection test kills ``genir index`` (BM25, and a toy DSI) with SIGKILL and SIGTERM at
+random points and checks, after every kill: the old index loads and answers exactly as before, no
+process started by the build survives it; and at the end: a rerun succeeds and no staging folder
+or lock file is left. ``GENIR_FAULT_KILLS=BM25,DSI`` sets the number of kills (default 14,6).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_beir
+
+from genir.retrieval.searcher import Searcher
+
+GENIR = [sys.executable, "-m", "genir.cli.main"]
+QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "cats and dogs"]
+TINY_DSI = ["--model", "t5-config:tiny", "--docids", "atomic", "--set", "batch_size=8", "--set", "spans=0",
+            "--set", "warmup_steps=0", "--set", "lr=3e-3"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "GENIR_CACHE": str(tmp_path / "cache")}
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes (other than this one) whose arguments contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace")[:200])
+    return found
+
+
+def _no_survivors(text: str, wait: float = 10.0) -> list[str]:
+    """The processes still mentioning ``text`` after up to ``wait`` seconds (the kernel's kill is quick)."""
+    deadline = time.monotonic() + wait
+    while (left := _processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _answers(index: Path) -> list[list[tuple[str, float]]]:
+    searcher = Searcher.load(index, device="cpu")
+    return [[(h.docid, round(h.score, 4)) for h in hits] for hits in searcher.batch_search(QUERIES, k=3)]
+
+
+def _genir(tmp_path: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*GENIR, *map(str, args)], capture_output=True, text=True, env=_env(tmp_path), timeout=timeout)
+
+
+def _kill_counts() -> tuple[int, int]:
+    bm25, dsi = os.environ.get("GENIR_FAULT_KILLS", "14,6").split(",")
+    return int(bm25), int(dsi)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("method", ["bm25", "dsi"])
+def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, method):
+    kills = _kill_counts()[method == "dsi"]
+    collection = write_beir(tmp_path / "toy", split="train" if method == "dsi" else "test")
+    out = tmp_path / "out"
+    index = out / "idx"
+    extra = TINY_DSI + ["--set", "max_epochs=30"] if method == "dsi" else []
+    command = [*GENIR, "index", "-m", method, "-c", str(collection), "-o", str(index), "--overwrite", *extra]
+    started = time.monotonic()
+    first = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    assert first.returncode == 0, first.stderr
+    one_build = time.monotonic() - started
+    before = _answers(index)
+    manifest = (index / "manifest.json").read_bytes()
+    rng = random.Random(12)
+    done = replaced = 0
+    deadline = time.monotonic() + 40 * one_build + 60 * kills
+    while done < kills:
+        assert time.monotonic() < deadline, f"only {done} of {kills} kills in the time allowed"
+        how = signal.SIGKILL if done % 2 == 0 else signal.SIGTERM
+        env = {**_env(tmp_path), "GENIR_CACHE": str(tmp_path / f"cache{done}")}  # a DSI build trains from scratch
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            process.wait(timeout=rng.uniform(0.2, 0.95) * one_build)
+        except subprocess.TimeoutExpired:
+            process.send_signal(how)
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode != 0, "a killed build reported success"
+            assert "Traceback" not in stderr, stderr
+            done += 1
+        else:  # finished before the kill: a complete rebuild, which must have worked
+            assert process.communicate(timeout=60)[0] is None and process.returncode == 0
+        assert not _no_survivors(str(out)), f"processes outlived genir (kill {done}, {how.name})"
+        if (index / "manifest.json").read_bytes() == manifest:
+            assert _answers(index) == before, f"the old index answers differently after kill {done} ({how.name})"
+        else:  # a build that was killed after its index was in place (or finished first): complete, loadable
+            replaced += 1
+            manifest, before = (index / "manifest.json").read_bytes(), _answers(index)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["idx"], "a staging folder or lock file survived the rerun"
+    assert len(_answers(index)) == len(QUERIES)
+    print(f"{method}: {done} kills ({(done + 1) // 2} SIGKILL, {done // 2} SIGTERM), {replaced} times the index "
+          f"was replaced by a complete build, one build {one_build:.1f} s, all in {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_bm25_build_takes_its_lucene_child_along(tmp_path, toy_collection, how):
+    out = tmp_path / "out"
+    process = subprocess.Popen([*GENIR, "index", "-m", "bm25", "-c", str(toy_collection), "-o", str(out / "idx")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    deadline = time.monotonic() + 120
+    while not any("pyserini.index.lucene" in c for c in _processes_mentioning(str(out))):
+        assert process.poll() is None and time.monotonic() < deadline, "Lucene never started"
+        time.sleep(0.05)
+    process.send_signal(how)
+    process.communicate(timeout=60)
+    assert process.returncode == (128 + signal.SIGTERM if how == signal.SIGTERM else -signal.SIGKILL)
+    assert not _no_survivors(str(out)), "the Lucene child outlived genir"
+    if how == signal.SIGTERM:  # cleaned up on the way out
+        assert not out.exists() or list(out.iterdir()) == []
+    else:  # nothing could run: the next build of that destination cleans up
+        assert any(p.name.endswith(".tmp") for p in out.iterdir())
+        assert _genir(tmp_path, "index", "-m", "bm25", "-c", toy_collection, "-o", out / "idx").returncode == 0
+        assert sorted(p.name for p in out.iterdir()) == ["idx"]
+
+
+def test_two_builds_of_one_destination_one_wins_the_other_exits_2(tmp_path, toy_collection):
+    out = tmp_path / "out"
+    index = out / "idx"
+    lock = out / ".idx.lock"
+    assert _genir(tmp_path, "index", "-m", "bm25", "-c", toy_collection, "-o", index).returncode == 0
+    before = _answers(index)
+    command = [*GENIR, "index", "-m", "bm25", "-c", str(toy_collection), "-o", str(index), "--overwrite"]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+    deadline = time.monotonic() + 120
+    while not lock.exists():  # the first holds the lock from here until its index is in place
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    second = _genir(tmp_path, *command[3:])
+    first_out, first_err = first.communicate(timeout=300)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2, second.stderr
+    assert "being written by another genir process" in second.stderr and "Traceback" not in second.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["idx"]
+    assert _answers(index) == before
+
+
+def test_two_builds_started_together_exactly_one_wins(tmp_path, toy_collection):
+    out = tmp_path / "out"
+    command = [*GENIR, "index", "-m", "bm25", "-c", str(toy_collection), "-o", str(out / "idx")]
+    builds = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
+              for _ in range(2)]
+    results = [(b.wait(timeout=300), b.stderr.read()) for b in builds]
+    assert sorted(rc for rc, _ in results) == [0, 2], results
+    loser = next(stderr for rc, stderr in results if rc == 2)
+    assert "being written by another genir process" in loser or "already exists" in loser
+    assert sorted(p.name for p in out.iterdir()) == ["idx"]
+    assert len(_answers(out / "idx")) == len(QUERIES)
