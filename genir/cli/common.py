@@ -55,6 +55,22 @@ def user_errors(command):
     return wrapper
 
 
+def output_file(path: Path, option: str) -> Path:
+    """``path``, checked before any work that it could become a file (missing folders are created later).
+
+    Raises:
+        GenirError: ``path`` is a folder, or a part of its parent path is a file.
+    """
+    if path.is_dir():
+        raise GenirError(f"{option} {path} is a folder; give the path of a file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise GenirError(f"{option} {path}: {parent} is not a folder")
+            break
+    return path
+
+
 @contextmanager
 def terminate_like_interrupt() -> Iterator[None]:
     """While active, SIGTERM ends the command the way ^C does: by an exception (``SystemExit(143)``).

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from genir import __version__
+from genir.atomic_files import atomic_write_text
 from genir.cli.common import (
     AllowEmptyOpt,
     CollectionOpt,
@@ -24,6 +25,7 @@ from genir.cli.common import (
     configure_logging,
     err,
     out,
+    output_file,
     quiet_libraries,
     terminate_like_interrupt,
     user_errors,
@@ -179,6 +181,7 @@ def run(
     from genir.retrieval.searcher import Searcher
     from genir.retrieval.sharded import sharded_batch_search
 
+    output_file(output, "--output")
     queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
     with err.status(f"searching {len(queries)} queries"):
         if devices > 1:
@@ -207,6 +210,8 @@ def evaluate_runs(
     from genir.retrieval.evaluation import DEFAULT_MEASURES, evaluate
     from genir.retrieval.runs import read_run
 
+    if per_query is not None:
+        output_file(per_query, "--per-query")
     qrels = Collection.open(collection, allow_empty_docs=allow_empty_docs).qrels(split)
     table = Table(title=f"{collection} ({split})", title_justify="left")
     table.add_column("run")
@@ -219,7 +224,7 @@ def evaluate_runs(
         table.add_row(path.name, *(f"{result.aggregate[m]:.4f}" for m in DEFAULT_MEASURES))
     out.print(table)
     if per_query is not None:
-        per_query.write_text(json.dumps(per_query_scores, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(per_query, json.dumps(per_query_scores, indent=1) + "\n")
         out.print(f"per-query scores: {per_query}")
 
 

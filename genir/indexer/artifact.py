@@ -33,14 +33,10 @@ from typing import Any
 
 from genir import __version__
 from genir.atomic_files import atomic_dir, stale_temporaries
-from genir.errors import GenirError
+from genir.errors import CorruptIndexError, GenirError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-
-
-class CorruptIndexError(GenirError):
-    """An index directory that is missing, incomplete or altered."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 import pydivsufsort
 
+from genir.errors import CorruptIndexError
 from genir.kernels.fm_wavelet import Int64Array, RankBits, WaveletMatrix
 
 FORMAT = "genir.fmindex"
@@ -276,51 +277,57 @@ class FMIndex:
         """Open an index written by ``save``; with ``mmap`` the large arrays stay on disk.
 
         Raises:
-            ValueError: if a file is missing, of another format, or inconsistent with the header.
+            CorruptIndexError: (a ``ValueError``) if a file is missing, of another format, or
+                inconsistent with the header.
         """
         directory = Path(directory)
-        header_path = directory / "header.json"
         try:
-            header = json.loads(header_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{header_path}: cannot read an FM-index header ({err})") from err
-        if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
-            found = (header.get("format"), header.get("version")) if isinstance(header, dict) else header
-            raise ValueError(f"{header_path}: not a {FORMAT} v{FORMAT_VERSION} header (found {found!r})")
-        missing = {"vocab_size", "sample_rate", "num_docs", "num_tokens", "bwt_zeros", "arrays"} - header.keys()
-        if missing:
-            raise ValueError(f"{header_path}: header lacks {sorted(missing)}")
-        arrays = {}
-        for name, dtype in _ARRAY_DTYPES.items():
-            path = directory / f"{name}.npy"
+            header_path = directory / "header.json"
             try:
-                arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise ValueError(f"{path}: cannot load ({err})") from err
-            if arr.dtype != dtype or list(arr.shape) != header["arrays"].get(name):
-                expected = f"{np.dtype(dtype)} {header['arrays'].get(name)}"
-                raise ValueError(f"{path}: expected {expected}, got {arr.dtype} {list(arr.shape)}")
-            arrays[name] = np.asarray(arr)
-        bwt = WaveletMatrix.from_arrays(
-            arrays["bwt_words"],
-            arrays["bwt_word_ranks"],
-            arrays["bwt_block_ranks"],
-            np.array(header["bwt_zeros"], dtype=np.int64),
-        )
-        sampled = RankBits(
-            arrays["sampled_words"], arrays["sampled_word_ranks"], arrays["sampled_block_ranks"].astype(np.int64)
-        )
-        index = cls(
-            bwt,
-            arrays["symbol_starts"].astype(np.int64),
-            arrays["doc_starts"].astype(np.int64),
-            sampled,
-            arrays["samples"],
-            int(header["vocab_size"]),
-            int(header["sample_rate"]),
-        )
-        if index.num_docs != header["num_docs"] or index.num_tokens != header["num_tokens"]:
-            raise ValueError(f"{header_path}: num_docs/num_tokens disagree with the arrays")
+                header = json.loads(header_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as err:
+                raise CorruptIndexError(f"{header_path}: cannot read an FM-index header ({err})") from err
+            if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != FORMAT_VERSION:
+                found = (header.get("format"), header.get("version")) if isinstance(header, dict) else header
+                raise CorruptIndexError(f"{header_path}: not a {FORMAT} v{FORMAT_VERSION} header (found {found!r})")
+            missing = {"vocab_size", "sample_rate", "num_docs", "num_tokens", "bwt_zeros", "arrays"} - header.keys()
+            if missing:
+                raise CorruptIndexError(f"{header_path}: header lacks {sorted(missing)}")
+            arrays = {}
+            for name, dtype in _ARRAY_DTYPES.items():
+                path = directory / f"{name}.npy"
+                try:
+                    arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+                except (OSError, ValueError) as err:
+                    raise CorruptIndexError(f"{path}: cannot load ({err})") from err
+                if arr.dtype != dtype or list(arr.shape) != header["arrays"].get(name):
+                    expected = f"{np.dtype(dtype)} {header['arrays'].get(name)}"
+                    raise CorruptIndexError(f"{path}: expected {expected}, got {arr.dtype} {list(arr.shape)}")
+                arrays[name] = np.asarray(arr)
+            bwt = WaveletMatrix.from_arrays(
+                arrays["bwt_words"],
+                arrays["bwt_word_ranks"],
+                arrays["bwt_block_ranks"],
+                np.array(header["bwt_zeros"], dtype=np.int64),
+            )
+            sampled = RankBits(
+                arrays["sampled_words"], arrays["sampled_word_ranks"], arrays["sampled_block_ranks"].astype(np.int64)
+            )
+            index = cls(
+                bwt,
+                arrays["symbol_starts"].astype(np.int64),
+                arrays["doc_starts"].astype(np.int64),
+                sampled,
+                arrays["samples"],
+                int(header["vocab_size"]),
+                int(header["sample_rate"]),
+            )
+            if index.num_docs != header["num_docs"] or index.num_tokens != header["num_tokens"]:
+                raise CorruptIndexError(f"{header_path}: num_docs/num_tokens disagree with the arrays")
+        except CorruptIndexError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise CorruptIndexError(f"{directory}: unreadable FM-index ({type(err).__name__}: {err})") from None
         return index
 
     # ------------------------------------------------------------------ properties

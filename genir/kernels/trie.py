@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from genir.errors import CorruptIndexError
 from genir.kernels.constraint import Candidates, Constraint
 
 _FORMAT = "genir.docid_trie"
@@ -289,26 +291,32 @@ class DocidTrie:
         """Read a trie written by :meth:`save` (no pickle is ever loaded).
 
         Raises:
-            ValueError: if the files are not a docid trie of a known version, or inconsistent.
+            CorruptIndexError: (a ``ValueError``) if the files are missing, not a docid trie of a
+                known version, or inconsistent.
         """
         directory = Path(directory)
-        meta = json.loads((directory / _META_FILE).read_text())
-        if meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"{directory / _META_FILE}: not a {_FORMAT} v{_FORMAT_VERSION} file")
-        with np.load(directory / _ARRAYS_FILE, allow_pickle=False) as arrays:
-            token = torch.from_numpy(arrays["token"].astype(np.int64))
-            child_ptr = torch.from_numpy(arrays["child_ptr"].astype(np.int64))
-            leaf_docid = torch.from_numpy(arrays["leaf_docid"].astype(np.int64))
-        if token.shape[0] != meta["num_nodes"] or child_ptr.shape[0] != token.shape[0] + 1:
-            raise ValueError(f"{directory / _ARRAYS_FILE}: array sizes disagree with {_META_FILE}")
-        trie = cls(
-            token,
-            child_ptr,
-            leaf_docid,
-            vocab_size=meta["vocab_size"],
-            eos_token_id=meta["eos_token_id"],
-            dense_bytes=meta["dense_bytes"],
-        )
+        try:
+            meta = json.loads((directory / _META_FILE).read_text())
+            if not isinstance(meta, dict) or meta.get("format") != _FORMAT or meta.get("version") != _FORMAT_VERSION:
+                raise CorruptIndexError(f"{directory / _META_FILE}: not a {_FORMAT} v{_FORMAT_VERSION} file")
+            with np.load(directory / _ARRAYS_FILE, allow_pickle=False) as arrays:
+                token = torch.from_numpy(arrays["token"].astype(np.int64))
+                child_ptr = torch.from_numpy(arrays["child_ptr"].astype(np.int64))
+                leaf_docid = torch.from_numpy(arrays["leaf_docid"].astype(np.int64))
+            if token.shape[0] != meta["num_nodes"] or child_ptr.shape[0] != token.shape[0] + 1:
+                raise CorruptIndexError(f"{directory / _ARRAYS_FILE}: array sizes disagree with {_META_FILE}")
+            trie = cls(
+                token,
+                child_ptr,
+                leaf_docid,
+                vocab_size=meta["vocab_size"],
+                eos_token_id=meta["eos_token_id"],
+                dense_bytes=meta["dense_bytes"],
+            )
+        except CorruptIndexError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:  # object arrays: ValueError
+            raise CorruptIndexError(f"{directory}: unreadable docid trie ({type(e).__name__}: {e})") from None
         return trie.to(device)
 
 

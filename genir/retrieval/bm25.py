@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from genir.errors import GenirError
+from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Hit, Searcher
@@ -57,6 +57,8 @@ class BM25Searcher(Searcher):
     def __init__(self, config: BM25Config, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
         self.lucene_dir = lucene_dir = directory / LUCENE_DIR
+        if not lucene_dir.is_dir():
+            raise CorruptIndexError(f"{directory}: no {LUCENE_DIR}/ folder (not a BM25 index)")
         ensure_java()
         from pyserini.search.lucene import LuceneSearcher
 

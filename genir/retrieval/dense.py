@@ -8,6 +8,11 @@ default: mean pooling, L2-normalized) and matched by inner product. The FAISS in
 ``index_factory`` string: ``Flat`` (exact), ``HNSW32``, ``IVF256,PQ32`` ... The document
 embeddings are kept in the index directory, so rebuilding with another index type over the same
 corpus and encoder (``--overwrite``) does not encode again.
+
+The query encoder is named by the index's config. A named model (``all-MiniLM-L6-v2``, a Hugging
+Face id) is loaded as such; a model *folder* is copied into the index (``encoder/``, covered by
+the manifest's hashes) when the index is built, and an index whose config names a folder outside
+it is refused on loading.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genir.errors import GenirError
+from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
+from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, resolve_model
 from genir.retrieval.searcher import Hit, Searcher
 
 if TYPE_CHECKING:
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 EMBEDDINGS = "embeddings.npy"
 FAISS_INDEX = "index.faiss"
 DOCIDS = "docids.json"
+ENCODER_DIR = "encoder"
 
 
 @dataclass
@@ -54,21 +60,30 @@ class DenseSearcher(Searcher):
     def __init__(self, config: DenseConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
         self.directory = directory
-        self.docids: list[str] = json.loads((directory / DOCIDS).read_text(encoding="utf-8"))
+        encoder = _query_encoder(directory, config.model)
         import faiss
 
-        self.index = faiss.read_index(str(directory / FAISS_INDEX))
+        try:
+            self.docids: list[str] = json.loads((directory / DOCIDS).read_text(encoding="utf-8"))
+            self.index = faiss.read_index(str(directory / FAISS_INDEX))
+        except (OSError, ValueError, RuntimeError) as e:  # faiss reports damage as RuntimeError
+            raise CorruptIndexError(f"{directory}: unreadable dense index ({type(e).__name__}: {e})") from None
         _set_search_params(self.index, config)
-        self.encoder = TextEncoder(config.model, config.max_length)
+        self.encoder = TextEncoder(encoder, config.max_length)
 
     @classmethod
     def build(cls, collection: Collection, config: DenseConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
         docs = list(collection.docs())
         embeddings = _reusable_embeddings(previous, collection, config)
         reused = embeddings is not None
-        if embeddings is None:
+        encoder = None
+        if embeddings is None or _is_folder(config.model):
             encoder = TextEncoder(config.model, config.max_length)
+        if embeddings is None:
             embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents")
+        if _is_folder(config.model):  # the index must hold every file it loads
+            encoder.model.save_pretrained(directory / ENCODER_DIR, safe_serialization=True)
+            encoder.tokenizer.save_pretrained(directory / ENCODER_DIR)
         np.save(directory / EMBEDDINGS, embeddings)
         (directory / DOCIDS).write_text(json.dumps([d.id for d in docs]), encoding="utf-8")
         import faiss
@@ -79,6 +94,8 @@ class DenseSearcher(Searcher):
     def write_files(self, directory: Path) -> None:
         for name in (EMBEDDINGS, FAISS_INDEX, DOCIDS):
             shutil.copy2(self.directory / name, directory / name)
+        if (self.directory / ENCODER_DIR).is_dir():
+            shutil.copytree(self.directory / ENCODER_DIR, directory / ENCODER_DIR)
 
     @property
     def num_docs(self) -> int:
@@ -117,6 +134,25 @@ def dense_embeddings(directory: Path, doc_ids: Sequence[str]) -> np.ndarray:
     return np.asarray(matrix[[row[d] for d in doc_ids]], dtype=np.float32)
 
 
+def _is_folder(model: str) -> bool:
+    """Whether ``model`` names a folder on this machine (not a genir alias or a Hugging Face id)."""
+    return resolve_model(model) == model and Path(model).expanduser().is_dir()
+
+
+def _query_encoder(directory: Path, model: str) -> str:
+    """What a dense index loads its query encoder from: its own copy, or a named model.
+
+    Raises:
+        CorruptIndexError: the config names a model folder and the index holds no copy of it.
+    """
+    if (directory / ENCODER_DIR).is_dir():
+        return str(directory / ENCODER_DIR)
+    if _is_folder(model) or Path(model).is_absolute():
+        raise CorruptIndexError(f"{directory}: its config names the model folder {model!r}, outside the index; genir "
+                                "loads only models inside an index (covered by its manifest) or named models")
+    return model
+
+
 def _reusable_embeddings(previous: Path | None, collection: Collection, config: DenseConfig) -> np.ndarray | None:
     """The replaced index's embeddings, if they came from the same corpus, encoder and length."""
     if previous is None:
@@ -131,7 +167,7 @@ def _reusable_embeddings(previous: Path | None, collection: Collection, config: 
         and manifest.config.get("model") == config.model
         and manifest.config.get("max_length") == config.max_length
     )
-    return np.load(previous / EMBEDDINGS) if same else None
+    return np.load(previous / EMBEDDINGS, allow_pickle=False) if same else None
 
 
 def _faiss_index(embeddings: np.ndarray, factory: str) -> faiss.Index:

@@ -43,7 +43,7 @@ class TextEncoder:
         path = resolve_model(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            self.model = AutoModel.from_pretrained(path).eval()
+            self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval()  # never unpickles
         except (OSError, ValueError) as e:
             raise GenirError(f"cannot load encoder {model!r}: {e}") from None
         self.to(device)

@@ -14,7 +14,9 @@ Run = dict[str, list[Hit]]
 
 
 def write_run(run: Mapping[str, Sequence[Hit]], path: str | Path, tag: str = "genir") -> None:
-    """Write ``run`` atomically (a temporary file renamed into place)."""
+    """Write ``run`` atomically (a temporary file renamed into place; missing folders are created)."""
+    if Path(path).is_dir():
+        raise InputError(path, None, "is a folder, not a run file to write")
     with atomic_open(path) as f:
         for qid, hits in run.items():
             for rank, hit in enumerate(hits, start=1):

@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genir.devices import resolve_device
-from genir.errors import GenirError
+from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
@@ -113,9 +113,12 @@ class SEALSearcher(Searcher):
         from transformers import AutoTokenizer
 
         self.directory = directory
-        self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.index = FMIndex.load(directory / FMINDEX_DIR)
-        self.docids: list[str] = json.loads((directory / DOCIDS_FILE).read_text(encoding="utf-8"))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
+            self.docids: list[str] = json.loads((directory / DOCIDS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CorruptIndexError(f"{directory}: unreadable SEAL index ({type(e).__name__}: {e})") from None
         if not isinstance(self.docids, list) or len(self.docids) != self.index.num_docs:
             raise GenirError(f"{directory / DOCIDS_FILE}: {len(self.docids)} ids for {self.index.num_docs} indexed documents")
         self.model = load_seq2seq(directory / MODEL_DIR) if (directory / MODEL_DIR).is_dir() else None

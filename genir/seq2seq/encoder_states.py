@@ -43,7 +43,7 @@ def encoder_states(
     lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)  # [n]
     directory = cache / _key(encoder, input_ids, lengths) if cache is not None else None
     if directory is not None and (directory / OFFSETS_FILE).is_file():
-        states, offsets = np.load(directory / STATES_FILE), np.load(directory / OFFSETS_FILE)
+        states, offsets = (np.load(directory / name, allow_pickle=False) for name in (STATES_FILE, OFFSETS_FILE))
     else:
         states, offsets = _encode(encoder, input_ids, lengths, pad_token_id, batch_size)
         if directory is not None:

@@ -1,5 +1,9 @@
 """Saving and loading docid-vocabulary seq2seq models as safetensors (never pickle).
 
+Loading never unpickles: weights are read from ``model.safetensors`` only, and a model folder that
+holds a pickle-based checkpoint (``.bin``, ``.pt``, ...) is refused, by name, before anything in
+it is read (:func:`refuse_pickles`).
+
 A model built by :func:`genir.seq2seq.model.build_seq2seq` from a T5/BART checkpoint has two
 vocabularies: the encoder's (text) and the decoder's (docids), while a Hugging Face config holds
 one ``vocab_size``. The encoder's size is recorded beside it so the same shapes can be rebuilt.
@@ -12,11 +16,29 @@ from pathlib import Path
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
 
-from genir.errors import GenirError
+from genir.errors import CorruptIndexError, GenirError
 from genir.seq2seq.model import replace_decoder_vocab
 
 INPUT_VOCAB_KEY = "genir_input_vocab_size"
 WEIGHTS = "model.safetensors"
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"})
+"""Checkpoint formats that unpickle when loaded (torch.save, pickle, joblib)."""
+
+
+def refuse_pickles(directory: Path) -> None:
+    """Raise :class:`CorruptIndexError` unless ``directory`` is a folder without pickle-based files."""
+    if not directory.is_dir():
+        raise CorruptIndexError(f"{directory}: no such model folder")
+    found = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if found:
+        raise CorruptIndexError(f"{directory}: holds {', '.join(found)}, a pickle-based checkpoint; genir loads weights "
+                                "from safetensors only and never unpickles (save the model with safetensors)")
+
+
+def load_pretrained(cls, directory: Path) -> PreTrainedModel:
+    """``cls.from_pretrained(directory)`` from safetensors only, after :func:`refuse_pickles`."""
+    refuse_pickles(directory)
+    return cls.from_pretrained(directory, use_safetensors=True)
 
 
 def save_seq2seq(model: PreTrainedModel, directory: Path) -> None:
@@ -27,10 +49,17 @@ def save_seq2seq(model: PreTrainedModel, directory: Path) -> None:
 
 
 def load_seq2seq(directory: Path) -> PreTrainedModel:
-    """Rebuild a model saved by :func:`save_seq2seq` and load its weights, in eval mode."""
+    """Rebuild a model saved by :func:`save_seq2seq` and load its weights, in eval mode.
+
+    Raises:
+        CorruptIndexError: the folder is missing, holds a pickle-based checkpoint or no ``model.safetensors``.
+    """
+    refuse_pickles(directory)
+    if not (directory / WEIGHTS).is_file():
+        raise CorruptIndexError(f"{directory}: no {WEIGHTS}")
     config = AutoConfig.from_pretrained(directory)
     if config.model_type == "encoder-decoder":
-        return EncoderDecoderModel.from_pretrained(directory).eval()
+        return load_pretrained(EncoderDecoderModel, directory).eval()
     output_vocab = config.vocab_size
     if not hasattr(config, INPUT_VOCAB_KEY):
         raise GenirError(f"{directory}: config.json lacks {INPUT_VOCAB_KEY}; not saved by genir")

@@ -41,7 +41,7 @@ from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Document
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import build_seq2seq
-from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
+from genir.seq2seq.model_io import load_pretrained, load_seq2seq, save_seq2seq
 from genir.seq2seq.vocab import TextVocab, load_tokenizer
 from genir.views.salience import Salience
 
@@ -271,7 +271,7 @@ class Seq2SeqQueryGenerator(QueryGenerator):
             else:
                 from transformers import AutoModelForSeq2SeqLM
 
-                model = AutoModelForSeq2SeqLM.from_pretrained(directory / MODEL_DIR)
+                model = load_pretrained(AutoModelForSeq2SeqLM, directory / MODEL_DIR)
             return cls(model, tokenizer, TextVocab(tokenizer) if record["text_vocab"] else None, **record["settings"])
         except (OSError, ValueError, TypeError) as e:
             raise GenirError(f"{directory}: cannot load the query generator: {e}") from None
