@@ -133,3 +133,91 @@ def test_a_dense_index_loads_no_model_folder_outside_itself(tmp_path, toy_collec
     (index / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(CorruptIndexError, match="outside the index"):
         Searcher.load(index)
+
+
+# -- crashes that are now one clean error, or no error (items 4, 5, 6, 8) --------------------------
+
+def test_bm25_searches_queries_of_more_than_1024_terms(indexes, tmp_path):
+    long_query = " ".join(f"word{i}" for i in range(3000)) + " zebras stripes"
+    searcher = Searcher.load(indexes / "bm25")
+    hits = searcher.batch_search([long_query, "zebras"], k=2)
+    assert hits[0][0].docid == "d6" and hits[1][0].docid == "d6"
+    queries = [{"_id": "q1", "text": long_query}, {"_id": "q2", "text": "cats"}]
+    collection = write_beir(tmp_path / "long", queries=queries, qrels=[("q1", "d6", 1), ("q2", "d1", 1)])
+    result = genir("run", indexes / "bm25", "-c", collection, "-o", tmp_path / "run.trec")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run.trec").read_text().startswith("q1 Q0 d6 1 ")
+
+
+@pytest.mark.parametrize("method", ["bm25", "dsi"])
+@pytest.mark.parametrize("k", [0, -3, 2.5, True])
+def test_every_method_raises_one_input_error_for_a_bad_k(indexes, method, k):
+    from genir.errors import InputError
+
+    with pytest.raises(InputError, match="k must be a positive integer"):
+        Searcher.load(indexes / method).search("cats", k=k)
+
+
+@pytest.mark.parametrize("where", ["corpus", "tsv", "queries"])
+def test_ids_with_whitespace_are_refused_at_the_collection_edge(tmp_path, where):
+    from genir.errors import InputError
+    from genir.indexer.collection import Collection
+
+    docs = [{"_id": "d 1", "title": "", "text": "cats"}, {"_id": "d2", "title": "", "text": "dogs"}]
+    if where == "corpus":
+        collection, line = write_beir(tmp_path / "c", docs=docs, queries=[{"_id": "q1", "text": "cats"}],
+                                      qrels=[("q1", "d2", 1)]), 1
+        path = collection / "corpus.jsonl"
+    elif where == "tsv":
+        collection = path = tmp_path / "c.tsv"
+        path.write_text("d1\tcats\nd\u00a02\tdogs\n", encoding="utf-8")
+        line = 2
+    else:
+        collection, line = write_beir(tmp_path / "c", queries=[{"_id": "q1", "text": "x"}, {"_id": "q\t2", "text": "y"}],
+                                      qrels=[("q1", "d1", 1)]), 2
+        path = collection / "queries.jsonl"
+    with pytest.raises(InputError, match="contains whitespace") as caught:
+        coll = Collection.open(collection)
+        coll.doc_ids, coll.queries if where == "queries" else None
+    assert (caught.value.path, caught.value.line) == (path, line)
+    result = genir("index", "-m", "bm25", "-c", collection, "-o", tmp_path / "idx")
+    assert result.exit_code == 2 or where == "queries"
+
+
+def test_eval_refuses_nan_and_infinite_scores_with_file_and_line(tmp_path, toy_collection):
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 d3 1 1.0 x\nq2 Q0 d4 1 nan x\n")
+    _clean_error(genir("eval", run, "-c", toy_collection), f"{run}:2: score 'nan' is not a finite number")
+    run.write_text("q1 Q0 d3 1 -inf x\n")
+    _clean_error(genir("eval", run, "-c", toy_collection), f"{run}:1: score '-inf' is not a finite number")
+
+
+def test_eval_warns_when_no_run_query_is_judged(tmp_path, toy_collection, caplog):
+    from genir.indexer.collection import Collection
+    from genir.retrieval.evaluation import evaluate
+    from genir.retrieval.runs import read_run
+
+    run = tmp_path / "run.trec"
+    run.write_text("other1 Q0 d3 1 1.0 x\nother2 Q0 d4 1 0.5 x\n")
+    with caplog.at_level("WARNING"):
+        result = evaluate(read_run(run), Collection.open(toy_collection).qrels("test"))
+    assert result.aggregate["nDCG@10"] == 0
+    assert "none of the run's 2 queries is judged" in caplog.text
+
+
+def test_a_byte_order_mark_is_accepted_by_every_reader(tmp_path, toy_collection):
+    from genir.indexer.collection import Collection
+    from genir.retrieval.runs import read_run
+
+    bom = "\ufeff"
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):
+        path = toy_collection / name
+        path.write_text(bom + path.read_text(encoding="utf-8"), encoding="utf-8")
+    collection = Collection.open(toy_collection)
+    assert collection.doc_ids[0] == "d1" and "q1" in collection.queries and collection.qrels("test")["q1"] == {"d3": 1}
+    tsv = tmp_path / "c.tsv"
+    tsv.write_text(bom + "d1\tcats\nd2\tdogs\n", encoding="utf-8")
+    assert Collection.open(tsv).doc_ids == ["d1", "d2"]
+    run = tmp_path / "run.trec"
+    run.write_text(bom + "q1 Q0 d3 1 1.0 x\n", encoding="utf-8")
+    assert list(read_run(run)) == ["q1"]

@@ -6,10 +6,13 @@ well-formed input. Each problem raises :class:`~genir.errors.InputError` naming 
 What is an error and what is a warning:
 
 * errors: non-UTF-8 bytes, a malformed JSON line, a line that is not a JSON object, a missing or
-  empty ``_id``, a ``title``/``text`` that is not a string, a duplicate document or query id, an
+  empty ``_id``, an id (of a document or query) with whitespace in it (TREC run and qrels files
+  are whitespace-separated, so such an id could not be written or read back), a ``title``/``text`` that is not a string, a duplicate document or query id, an
   empty document (no title and no text), an empty query, a qrels line with the wrong number of
   columns or a non-integer score, a qrels line naming an unknown query or document, a TSV line
   without a tab.
+* accepted: a UTF-8 byte order mark at the start of any file (it is dropped, in every reader:
+  :func:`decoded_lines`).
 * warnings (logged, the data is kept): an empty document when the collection is opened with
   ``allow_empty_docs=True`` (Cranfield has two: ids 471 and 995), and a qrels file that judges
   no document as relevant for some query (it is left out of evaluation).
@@ -53,19 +56,32 @@ Qrels = dict[str, dict[str, int]]
 """query id -> document id -> relevance grade."""
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without the newline), failing on non-UTF-8 bytes."""
+def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without the newline), failing on non-UTF-8 bytes.
+
+    Every genir reader of text files reads through this, so all accept a byte order mark alike.
+    """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 raise InputError(path, number, f"not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
             yield number, line.rstrip("\r\n")
 
 
+def check_id(value: str, what: str, path: Path, number: int) -> str:
+    """``value`` if it is a usable id: not empty, no whitespace (TREC files are whitespace-separated)."""
+    if not value.strip():
+        raise InputError(path, number, f"empty {what}")
+    if any(c.isspace() for c in value):
+        raise InputError(path, number, f"{what} {value!r} contains whitespace, which TREC run and qrels files "
+                                       "cannot hold; rename it")
+    return value
+
+
 def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
-    for number, line in _decoded_lines(path):
+    for number, line in decoded_lines(path):
         if not line.strip():
             continue
         try:
@@ -85,7 +101,7 @@ def _required_id(record: dict, path: Path, number: int) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise InputError(path, number, f'"_id" must be a non-empty string, got {value!r}')
-    return value
+    return check_id(value, '"_id"', path, number)
 
 
 def _optional_str(record: dict, key: str, path: Path, number: int) -> str:
@@ -190,7 +206,7 @@ class Collection:
 
     def _tsv_docs(self) -> Iterator[tuple[int, Document]]:
         path = self.corpus_path
-        for number, line in _decoded_lines(path):
+        for number, line in decoded_lines(path):
             if not line.strip():
                 continue
             fields = line.split("\t")
@@ -200,9 +216,7 @@ class Collection:
                 doc_id, title, text = fields
             else:
                 raise InputError(path, number, f"expected id<TAB>text or id<TAB>title<TAB>text, found {len(fields)} column(s)")
-            if not doc_id.strip():
-                raise InputError(path, number, "empty document id")
-            yield number, Document(doc_id, title, text)
+            yield number, Document(check_id(doc_id, "document id", path, number), title, text)
 
     @cached_property
     def doc_ids(self) -> list[str]:
@@ -255,7 +269,7 @@ class Collection:
         queries = self.queries
         doc_ids = set(self.doc_ids)
         qrels: Qrels = {}
-        for number, line in _decoded_lines(path):
+        for number, line in decoded_lines(path):
             if not line.strip():
                 continue
             fields = line.split("\t") if "\t" in line else line.split()

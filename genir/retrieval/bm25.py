@@ -3,6 +3,10 @@
 pyserini 0.25.0 is used because its Anserini runs on Java 17, which Debian 12 ships; newer
 releases need Java 21. Documents are indexed as ``title + " " + text`` with Anserini's default
 English analyzer (Porter stemming, stopwords), as pyserini's BEIR "flat" indexes are.
+
+Queries of any length are searched whole: a query is one Lucene clause per distinct term, and
+Lucene's limit of 1,024 clauses (``IndexSearcher.setMaxClauseCount``, process-wide) is raised to
+its maximum when an index is opened, so no term is dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from genir.retrieval.searcher import Hit, Searcher
 from genir.subprocesses import run_child
 
 LUCENE_DIR = "lucene"
+MAX_CLAUSES = 2**31 - 1  # Lucene's default is 1,024 (TooManyClauses beyond it)
 
 
 def ensure_java() -> None:
@@ -64,6 +69,9 @@ class BM25Searcher(Searcher):
 
         self._lucene = LuceneSearcher(str(lucene_dir))
         self._lucene.set_bm25(config.k1, config.b)
+        from jnius import autoclass  # pyserini's bridge to the JVM it started
+
+        autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
 
     @classmethod
     def build(cls, collection: Collection, config: BM25Config, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -100,6 +108,9 @@ class BM25Searcher(Searcher):
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         ids = [str(i) for i in range(len(queries))]
         results = self._lucene.batch_search(list(queries), ids, k=k, threads=self.config.threads)
+        failed = [i for i in ids if i not in results]  # pyserini drops a query whose search threw
+        if failed:
+            raise GenirError(f"Lucene could not search query {int(failed[0]) + 1} of {len(ids)}: {queries[int(failed[0])][:80]!r}")
         return [[Hit(h.docid, float(h.score)) for h in results[i]] for i in ids]
 
     def doc_text(self, docid: str) -> str | None:

@@ -8,6 +8,7 @@ share of queries with a relevant document in the top k, as DSI papers report it 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from ir_measures import RR, R, Success, nDCG
 from genir.errors import GenirError
 from genir.indexer.collection import Qrels
 from genir.retrieval.runs import Run
+
+log = logging.getLogger(__name__)
 
 MEASURES = {
     "nDCG@10": nDCG @ 10,
@@ -47,6 +50,9 @@ def evaluate(run: Run, qrels: Qrels, measures: Sequence[str] = DEFAULT_MEASURES)
     if unknown:
         raise GenirError(f"unknown measure(s) {', '.join(unknown)} (known: {', '.join(MEASURES)})")
     judged = {qid: docs for qid, docs in qrels.items() if any(g > 0 for g in docs.values())}
+    if run and judged and not run.keys() & judged.keys():
+        log.warning("none of the run's %d queries is judged in these qrels (a run of another collection or "
+                    "split?); every score is 0", len(run))
     scores = {qid: {m: 0.0 for m in measures} for qid in judged}
     by_measure = {MEASURES[m]: m for m in measures}
     run_scores = _score_dicts(run, judged)

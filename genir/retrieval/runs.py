@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from genir.atomic_files import atomic_open
 from genir.errors import InputError
+from genir.indexer.collection import decoded_lines
 from genir.retrieval.searcher import Hit
 
 Run = dict[str, list[Hit]]
@@ -24,27 +26,29 @@ def write_run(run: Mapping[str, Sequence[Hit]], path: str | Path, tag: str = "ge
 
 
 def read_run(path: str | Path) -> Run:
-    """Read a TREC run; hits are ordered by score (descending), as trec_eval orders them."""
+    """Read a TREC run; hits are ordered by score (descending), as trec_eval orders them.
+
+    Raises:
+        InputError: (file:line) a line without 6 fields, a score that is not a finite number,
+            bytes that are not UTF-8 (a byte order mark is accepted), or no line at all.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, None, "no such run file")
     run: Run = {}
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputError(path, number, "not valid UTF-8") from None
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise InputError(path, number, f"expected 'qid Q0 docid rank score tag', found {len(fields)} field(s)")
-            try:
-                score = float(fields[4])
-            except ValueError:
-                raise InputError(path, number, f"score {fields[4]!r} is not a number") from None
-            run.setdefault(fields[0], []).append(Hit(fields[2], score))
+    for number, line in decoded_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise InputError(path, number, f"expected 'qid Q0 docid rank score tag', found {len(fields)} field(s)")
+        try:
+            score = float(fields[4])
+        except ValueError:
+            raise InputError(path, number, f"score {fields[4]!r} is not a number") from None
+        if not math.isfinite(score):
+            raise InputError(path, number, f"score {fields[4]!r} is not a finite number")
+        run.setdefault(fields[0], []).append(Hit(fields[2], score))
     if not run:
         raise InputError(path, None, "the run file is empty")
     for hits in run.values():

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 
 from genir.devices import resolve_device, using_device
-from genir.errors import GenirError
+from genir.errors import GenirError, InputError
 from genir.indexer.artifact import Manifest, atomic_directory, read_manifest, write_manifest
 from genir.indexer.collection import Collection
 
@@ -61,10 +61,10 @@ class Searcher(ABC):
         """``search`` for many queries at once (faster than one by one).
 
         Raises:
-            GenirError: ``k`` is not a positive integer.
+            InputError: ``k`` is not a positive integer.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise GenirError(f"k must be a positive integer, got {k!r}")
+            raise InputError(f"k must be a positive integer, got {k!r}")
         return self._batch_search(queries, min(k, self.num_docs)) if self.num_docs else [[] for _ in queries]
 
     @property
