@@ -232,3 +232,10 @@ def test_malformed_manifests_are_corrupt_indexes(tmp_path, change, message):
     (tmp_path / "idx" / "manifest.json").write_text("[1, 2]")
     with pytest.raises(CorruptIndexError, match="not a JSON object"):
         read_manifest(tmp_path / "idx")
+
+
+def test_the_existing_output_error_names_the_cli_flag_and_the_python_parameter(tmp_path):
+    _make_index(tmp_path / "idx")
+    with pytest.raises(GenirError, match=r"pass --overwrite \(overwrite=True from Python\)"):
+        with atomic_directory(tmp_path / "idx"):
+            pass
