@@ -194,7 +194,7 @@ def _dsi(args: argparse.Namespace, device: torch.device) -> list[Row]:
     for variant in args.dsi:
         label, _, options = variant.partition(":")
         settings = [o for o in options.split(",") if o] + args.set
-        rows += bench_index("dsi", label, args.collection, args.out, args.index_dir, device, settings, ("beam", "exact"))
+        rows += bench_index("dsi", label, args.collection, args.out, args.index_dir, device, settings, ("beam", "exact", "first"))
     return rows
 
 

@@ -221,3 +221,8 @@ def test_single_token_topk_is_exact_when_eos_is_unlikely():
     want = full.topk(5, dim=1)
     assert torch.equal(rows, want.indices)
     torch.testing.assert_close(scores, want.values, atol=1e-5, rtol=0)
+    # One step only: the best first tokens by log P(t | q).
+    rows, scores = single_token_topk(model, ids, mask, 2, 40, 5, 1, 0, first_step_only=True)
+    want = first[:, 2:42].topk(5, dim=1)
+    assert torch.equal(rows, want.indices)
+    torch.testing.assert_close(scores, want.values, atol=1e-5, rtol=0)

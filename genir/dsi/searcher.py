@@ -116,17 +116,18 @@ class DSISearcher(Searcher):
         return self
 
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        if self.config.atomic_search not in {"exact", "beam"}:
-            raise GenirError(f"atomic_search={self.config.atomic_search!r}: choose exact or beam")
-        exact = isinstance(self.scheme, AtomicDocids) and self.config.atomic_search == "exact"
+        if self.config.atomic_search not in {"beam", "exact", "first"}:
+            raise GenirError(f"atomic_search={self.config.atomic_search!r}: choose beam, exact or first")
+        single = isinstance(self.scheme, AtomicDocids) and self.config.atomic_search != "beam"
         results: list[list[Hit]] = []
         size = GPU_QUERY_BATCH if self.model.device.type == "cuda" else QUERY_BATCH
         for start in range(0, len(queries), size):
             batch = self.tokenizer(list(queries[start:start + size]), truncation=True,
                                    max_length=self.config.max_source_len, padding=True, return_tensors="pt").to(self.model.device)
-            if exact:
+            if single:
                 rows, scores = single_token_topk(self.model, batch["input_ids"], batch["attention_mask"], FIRST_TOKEN,
-                                                 self.num_docs, k, EOS, DECODER_START)
+                                                 self.num_docs, k, EOS, DECODER_START,
+                                                 first_step_only=self.config.atomic_search == "first")
                 results += [[Hit(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
                 continue
             out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],

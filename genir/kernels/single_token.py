@@ -12,8 +12,13 @@ two decoder steps instead of ``k`` beams over the whole search:
    above its own first-step log-probability, so once the ``k``-th best full score reaches the
    ``(m + 1)``-th best first-step log-probability the answer is exact; otherwise ``m`` doubles.
 
-A trained model gives eos after a document token with probability near 1, so ``m = k`` is almost
-always enough: the search costs one full step per query and one step per returned document.
+A trained model that gives eos after a document token with probability near 1 needs ``m = k``:
+one full step per query and one step per returned document. Where ``log P(eos | q, t)`` varies,
+``m`` grows (to every document at worst); the second step runs in chunks of ``STEP_ROWS`` rows.
+
+``first_step_only=True`` ranks by ``log P(t | q)`` alone: one decoder step and a top-k. Under the
+trie eos is the only continuation of ``t``, so this is the ranking of the constrained distribution
+(which gives that forced eos probability 1), not of beam search's full-softmax score.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from transformers import PreTrainedModel
 from transformers.cache_utils import EncoderDecoderCache
 
 from genir.kernels.beam_search import decode_step, encode_sources
+
+#: Rows of one second-step decoder call (bounds memory when the search widens to many documents).
+STEP_ROWS = 8192
 
 
 @torch.inference_mode()
@@ -38,6 +46,7 @@ def single_token_topk(
     eos_token_id: int,
     decoder_start_token_id: int,
     length_penalty: float = 1.0,
+    first_step_only: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best one-token docids of each query, exactly, best first.
 
@@ -48,6 +57,7 @@ def single_token_topk(
         k: docids per query, ``1 <= k <= num_docs``.
         eos_token_id, decoder_start_token_id: the decoder's eos and first input token.
         length_penalty: as in beam search; the score divides by ``2 ** length_penalty``.
+        first_step_only: rank by ``log P(t | q)`` alone (see the module docstring).
     Returns:
         ``rows`` ``[B, k]`` int64 document rows and ``scores`` ``[B, k]`` float32, each row sorted by
         score, higher first (ties: lower document row first).
@@ -59,6 +69,9 @@ def single_token_topk(
     start = torch.full((n_queries, 1), decoder_start_token_id, dtype=torch.int64, device=device)
     logits, cache = decode_step(model, encoder_outputs, mask, start, None)
     first = torch.log_softmax(logits.float(), dim=-1)[:, first_token:first_token + num_docs]  # [B, D]
+    if first_step_only:
+        top = torch.sort(first, dim=1, descending=True, stable=True)
+        return top.indices[:, :k], top.values[:, :k]
     # Sorted once; ties to the lower row, as beam search ranks equal logits to the lower token id.
     order = torch.sort(first, dim=1, descending=True, stable=True).indices  # [B, D]
     first_sorted = first.gather(1, order)  # [B, D]
@@ -82,11 +95,16 @@ def _eos_log_probs(
     """``[B, m]`` float32 ``log P(eos | q, token)`` for ``tokens`` ``[B, m]`` int64, one decoder step on
     the first step's cache repeated per token."""
     n_queries, m = tokens.shape
-    rows = torch.arange(n_queries, device=tokens.device).repeat_interleave(m)  # [B * m] query of each row
-    step_cache = _repeat_cache(cache, rows)
-    outputs = type(encoder_outputs)(last_hidden_state=encoder_outputs.last_hidden_state.index_select(0, rows))
-    logits, _ = decode_step(model, outputs, mask.index_select(0, rows), tokens.reshape(-1, 1), step_cache)
-    return torch.log_softmax(logits.float(), dim=-1)[:, eos_token_id].view(n_queries, m)
+    queries = torch.arange(n_queries, device=tokens.device).repeat_interleave(m)  # [B * m] query of each row
+    flat = tokens.reshape(-1, 1)  # [B * m, 1]
+    out = []
+    for start in range(0, flat.shape[0], STEP_ROWS):
+        rows = queries[start:start + STEP_ROWS]
+        outputs = type(encoder_outputs)(last_hidden_state=encoder_outputs.last_hidden_state.index_select(0, rows))
+        logits, _ = decode_step(model, outputs, mask.index_select(0, rows), flat[start:start + STEP_ROWS],
+                                _repeat_cache(cache, rows))
+        out.append(torch.log_softmax(logits.float(), dim=-1)[:, eos_token_id])
+    return torch.cat(out).view(n_queries, m)
 
 
 def _repeat_cache(cache: EncoderDecoderCache, rows: torch.Tensor) -> EncoderDecoderCache:

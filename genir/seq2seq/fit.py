@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -84,11 +83,8 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     # The data module computes the frozen encoder's states in its setup, before Lightning moves
     # the model: put the encoder on the run's device first.
     encoder = freeze_encoder(seq2seq.model).to(device) if frozen_encoder else None
-    # On a GPU the steps are short enough that collating in this process starves it (31 steps/s on
-    # an H200 with the default recipe); on a CPU, workers would only take cores from the steps.
-    workers = min(8, (os.cpu_count() or 1) - 1) if device.type == "cuda" else 0
     datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed,
-                                   encoder=encoder, states_cache=cache_dir() / "encoder-states", loader_workers=workers)
+                                   encoder=encoder, states_cache=cache_dir() / "encoder-states")
     steps_per_epoch = -(-len(pairs) // settings.batch_size)
     schedule = {"lr": settings.lr, "warmup_steps": settings.warmup_steps,
                 "total_steps": steps_per_epoch * settings.max_epochs if settings.decay else None}

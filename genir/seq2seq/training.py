@@ -112,8 +112,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
             runs it once over every source and batches carry its states, so training never
             runs the encoder again.
         states_cache: where those states are kept between runs (:mod:`genir.seq2seq.encoder_states`).
-        loader_workers: processes that collate batches (0: the training process itself). With
-            workers, batches are also pinned in page-locked memory, for fast copies to a GPU.
     Batches are dicts: ``input_ids`` and ``attention_mask`` ``[B, L_src]`` int64 (padded with the
     tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``, and with an
     ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding).
@@ -128,7 +126,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         encoder: torch.nn.Module | None = None,
         states_cache: Path | None = None,
-        loader_workers: int = 0,
     ) -> None:
         super().__init__()
         if not pairs:
@@ -140,7 +137,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.seed = seed
         self.encoder = encoder
         self.states_cache = states_cache
-        self.loader_workers = loader_workers
         self.train_data: list[dict[str, Any]] = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -175,10 +171,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         sampler = EpochBatchSampler(len(self.train_data), self.batch_size, self.seed, self._position)
         # A private generator: creating the loader's iterator must not consume the global RNG,
         # or a resumed run would draw different dropout masks than an uninterrupted one.
-        # Workers only collate: the batch sampler (order, resume position) runs in this process.
-        workers = {"num_workers": self.loader_workers, "pin_memory": True, "persistent_workers": True} if self.loader_workers else {}
+        # Collated in this process: on an H200, 8 loader workers left the default recipe at 31 steps/s
+        # (README "GPU benchmark"), so the loader is not what bounds a step there.
         return PositionedDataLoader(self.train_data, batch_sampler=sampler, collate_fn=self.collate,
-                                    generator=torch.Generator().manual_seed(self.seed), **workers)
+                                    generator=torch.Generator().manual_seed(self.seed))
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Pad a list of examples into the batch dict described in the class docstring."""
@@ -297,6 +293,7 @@ def train(
     logger: Literal["csv", "tensorboard"] = "csv",
     checkpoint_every_n_steps: int = 500,
     enable_progress_bar: bool = True,
+    deterministic: bool | Literal["warn"] = "warn",
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Train ``model`` on ``datamodule``, checkpointing under ``out_dir/checkpoints``.
@@ -315,6 +312,8 @@ def train(
         logger: ``"csv"`` (``out_dir/logs/.../metrics.csv``) or ``"tensorboard"``.
         checkpoint_every_n_steps: steps between checkpoints (``last.ckpt`` is updated with each).
         enable_progress_bar: Lightning's progress bar.
+        deterministic: ``"warn"`` (deterministic kernels where they exist, a warning where they do
+            not: some CUDA ops), True, or False.
         trainer_kwargs: more ``lightning.Trainer`` arguments.
     Returns:
         The fitted ``Trainer`` (``trainer.callback_metrics["train_loss"]`` is the last logged loss).
@@ -345,8 +344,7 @@ def train(
         strategy=strategy,
         logger=run_logger,
         callbacks=[checkpoint],
-        # "warn": deterministic kernels where they exist, a warning where they do not (some CUDA ops).
-        deterministic="warn",
+        deterministic=deterministic,
         # The datamodule's sampler splits batches across ranks itself (and resumes mid-epoch).
         use_distributed_sampler=False,
         enable_progress_bar=enable_progress_bar,
