@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from genir.cli.common import AllowEmptyOpt, CollectionOpt, err, out, user_errors
+from genir.cli.common import AllowEmptyOpt, CollectionOpt, DeviceOpt, err, out, user_errors
 
 
 @user_errors
@@ -35,6 +35,7 @@ def continual(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the D0 models and finished methods of an interrupted run with the same settings.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Continual indexing (DSI++): train a DSI index on D0, update it with D1..Dn, measure forgetting.
 
@@ -53,6 +54,7 @@ def continual(
     from genir.continual.evaluation import measure_names
     from genir.continual.report import write_report
     from genir.continual.runner import ContinualConfig, MethodRun, run_continual
+    from genir.devices import using_device
     from genir.errors import GenirError
     from genir.indexer.collection import Collection
     from genir.retrieval.searcher import parse_config
@@ -63,8 +65,9 @@ def continual(
     if measure not in known:
         raise GenirError(f"unknown --measure {measure!r} (choose from {', '.join(known)})")
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
-    result = run_continual(coll, config, runs, output, overwrite=overwrite, resume=resume,
-                           log=lambda line: err.print(line, markup=False, highlight=False))
+    with using_device(device):
+        result = run_continual(coll, config, runs, output, overwrite=overwrite, resume=resume,
+                               log=lambda line: err.print(line, markup=False, highlight=False))
     md, js, png = write_report(result, output, measure)[1], output / "results.json", output / "curves.png"
     out.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)
     out.print(f"wrote {js}, {md} and {png}")

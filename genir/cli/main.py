@@ -113,11 +113,13 @@ def train_querygen(
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing generator at --output.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a document-to-query generator (doc2query) for pseudo-queries and SE-DSI descriptions.
 
     Use it with `genir index --method dsi|se-dsi --set querygen=OUTPUT`.
     """
+    from genir.devices import using_device
     from genir.indexer.artifact import Manifest, atomic_directory, write_manifest
     from genir.indexer.collection import Collection
     from genir.seq2seq.fit import run_directory
@@ -130,7 +132,7 @@ def train_querygen(
     settings = {"model": model, "tokenizer": tokenizer, "max_epochs": max_epochs, "max_time": max_time,
                 "batch_size": batch_size, "split": split}
     run_dir = run_directory(coll, {"querygen": settings})
-    with atomic_directory(output, overwrite) as staging:
+    with using_device(device), atomic_directory(output, overwrite) as staging:
         generator = train_query_generator(pairs, out_dir=run_dir, model=model, tokenizer=tokenizer, max_time=max_time,
                                           max_epochs=max_epochs, batch_size=batch_size, enable_progress_bar=True)
         generator.save(staging)
