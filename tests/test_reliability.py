@@ -60,7 +60,8 @@ def _answers(index: Path) -> list[list[tuple[str, float]]]:
 
 
 def _genir(tmp_path: Path, *args, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*GENIR, *map(str, args)], capture_output=True, text=True, env=_env(tmp_path), timeout=timeout)
+    return subprocess.run([*GENIR, *map(str, args)], capture_output=True, text=True, env=_env(tmp_path), timeout=timeout,
+                          check=False)
 
 
 def _kill_counts() -> tuple[int, int]:
@@ -78,7 +79,7 @@ def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, me
     extra = TINY_DSI + ["--set", "max_epochs=30"] if method == "dsi" else []
     command = [*GENIR, "index", "-m", method, "-c", str(collection), "-o", str(index), "--overwrite", *extra]
     started = time.monotonic()
-    first = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    first = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300, check=False)
     assert first.returncode == 0, first.stderr
     one_build = time.monotonic() - started
     before = _answers(index)
@@ -107,7 +108,7 @@ def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, me
         else:  # a build that was killed after its index was in place (or finished first): complete, loadable
             replaced += 1
             manifest, before = (index / "manifest.json").read_bytes(), _answers(index)
-    rerun = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300)
+    rerun = subprocess.run(command, capture_output=True, text=True, env=_env(tmp_path), timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(p.name for p in out.iterdir()) == ["idx"], "a staging folder or lock file survived the rerun"
     assert len(_answers(index)) == len(QUERIES)
@@ -150,7 +151,7 @@ def test_two_builds_of_one_destination_one_wins_the_other_exits_2(tmp_path, toy_
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
         time.sleep(0.02)
     second = _genir(tmp_path, *command[3:])
-    first_out, first_err = first.communicate(timeout=300)
+    _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err
     assert second.returncode == 2, second.stderr
     assert "being written by another genir process" in second.stderr and "Traceback" not in second.stderr

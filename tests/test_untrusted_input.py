@@ -178,7 +178,7 @@ def test_ids_with_whitespace_are_refused_at_the_collection_edge(tmp_path, where)
         path = collection / "queries.jsonl"
     with pytest.raises(InputError, match="contains whitespace") as caught:
         coll = Collection.open(collection)
-        coll.doc_ids, coll.queries if where == "queries" else None
+        _ = coll.queries if where == "queries" else coll.doc_ids
     assert (caught.value.path, caught.value.line) == (path, line)
     result = genir("index", "-m", "bm25", "-c", collection, "-o", tmp_path / "idx")
     assert result.exit_code == 2 or where == "queries"
