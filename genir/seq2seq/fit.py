@@ -10,6 +10,7 @@ the checkpoints are deleted once the model is saved.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -74,7 +75,7 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     encoder's states included.
     Returns:
         Training statistics for a manifest: pairs, optimizer steps, epochs, the last logged loss
-        (None when no step logged one, e.g. a resumed run that had already finished), seconds in
+        (from the run's earlier logs when a resumed run had already finished; None if none), seconds in
         all, and of those the seconds of the data setup (tokenizing, the frozen encoder's states).
     """
     if not resume:
@@ -98,16 +99,34 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
                     enable_progress_bar=progress, **_placement(device))
     seconds = time.perf_counter() - started
     loss = trainer.callback_metrics.get("train_loss")
+    loss = float(loss) if loss is not None else _last_logged_loss(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     module.model.cpu().eval()
     return {
         "train_pairs": len(pairs),
         "train_steps": max(int(trainer.global_step), int(trainer.callback_metrics.get("trained_steps", 0))),
         "train_epochs": max(int(trainer.current_epoch), int(trainer.callback_metrics.get("trained_epochs", 0))),
-        "final_train_loss": float(loss) if loss is not None else None,
+        "final_train_loss": loss,
         "train_seconds": round(seconds, 1),
         "train_setup_seconds": round(setup_seconds, 1),
     }
+
+
+def _last_logged_loss(run_dir: Path) -> float | None:
+    """The last ``train_loss`` in the run's CSV logs (``run_dir/logs/version_N/metrics.csv``), or None.
+
+    A build killed after its last step resumes into a run with no step left to take, which logs
+    nothing; its earlier attempts' logs still hold the loss the model was trained to.
+    """
+    last: tuple[int, float] | None = None
+    for path in (run_dir / "logs").glob("version_*/metrics.csv"):
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("train_loss") and row.get("step"):
+                    step = int(float(row["step"]))
+                    if last is None or step >= last[0]:
+                        last = (step, float(row["train_loss"]))
+    return last[1] if last else None
 
 
 def _placement(device: torch.device) -> dict[str, Any]:
