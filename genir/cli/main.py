@@ -101,6 +101,54 @@ def index(
               f"at {output} in {manifest.stats['build_seconds']:.1f} s, {size:.1f} MB")
 
 
+@app.command()
+@user_errors
+def add(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory to add to (changed in place, atomically).")],
+    collection: CollectionOpt,
+    allow_empty_docs: AllowEmptyOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Add a collection's documents to an index without rebuilding it (bm25, dense, dsi with atomic docids).
+
+    Old documents keep their docids; an id already in the index is an error and nothing is written.
+    The index is replaced only once the new version is complete.
+    """
+    from genir.indexer.collection import Collection
+    from genir.retrieval.searcher import add_documents
+
+    coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
+    with err.status(f"adding the documents of {coll.name} to {index_dir}"):
+        change = add_documents(index_dir, coll, device=device)
+    _print_change(change, index_dir)
+
+
+@app.command()
+@user_errors
+def delete(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory to delete from (changed in place, atomically).")],
+    ids: Annotated[Path, typer.Option("--ids", help="File of document ids to delete, one per line.")],
+    device: DeviceOpt = "auto",
+) -> None:
+    """Delete documents from an index (bm25, dense, dsi): they are never returned again.
+
+    An id not in the index is an error and nothing is written. DSI keeps a deleted document's docid
+    reserved. The index is replaced only once the new version is complete.
+    """
+    from genir.retrieval.searcher import delete_documents, read_id_file
+
+    doc_ids = read_id_file(ids)
+    with err.status(f"deleting {len(doc_ids):,} documents from {index_dir}"):
+        change = delete_documents(index_dir, doc_ids, device=device)
+    _print_change(change, index_dir)
+
+
+def _print_change(change, index_dir: Path) -> None:
+    verb = "added" if change.operation == "add" else "deleted"
+    out.print(f"{verb} {change.documents:,} documents {'to' if verb == 'added' else 'from'} {index_dir}: "
+              f"{change.num_docs_before:,} -> {change.num_docs_after:,} documents in {change.seconds:.2f} s", highlight=False)
+
+
 @app.command("train-querygen")
 @user_errors
 def train_querygen(

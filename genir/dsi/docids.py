@@ -13,12 +13,13 @@ tokens. ``token_names()`` gives a readable name for each id.
 * ``elaborative``: SE-DSI's query-like descriptions (:mod:`genir.dsi.elaborative_docids`).
 
 Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
-continual indexing): a new document never takes an existing docid, and existing docids never
-change. Two bodies may be prefixes of one another (naive ``1`` and ``10``); the trailing eos tells
+continual indexing, ``genir add``): a new document never takes an existing docid, and existing
+docids never change. :meth:`DocidScheme.delete` removes documents (``genir delete``): their
+docids stay reserved, never given again, and a deleted id added again gets a new docid. Two bodies may be prefixes of one another (naive ``1`` and ``10``); the trailing eos tells
 them apart, as it does in the docid trie.
 
 ``save(directory)`` writes ``docid_scheme.json`` (the scheme, its configuration, every document id
-with its sequence, in corpus order) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
+with its sequence, in corpus order, and the positions of deleted documents) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
 is pickled; loading checks the files and raises :class:`~genir.errors.GenirError` on any damage.
 """
 
@@ -72,6 +73,7 @@ class DocidScheme(ABC):
         self._bodies: list[Body] = []
         self._row: dict[str, int] = {}
         self._docid_of: dict[Body, str] = {}
+        self._deleted: set[int] = set()  # positions of deleted documents (their docids stay reserved)
         self._max_body = 0
 
     # -- naming documents ------------------------------------------------------------------
@@ -109,6 +111,25 @@ class DocidScheme(ABC):
         if ids:
             self._commit(ids, self._extend_bodies(docs, embeddings))
 
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove documents: they no longer appear in :meth:`sequences` or :meth:`lookup`, and their
+        docids stay reserved (never given to another document; a deleted id added again gets a new one).
+
+        Raises:
+            GenirError: an id is not a (live) document of this scheme, or repeats; nothing changes then.
+        """
+        rows = []
+        for docid in ids:
+            row = self._row.get(docid)
+            if row is None:
+                raise GenirError(f"document id {docid!r} has no {self.scheme} docid (absent or already deleted)")
+            rows.append(row)
+        if len(set(rows)) != len(rows):
+            raise GenirError("a document id repeats among the ids to delete")
+        for docid, row in zip(ids, rows):
+            del self._row[docid]
+            self._deleted.add(row)
+
     def _assign_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
         return self._extend_bodies(docs, embeddings)
 
@@ -141,7 +162,21 @@ class DocidScheme(ABC):
     # -- reading the map -------------------------------------------------------------------
     @property
     def num_docs(self) -> int:
+        """Docids given so far, deleted documents' included (the next position)."""
         return len(self._docids)
+
+    @property
+    def num_live(self) -> int:
+        """Documents not deleted."""
+        return len(self._docids) - len(self._deleted)
+
+    def deleted_positions(self) -> list[int]:
+        """Positions (in assignment order) of the deleted documents, ascending."""
+        return sorted(self._deleted)
+
+    def position_ids(self) -> list[str]:
+        """The document id at each position, deleted ones included (atomic docid ``2 + i`` is position ``i``)."""
+        return list(self._docids)
 
     @property
     @abstractmethod
@@ -165,8 +200,8 @@ class DocidScheme(ABC):
         return [*self._bodies[row], EOS]
 
     def sequences(self) -> dict[str, list[int]]:
-        """Every document id -> its tokens (ending with eos), in corpus order."""
-        return {docid: [*body, EOS] for docid, body in zip(self._docids, self._bodies)}
+        """Every document id (deleted ones left out) -> its tokens (ending with eos), in corpus order."""
+        return {docid: [*body, EOS] for i, (docid, body) in enumerate(zip(self._docids, self._bodies)) if i not in self._deleted}
 
     def lookup(self, tokens: Iterable[int]) -> str | None:
         """The document named by a generated sequence, or None if it names none.
@@ -179,7 +214,9 @@ class DocidScheme(ABC):
             body.pop()
         if body and body[-1] == EOS:
             body.pop()
-        return self._docid_of.get(tuple(body))
+        docid = self._docid_of.get(tuple(body))
+        row = self._row.get(docid) if docid is not None else None
+        return docid if row is not None and self._bodies[row] == tuple(body) else None  # None for a deleted docid
 
     # -- persistence -----------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -217,6 +254,7 @@ class DocidScheme(ABC):
             "state": self._state(),
             "docids": self._docids,
             "sequences": [[*body, EOS] for body in self._bodies],
+            "deleted": sorted(self._deleted),
         }
         (directory / SCHEME_FILE).write_text(json.dumps(record), encoding="utf-8")
         arrays = self._arrays()
@@ -242,15 +280,18 @@ class DocidScheme(ABC):
         except (TypeError, GenirError) as e:
             raise GenirError(f"{path}: bad {record['scheme']} configuration {record['config']!r}: {e}") from None
         scheme._restore(record["state"], _read_arrays(Path(directory) / ARRAYS_FILE, scheme_class.array_names), path)
-        scheme._restore_docids(record["docids"], record["sequences"], path)
+        scheme._restore_docids(record["docids"], record["sequences"], record.get("deleted", []), path)
         scheme._check_restored(path)
         if scheme.vocab_size != record["vocab_size"]:
             raise GenirError(f"{path}: vocab_size {record['vocab_size']!r} does not match the docids (expected {scheme.vocab_size})")
         return scheme
 
-    def _restore_docids(self, docids: list[Any], sequences: list[Any], path: Path) -> None:
+    def _restore_docids(self, docids: list[Any], sequences: list[Any], deleted: Any, path: Path) -> None:
         if len(docids) != len(sequences):
             raise GenirError(f"{path}: {len(docids)} document ids but {len(sequences)} sequences")
+        if not (isinstance(deleted, list) and all(type(i) is int and 0 <= i < len(docids) for i in deleted)
+                and len(set(deleted)) == len(deleted)):
+            raise GenirError(f"{path}: 'deleted' is not a list of distinct positions below {len(docids)}")
         bodies: list[Body] = []
         for docid, seq in zip(docids, sequences):
             if not isinstance(docid, str) or not docid:
@@ -261,11 +302,17 @@ class DocidScheme(ABC):
             if not all(isinstance(t, int) and not isinstance(t, bool) and t >= FIRST_TOKEN for t in body):
                 raise GenirError(f"{path}: the sequence of document {docid!r} has a token that is not a docid token: {seq}")
             bodies.append(tuple(body))
-        if len(set(docids)) != len(docids):
+        gone = set(deleted)
+        live = [docid for i, docid in enumerate(docids) if i not in gone]
+        if len(set(live)) != len(live):
             raise GenirError(f"{path}: a document id appears twice")
         if len(set(bodies)) != len(bodies):
             raise GenirError(f"{path}: two documents share a sequence")
         self._commit(list(docids), bodies)
+        for i in gone:  # a deleted id added again sits at a later position, which _commit mapped last
+            if self._row.get(docids[i]) == i:
+                del self._row[docids[i]]
+        self._deleted = gone
 
 
 class AtomicDocids(DocidScheme):

@@ -3,8 +3,10 @@
 An index directory holds, beside its manifest: ``model/`` (the seq2seq model as safetensors,
 :func:`genir.seq2seq.model_io.save_seq2seq`), ``tokenizer/`` (the encoder's tokenizer),
 ``docids/`` (the docid scheme, :meth:`genir.dsi.docids.DocidScheme.save`) and ``trie/`` (the docid
-trie over every docid sequence, :meth:`genir.kernels.trie.DocidTrie.save`). ``dsi`` builds and
-continual indexing's steps both write them through :func:`write_dsi_files`.
+trie over the sequences of every document not deleted, :meth:`genir.kernels.trie.DocidTrie.save`;
+trie row ``i`` is the ``i``-th of :meth:`~genir.dsi.docids.DocidScheme.sequences`). ``dsi`` builds,
+continual indexing's steps and ``genir add`` write them through :func:`write_dsi_files`;
+``genir delete`` rewrites only the docids and the trie (:func:`write_docid_files`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ def write_dsi_files(directory: Path, model: PreTrainedModel, tokenizer: PreTrain
     """
     save_seq2seq(model, directory / MODEL_DIR)
     tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+    return write_docid_files(directory, scheme)
+
+
+def write_docid_files(directory: Path, scheme: DocidScheme) -> dict[str, Any]:
+    """Write the docid scheme and the trie of its live documents into ``directory``; their statistics."""
     scheme.save(directory / DOCIDS_DIR)
     DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
                              vocab_size=scheme.vocab_size).save(directory / TRIE_DIR)
-    return {"num_docs": scheme.num_docs, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length}
+    stats = {"num_docs": scheme.num_live, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length}
+    if scheme.num_live < scheme.num_docs:
+        stats["deleted_docids"] = scheme.num_docs - scheme.num_live  # reserved, never given again
+    return stats

@@ -47,6 +47,7 @@ def single_token_topk(
     decoder_start_token_id: int,
     length_penalty: float = 1.0,
     first_step_only: bool = False,
+    exclude: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best one-token docids of each query, exactly, best first.
 
@@ -58,6 +59,8 @@ def single_token_topk(
         eos_token_id, decoder_start_token_id: the decoder's eos and first input token.
         length_penalty: as in beam search; the score divides by ``2 ** length_penalty``.
         first_step_only: rank by ``log P(t | q)`` alone (see the module docstring).
+        exclude: int64 document rows never returned (deleted documents); ``k`` must not exceed
+            ``num_docs`` minus their number.
     Returns:
         ``rows`` ``[B, k]`` int64 document rows and ``scores`` ``[B, k]`` float32, each row sorted by
         score, higher first (ties: lower document row first).
@@ -69,6 +72,8 @@ def single_token_topk(
     start = torch.full((n_queries, 1), decoder_start_token_id, dtype=torch.int64, device=device)
     logits, cache = decode_step(model, encoder_outputs, mask, start, None)
     first = torch.log_softmax(logits.float(), dim=-1)[:, first_token:first_token + num_docs]  # [B, D]
+    if exclude is not None and exclude.numel():
+        first[:, exclude.to(device)] = float("-inf")  # sorted last; never among the k (k <= documents left)
     if first_step_only:
         top = torch.sort(first, dim=1, descending=True, stable=True)
         return top.indices[:, :k], top.values[:, :k]

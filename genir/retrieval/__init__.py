@@ -2,6 +2,16 @@
 
 from genir.retrieval.evaluation import Evaluation, evaluate
 from genir.retrieval.runs import read_run, write_run
-from genir.retrieval.searcher import METHODS, Hit, Searcher, build_index
+from genir.retrieval.searcher import (
+    METHODS,
+    Change,
+    Hit,
+    Searcher,
+    add_documents,
+    build_index,
+    delete_documents,
+    read_id_file,
+)
 
-__all__ = ["METHODS", "Evaluation", "Hit", "Searcher", "build_index", "evaluate", "read_run", "write_run"]
+__all__ = ["METHODS", "Change", "Evaluation", "Hit", "Searcher", "add_documents", "build_index", "delete_documents",
+           "evaluate", "read_id_file", "read_run", "write_run"]

@@ -7,6 +7,14 @@ English analyzer (Porter stemming, stopwords), as pyserini's BEIR "flat" indexes
 Queries of any length are searched whole: a query is one Lucene clause per distinct term, and
 Lucene's limit of 1,024 clauses (``IndexSearcher.setMaxClauseCount``, process-wide) is raised to
 its maximum when an index is opened, so no term is dropped.
+
+Growing (:meth:`Searcher.add` / ``delete``): the Lucene folder is copied into the new version
+and changed there, in this process's JVM. Adds go through Anserini's ``SimpleIndexer`` in append
+mode with the build's settings (same analyzer and document generator: positions, document
+vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the ``id`` field,
+followed by ``forceMergeDeletes`` so that no deleted document is left in the term statistics.
+Either way the other documents' BM25 scores change a little, as corpus statistics (idf, average
+length) do: exactly as in an index built from scratch on the same documents.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from rich.console import Console
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest
-from genir.indexer.collection import Collection
+from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import Hit, Searcher
 from genir.subprocesses import run_child
 
@@ -105,6 +113,50 @@ class BM25Searcher(Searcher):
     def num_docs(self) -> int:
         return self._lucene.num_docs
 
+    def close(self) -> None:
+        self._lucene.close()
+
+    # -- growing and shrinking -----------------------------------------------------------
+    def _present(self, ids: Sequence[str]) -> set[str]:
+        return {docid for docid in ids if self._lucene.doc(docid) is not None}
+
+    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+        from pyserini.index.lucene import LuceneIndexer
+
+        target = staging / LUCENE_DIR
+        shutil.copytree(self.lucene_dir, target)
+        args = ["-index", str(target), "-storePositions", "-storeDocvectors"] + (["-storeRaw"] if self.config.store_raw else [])
+        indexer = LuceneIndexer(args=args, append=True, threads=max(1, self.config.threads))
+        try:
+            for doc in docs:
+                indexer.add_doc_dict({"id": doc.id, "contents": doc.contents})
+        finally:
+            indexer.close()
+        return {"num_docs": _live_docs(target)}
+
+    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+        from jnius import autoclass
+
+        target = staging / LUCENE_DIR
+        shutil.copytree(self.lucene_dir, target)
+        term, term_query = autoclass("org.apache.lucene.index.Term"), autoclass("org.apache.lucene.search.TermQuery")
+        config = autoclass("org.apache.lucene.index.IndexWriterConfig")()
+        config.setOpenMode(autoclass("org.apache.lucene.index.IndexWriterConfig$OpenMode").APPEND)
+        folder = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.nio.file.Paths").get(str(target)))
+        try:
+            writer = autoclass("org.apache.lucene.index.IndexWriter")(folder, config)
+            try:
+                for docid in ids:
+                    # A TermQuery, not a Term: pyjnius resolves the varargs overload only for Query.
+                    writer.deleteDocuments(term_query(term("id", docid)))
+                writer.forceMergeDeletes()
+                writer.commit()
+            finally:
+                writer.close()
+        finally:
+            folder.close()
+        return {"num_docs": _live_docs(target)}
+
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         ids = [str(i) for i in range(len(queries))]
         results = self._lucene.batch_search(list(queries), ids, k=k, threads=self.config.threads)
@@ -118,3 +170,14 @@ class BM25Searcher(Searcher):
         if doc is None or not doc.raw():
             return None
         return json.loads(doc.raw()).get("contents")
+
+
+def _live_docs(lucene_dir: Path) -> int:
+    """Documents (not deleted) in a Lucene index folder."""
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(lucene_dir))
+    try:
+        return int(searcher.num_docs)
+    finally:
+        searcher.close()

@@ -13,12 +13,20 @@ The query encoder is named by the index's config. A named model (``all-MiniLM-L6
 Face id) is loaded as such; a model *folder* is copied into the index (``encoder/``, covered by
 the manifest's hashes) when the index is built, and an index whose config names a folder outside
 it is refused on loading.
+
+Growing (:meth:`Searcher.add` / ``delete``): an add encodes only the new documents with the
+index's own encoder, appends their rows to ``embeddings.npy`` and ``docids.json`` and adds them to
+the FAISS index as it is (a trained IVF/PQ index keeps its centroids), so old documents keep
+their rows and their scores. A delete drops the rows and rebuilds the FAISS index from the
+stored embeddings (no encoding): for ``Flat`` exactly the index a build of the remaining
+documents gives; an IVF/PQ index is trained again on them, as a build would be.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +37,7 @@ import torch
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
-from genir.indexer.collection import Collection
+from genir.indexer.collection import Collection, Document
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, resolve_model
 from genir.retrieval.searcher import Hit, Searcher
 
@@ -100,6 +108,39 @@ class DenseSearcher(Searcher):
     @property
     def num_docs(self) -> int:
         return len(self.docids)
+
+    # -- growing and shrinking -----------------------------------------------------------
+    def _present(self, ids: Sequence[str]) -> set[str]:
+        known = set(self.docids)
+        return {docid for docid in ids if docid in known}
+
+    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+        import faiss
+
+        started = time.perf_counter()
+        new = self.encoder.encode([d.contents for d in docs], self.config.batch_size)  # [n, d]
+        encoding = time.perf_counter() - started
+        embeddings = np.concatenate([np.load(self.directory / EMBEDDINGS, allow_pickle=False), new])
+        index = faiss.read_index(str(self.directory / FAISS_INDEX))
+        index.add(new)
+        self._write_rows(staging, embeddings, [*self.docids, *(d.id for d in docs)], index)
+        return {"num_docs": len(embeddings), "add_encoding_seconds": round(encoding, 3)}
+
+    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+        gone = set(ids)
+        keep = np.array([i for i, docid in enumerate(self.docids) if docid not in gone], dtype=np.int64)
+        embeddings = np.load(self.directory / EMBEDDINGS, allow_pickle=False)[keep]
+        self._write_rows(staging, embeddings, [self.docids[i] for i in keep], _faiss_index(embeddings, self.config.factory))
+        return {"num_docs": len(embeddings)}
+
+    def _write_rows(self, staging: Path, embeddings: np.ndarray, docids: list[str], index: faiss.Index) -> None:
+        import faiss
+
+        np.save(staging / EMBEDDINGS, embeddings)
+        (staging / DOCIDS).write_text(json.dumps(docids), encoding="utf-8")
+        faiss.write_index(index, str(staging / FAISS_INDEX))
+        if (self.directory / ENCODER_DIR).is_dir():
+            shutil.copytree(self.directory / ENCODER_DIR, staging / ENCODER_DIR)
 
     def to(self, device: str | torch.device | None) -> DenseSearcher:
         self.encoder.to(device)

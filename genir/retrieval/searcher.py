@@ -9,15 +9,22 @@ the corpus asks for every document there is (a method may still return fewer, e.
 only documents that hold a generated n-gram). :meth:`Searcher.batch_search` checks and clamps
 ``k`` once; methods implement :meth:`Searcher._batch_search`, which never sees a ``k`` above
 :attr:`Searcher.num_docs`.
+
+Indexes grow and shrink in place (:meth:`Searcher.add`, :meth:`Searcher.delete`, and
+:func:`add_documents` / :func:`delete_documents` on a directory): each change writes a complete
+new version of the index through :func:`~genir.indexer.artifact.atomic_directory`, so the old
+version answers until the new one is renamed into place, and a kill leaves one or the other.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,14 +33,31 @@ import torch
 
 from genir.devices import resolve_device, using_device
 from genir.errors import GenirError, InputError
-from genir.indexer.artifact import Manifest, atomic_directory, read_manifest, write_manifest
-from genir.indexer.collection import Collection
+from genir.indexer.artifact import (
+    Manifest,
+    atomic_directory,
+    read_manifest,
+    write_manifest,
+)
+from genir.indexer.collection import Collection, Document
 
 
 @dataclass(frozen=True)
 class Hit:
     docid: str
     score: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """What :meth:`Searcher.add` or :meth:`Searcher.delete` did to an index."""
+
+    operation: str  # "add" | "delete"
+    documents: int  # documents added or deleted
+    num_docs_before: int
+    num_docs_after: int
+    seconds: float  # the whole change: writing the new version and opening it
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's own figures
 
 
 class Searcher(ABC):
@@ -106,6 +130,117 @@ class Searcher(ABC):
         """Move this index's models to ``device`` (in place; a method without a model stays as it is)."""
         return self
 
+    def close(self) -> None:
+        """Release what the index holds open (files, readers); the searcher is not used afterwards."""
+
+    # -- growing and shrinking -----------------------------------------------------------
+    def add(self, docs: Iterable[Document]) -> Change:
+        """Add documents to this index, on disk and in this searcher.
+
+        The index directory this searcher was opened from (:meth:`load`) is replaced atomically by
+        a new version holding the old documents and ``docs``; the old version answers until the new
+        one is in place. Old documents keep their docids. Afterwards this searcher is the new
+        version (or, if writing failed, still the old one, as on disk).
+
+        Raises:
+            GenirError: the method cannot add documents, ``docs`` is empty, an id is already in
+                the index or repeats (checked before anything is written), or the index on disk
+                changed since this searcher opened it.
+        """
+        docs = list(docs)
+        if not docs:
+            raise GenirError("no documents to add")
+        ids = [d.id for d in docs]
+        _refuse_repeats(ids, "among the documents to add")
+        present = self._present(ids)
+        if present:
+            first = next(i for i in ids if i in present)
+            raise GenirError(f"document {first!r} is already in {self._directory()}"
+                             + (f" (and {len(present) - 1} more of the {len(ids)} documents to add)" if len(present) > 1 else "")
+                             + "; delete it first to replace it")
+        return self._change("add", ids, lambda staging: self._write_added(docs, staging))
+
+    def delete(self, ids: Iterable[str]) -> Change:
+        """Delete documents from this index, on disk and in this searcher (atomically, as :meth:`add`).
+
+        A deleted document is never returned again. Methods whose docids are positions (DSI's
+        atomic and naive docids) keep a deleted document's docid reserved: it is never given again.
+
+        Raises:
+            GenirError: the method cannot delete documents, ``ids`` is empty, an id is not in the
+                index or repeats (checked before anything is written), the deletion would leave
+                the index empty, or the index on disk changed since this searcher opened it.
+        """
+        ids = [str(i) for i in ids]
+        if not ids:
+            raise GenirError("no document ids to delete")
+        _refuse_repeats(ids, "among the ids to delete")
+        present = self._present(ids)
+        absent = [i for i in ids if i not in present]
+        if absent:
+            raise GenirError(f"document {absent[0]!r} is not in {self._directory()}"
+                             + (f" (nor are {len(absent) - 1} more of the {len(ids)} ids to delete)" if len(absent) > 1 else ""))
+        if len(ids) >= self.num_docs:
+            raise GenirError(f"deleting {len(ids)} documents would leave {self._directory()} empty; build a new index instead")
+        return self._change("delete", ids, lambda staging: self._write_deleted(ids, staging))
+
+    def _present(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that are documents of this index (live ones, not deleted)."""
+        raise GenirError(f"{self.method} indexes do not support adding or deleting documents yet")
+
+    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+        """Write this index's data files plus ``docs`` (new ids, checked) into the empty ``staging``.
+
+        May change this searcher's state: it is reopened from disk afterwards, success or not.
+        Returns:
+            Manifest statistics that change (``num_docs`` at least) and the method's own figures.
+        """
+        raise GenirError(f"{self.method} indexes do not support adding documents yet")
+
+    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+        """Write this index's data files less the documents ``ids`` (present, checked) into ``staging``."""
+        raise GenirError(f"{self.method} indexes do not support deleting documents yet")
+
+    def _directory(self) -> Path:
+        directory = getattr(self, "directory", None)
+        if directory is None:
+            raise GenirError("this searcher was not opened from an index directory (Searcher.load); it cannot be changed")
+        return Path(directory)
+
+    def _change(self, operation: str, ids: list[str], write: Callable[[Path], dict[str, Any]]) -> Change:
+        """Write a new version of the index through ``write`` atomically, then reopen it."""
+        directory = self._directory()
+        before = self.num_docs
+        started = time.perf_counter()
+        try:
+            with atomic_directory(directory, overwrite=True) as staging:
+                # The lock is held from here to the rename: a version written by another process
+                # since this searcher opened the index must not be silently replaced.
+                if read_manifest(directory, verify=False).files != self.manifest.files:
+                    raise GenirError(f"{directory} changed since this searcher opened it; open it again and retry")
+                stats = write(staging)
+                manifest = dataclasses.replace(
+                    self.manifest,
+                    stats={**self.manifest.stats, **stats},
+                    collection=_changed_collection(self.manifest.collection, operation, ids),
+                    files={},
+                )
+                write_manifest(staging, manifest)
+        finally:
+            self._reopen()
+        seconds = time.perf_counter() - started
+        return Change(operation, len(ids), before, self.num_docs, round(seconds, 3), stats)
+
+    def _reopen(self) -> None:
+        """Make this searcher the index now on disk at its directory."""
+        directory = self._directory()
+        manifest = read_manifest(directory, verify=False)  # just written (or untouched) by this process
+        fresh = searcher_class(manifest.method).from_files(directory, manifest).to(getattr(self, "device_setting", "cpu"))
+        self.close()
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+        self.directory = directory
+
     def save(self, directory: str | Path, overwrite: bool = False) -> None:
         """Write this index to ``directory`` atomically, with a fresh manifest."""
         with atomic_directory(directory, overwrite) as staging:
@@ -119,7 +254,77 @@ class Searcher(ABC):
         directory = Path(directory)
         target = resolve_device(device)
         manifest = read_manifest(directory, verify=verify)
-        return searcher_class(manifest.method).from_files(directory, manifest).to(target)
+        searcher = searcher_class(manifest.method).from_files(directory, manifest).to(target)
+        searcher.directory = directory  # where add() and delete() write
+        searcher.device_setting = target
+        return searcher
+
+
+def _refuse_repeats(ids: Sequence[str], where: str) -> None:
+    seen: set[str] = set()
+    for docid in ids:
+        if docid in seen:
+            raise GenirError(f"document id {docid!r} appears twice {where}")
+        seen.add(docid)
+
+
+def _changed_collection(collection: dict[str, Any], operation: str, ids: Sequence[str]) -> dict[str, Any]:
+    """The manifest's collection record after a change: a new fingerprint (so that no reuse check
+    mistakes the changed index for one of the original corpus) and the change appended to its history."""
+    changed = dict(collection)
+    changed.setdefault("built_from_sha256", collection.get("sha256"))
+    digest = hashlib.sha256(json.dumps([collection.get("sha256"), operation, list(ids)]).encode())
+    changed["sha256"] = digest.hexdigest()
+    changed["changes"] = [*collection.get("changes", []), {"operation": operation, "documents": len(ids)}]
+    return changed
+
+
+def open_documents(source: Collection | str | Path | Iterable[Document], allow_empty_docs: bool = False) -> list[Document]:
+    """The documents of a collection (object, or any path ``Collection.open`` reads), or of an iterable of them."""
+    if isinstance(source, (str, Path)):
+        source = Collection.open(source, allow_empty_docs=allow_empty_docs)
+    if isinstance(source, Collection):
+        return list(source.docs())
+    return list(source)
+
+
+def add_documents(index_dir: str | Path, docs: Collection | str | Path | Iterable[Document],
+                  device: str | torch.device | None = "auto") -> Change:
+    """Add documents (a collection, a collection path, or ``Document`` objects) to the index at
+    ``index_dir``, atomically; see :meth:`Searcher.add`."""
+    documents = open_documents(docs)
+    searcher = Searcher.load(index_dir, device=device)
+    try:
+        return searcher.add(documents)
+    finally:
+        searcher.close()
+
+
+def delete_documents(index_dir: str | Path, ids: Iterable[str], device: str | torch.device | None = "auto") -> Change:
+    """Delete the documents ``ids`` from the index at ``index_dir``, atomically; see :meth:`Searcher.delete`."""
+    searcher = Searcher.load(index_dir, device=device)
+    try:
+        return searcher.delete(list(ids))
+    finally:
+        searcher.close()
+
+
+def read_id_file(path: str | Path) -> list[str]:
+    """Document ids, one per line (blank lines skipped, surrounding whitespace removed).
+
+    Raises:
+        GenirError: the file cannot be read, is not UTF-8, or an id repeats.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise GenirError(f"{path}: cannot read the ids ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, f"not valid UTF-8 ({e.reason})") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    _refuse_repeats(ids, f"in {path}")
+    return ids
 
 
 # Method name -> "module:Class"; imported lazily because each pulls in a heavy stack (Java, torch).

@@ -324,7 +324,10 @@ def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarr
         raise GenirError("the model has no docid tokens yet to start new ones from")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        replace_decoder_vocab(model, vocab_size)
+        if model.config.model_type == "encoder-decoder":
+            _grow_bert_decoder(model, vocab_size)
+        else:
+            replace_decoder_vocab(model, vocab_size)
         noise = torch.randn(added, d_model)  # [added, d_model]
     new_embed, new_head = output_embedding_layers(model)
     with torch.no_grad():
@@ -338,3 +341,32 @@ def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarr
             else:
                 spread = docid_rows.std(dim=0, unbiased=False) if len(docid_rows) > 1 else docid_rows.abs().mean().expand(d_model)
                 after[old:] = (docid_rows.mean(dim=0) + noise * spread).to(after.dtype)
+
+
+def _grow_bert_decoder(model: PreTrainedModel, vocab_size: int) -> None:
+    """Give a bert2bert model's BERT decoder ``vocab_size`` output tokens (its word embeddings, LM head
+    and the head's bias; the old rows copied). New biases start at the mean docid bias; the caller
+    sets the new rows. (:func:`replace_decoder_vocab` does not fit BERT, whose word embeddings sit in
+    ``bert.embeddings`` and whose vocabulary size is the decoder config's.)"""
+    decoder = model.get_decoder()
+    old_embed, old_head = decoder.get_input_embeddings(), decoder.get_output_embeddings()
+    old, d_model = old_embed.weight.shape
+    embed = nn.Embedding(vocab_size, d_model, padding_idx=old_embed.padding_idx)
+    head = nn.Linear(d_model, vocab_size, bias=True)
+    with torch.no_grad():
+        embed.weight[:old] = old_embed.weight
+        head.weight[:old] = old_head.weight
+        bias = old_head.bias if old_head.bias is not None else torch.zeros(old)
+        head.bias[:old] = bias
+        head.bias[old:] = bias[FIRST_TOKEN:].mean() if old > FIRST_TOKEN else 0.0
+    embed.weight.requires_grad_(old_embed.weight.requires_grad)
+    head.weight.requires_grad_(old_head.weight.requires_grad)
+    decoder.set_input_embeddings(embed.to(old_embed.weight.device, old_embed.weight.dtype))
+    predictions = decoder.cls.predictions
+    predictions.decoder = head.to(old_head.weight.device, old_head.weight.dtype)
+    # A separate parameter, as the built model has it (its config does not tie it to the head's bias,
+    # and a tied pair would be saved once and miss a key on loading).
+    predictions.bias = nn.Parameter(predictions.decoder.bias.detach().clone())
+    decoder.config.vocab_size = vocab_size
+    if getattr(model.config, "decoder", None) is not None:
+        model.config.decoder.vocab_size = vocab_size
