@@ -46,10 +46,11 @@ class DSIConfig:
     queries_split: str = "train"
     retrieval_repeats: int = 1
     beams: int = 10
-    # atomic docids: exact = the k best by beam search's own score over every document, in two
-    # decoder steps; first = the k best first tokens, one step (genir.kernels.single_token);
-    # beam = constrained beam search with max(k, beams) beams. All three ranked SciFact alike.
-    atomic_search: str = "exact"
+    # atomic docids: first = the k best first tokens, one decoder step; exact = the k best by beam
+    # search's own score (+ log P(eos)) over every document, two steps (genir.kernels.single_token);
+    # beam = constrained beam search with max(k, beams) beams. All three ranked SciFact test
+    # identically (nDCG@10 0.7579 on the CPU); first is the fastest (README "Searching a DSI index").
+    atomic_search: str = "first"
     seed: int = 0
 
 
