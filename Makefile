@@ -9,13 +9,11 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 	touch $@
 
-## Index the built-in corpus (Python standard library docstrings) with BM25 and answer queries.
+## The main job on the built-in corpus (a slice of Python's stdlib docstrings, no download): a DSI index (default
+## recipe, no query set: documents + keyword pseudo-queries) and a BM25 index, searched side by side from Python.
+## 1.5 minutes measured on 2 shared cores (2.2 under heavier load); a rerun reuses both indexes (10 s; --rebuild).
 demo: $(VENV)/.installed
-	$(BIN)/genir index --method bm25 --collection builtin:stdlib --output indexes/stdlib-bm25 --overwrite
-	$(BIN)/genir search indexes/stdlib-bm25 -k 5 \
-		"parse a JSON document from a string" \
-		"compute the SHA-256 digest of some bytes" \
-		"run a command in a subprocess and capture its output"
+	$(BIN)/python scripts/demo.py
 
 ## The test suite (tests that need ../shared/data skip when it is absent).
 test: $(VENV)/.installed

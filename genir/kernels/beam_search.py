@@ -32,6 +32,8 @@ processors. Differences, all only reachable with a constraint or a tiny vocabula
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -297,11 +299,19 @@ def decode_step(
         encoder_outputs=encoder_outputs,
         attention_mask=attention_mask,
         decoder_input_ids=decoder_input,
-        past_key_values=cache,
         use_cache=True,
         return_dict=True,
+        **{_cache_argument(type(model)): cache},
     )
-    return outputs.logits[:, -1, :], outputs.past_key_values
+    new_cache = getattr(outputs, "cache", None)
+    return outputs.logits[:, -1, :], new_cache if new_cache is not None else outputs.past_key_values
+
+
+@functools.cache
+def _cache_argument(model_class: type) -> str:
+    """The name ``model_class.forward`` takes the KV cache by: ``cache`` in transformers 5.x (which
+    warns on ``past_key_values``), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def _expand(
