@@ -97,6 +97,10 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if args.output.is_file():  # rows of methods not measured this time are kept
+        measured = {r["method"] for r in rows}
+        kept = [r for r in json.loads(args.output.read_text(encoding="utf-8")).get("rows", []) if r["method"] not in measured]
+        rows = kept + rows
     header = ("method", "docs", "add 1,000 (s)", "of which embedding (s)", "delete 1,000 (s)", "optimizer steps")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:

@@ -9,10 +9,11 @@ Lucene's limit of 1,024 clauses (``IndexSearcher.setMaxClauseCount``, process-wi
 its maximum when an index is opened, so no term is dropped.
 
 Growing (:meth:`Searcher.add` / ``delete``): the Lucene folder is copied into the new version
-and changed there, in this process's JVM. Adds go through Anserini's ``SimpleIndexer`` in append
-mode with the build's settings (same analyzer and document generator: positions, document
-vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the ``id`` field,
-followed by ``forceMergeDeletes`` so that no deleted document is left in the term statistics.
+and changed there by a child process (:mod:`genir.lucene_edit`). Adds go through Anserini's
+``SimpleIndexer`` in append mode with the build's settings (same analyzer and document generator:
+positions, document vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the
+``id`` field, followed by ``forceMergeDeletes`` so that no deleted document is left in the term
+statistics.
 Either way the other documents' BM25 scores change a little, as corpus statistics (idf, average
 length) do: exactly as in an index built from scratch on the same documents.
 """
@@ -121,41 +122,27 @@ class BM25Searcher(Searcher):
         return {docid for docid in ids if self._lucene.doc(docid) is not None}
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
-        from pyserini.index.lucene import LuceneIndexer
-
-        target = staging / LUCENE_DIR
-        shutil.copytree(self.lucene_dir, target)
-        args = ["-index", str(target), "-storePositions", "-storeDocvectors"] + (["-storeRaw"] if self.config.store_raw else [])
-        indexer = LuceneIndexer(args=args, append=True, threads=max(1, self.config.threads))
-        try:
-            for doc in docs:
-                indexer.add_doc_dict({"id": doc.id, "contents": doc.contents})
-        finally:
-            indexer.close()
-        return {"num_docs": _live_docs(target)}
+        docs_file = staging / "_docs.jsonl"
+        docs_file.write_text("".join(json.dumps({"id": d.id, "contents": d.contents}) + "\n" for d in docs), encoding="utf-8")
+        args = [str(docs_file), "true" if self.config.store_raw else "false", str(self.config.threads)]
+        return self._edit_copy("add", staging, args, docs_file, f"adding {len(docs):,} documents")
 
     def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
-        from jnius import autoclass
+        ids_file = staging / "_ids.json"
+        ids_file.write_text(json.dumps(ids), encoding="utf-8")
+        return self._edit_copy("delete", staging, [str(ids_file)], ids_file, f"deleting {len(ids):,} documents")
 
+    def _edit_copy(self, operation: str, staging: Path, args: list[str], payload: Path, what: str) -> dict[str, Any]:
+        """Copy the Lucene folder into ``staging`` and change the copy in a child process (:mod:`genir.lucene_edit`)."""
         target = staging / LUCENE_DIR
         shutil.copytree(self.lucene_dir, target)
-        term, term_query = autoclass("org.apache.lucene.index.Term"), autoclass("org.apache.lucene.search.TermQuery")
-        config = autoclass("org.apache.lucene.index.IndexWriterConfig")()
-        config.setOpenMode(autoclass("org.apache.lucene.index.IndexWriterConfig$OpenMode").APPEND)
-        folder = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.nio.file.Paths").get(str(target)))
-        try:
-            writer = autoclass("org.apache.lucene.index.IndexWriter")(folder, config)
-            try:
-                for docid in ids:
-                    # A TermQuery, not a Term: pyjnius resolves the varargs overload only for Query.
-                    writer.deleteDocuments(term_query(term("id", docid)))
-                writer.forceMergeDeletes()
-                writer.commit()
-            finally:
-                writer.close()
-        finally:
-            folder.close()
-        return {"num_docs": _live_docs(target)}
+        command = [sys.executable, "-m", "genir.lucene_edit", operation, str(target), *args]
+        with Console(stderr=True).status(f"Lucene is {what}"):
+            done = run_child(command, env=os.environ.copy())  # stopped with genir, however genir ends
+        payload.unlink()
+        if done.returncode != 0:
+            raise GenirError(f"Lucene could not {operation} documents (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        return {"num_docs": json.loads(done.stdout.strip().splitlines()[-1])["num_docs"]}
 
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         ids = [str(i) for i in range(len(queries))]
@@ -171,13 +158,3 @@ class BM25Searcher(Searcher):
             return None
         return json.loads(doc.raw()).get("contents")
 
-
-def _live_docs(lucene_dir: Path) -> int:
-    """Documents (not deleted) in a Lucene index folder."""
-    from pyserini.search.lucene import LuceneSearcher
-
-    searcher = LuceneSearcher(str(lucene_dir))
-    try:
-        return int(searcher.num_docs)
-    finally:
-        searcher.close()

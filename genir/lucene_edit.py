@@ -1,0 +1,88 @@
+"""Add documents to, or delete documents from, a Lucene index folder in place: the child process
+that :class:`genir.retrieval.bm25.BM25Searcher` runs for ``add`` and ``delete``.
+
+Run as ``python -m genir.lucene_edit add LUCENE_DIR DOCS.jsonl STORE_RAW THREADS`` or
+``python -m genir.lucene_edit delete LUCENE_DIR IDS.json``; it prints ``{"num_docs": N}`` (the
+documents left, deleted ones excluded) on its last line. A child process, as for building: Lucene's
+writers (Anserini's ``SimpleIndexer``, ``IndexWriter`` and its merge threads) in the process that
+also searches and runs torch made it crash later (SIGSEGV) in the test suite, and a child is
+stopped with genir however genir ends (:func:`genir.subprocesses.run_child`). It is a top-level
+module so that starting it imports neither torch nor the rest of genir.
+
+* add: Anserini's ``SimpleIndexer`` in append mode with the build's settings (the default English
+  analyzer, ``DefaultLuceneDocumentGenerator``, positions, document vectors, raw text if asked).
+* delete: ``IndexWriter.deleteDocuments`` on the ``id`` field, then ``forceMergeDeletes`` so that
+  no deleted document is left in the term statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add(lucene_dir: str, docs_file: str, store_raw: bool, threads: int) -> None:
+    from pyserini.pyclass import autoclass  # pyserini's JVM, on Anserini's jar; lighter than pyserini.index
+
+    args = ["-index", lucene_dir, "-storePositions", "-storeDocvectors", "-input", "", "-collection", "JsonCollection",
+            "-threads", str(max(1, threads)), "-append"] + (["-storeRaw"] if store_raw else [])
+    indexer = autoclass("io.anserini.index.SimpleIndexer")(args)
+    try:
+        with open(docs_file, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not indexer.addRawDocument(line.rstrip("\n")):
+                    raise SystemExit(f"Anserini refused document {number} of {docs_file}")
+    finally:
+        indexer.close()
+
+
+def delete(lucene_dir: str, ids_file: str) -> None:
+    from pyserini.pyclass import autoclass
+
+    with open(ids_file, encoding="utf-8") as f:
+        ids = json.load(f)
+    term, term_query = autoclass("org.apache.lucene.index.Term"), autoclass("org.apache.lucene.search.TermQuery")
+    config = autoclass("org.apache.lucene.index.IndexWriterConfig")()
+    config.setOpenMode(autoclass("org.apache.lucene.index.IndexWriterConfig$OpenMode").APPEND)
+    folder = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.nio.file.Paths").get(lucene_dir))
+    try:
+        writer = autoclass("org.apache.lucene.index.IndexWriter")(folder, config)
+        try:
+            for docid in ids:
+                # A TermQuery, not a Term: pyjnius resolves the varargs overload only for Query.
+                writer.deleteDocuments(term_query(term("id", docid)))
+            writer.forceMergeDeletes()
+            writer.commit()
+        finally:
+            writer.close()
+    finally:
+        folder.close()
+
+
+def live_docs(lucene_dir: str) -> int:
+    from pyserini.pyclass import autoclass
+
+    folder = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.nio.file.Paths").get(lucene_dir))
+    try:
+        reader = autoclass("org.apache.lucene.index.DirectoryReader").open(folder)
+        try:
+            return int(reader.numDocs())
+        finally:
+            reader.close()
+    finally:
+        folder.close()
+
+
+def main(argv: list[str]) -> None:
+    operation, lucene_dir = argv[0], argv[1]
+    if operation == "add":
+        add(lucene_dir, argv[2], argv[3] == "true", int(argv[4]))
+    elif operation == "delete":
+        delete(lucene_dir, argv[2])
+    else:
+        raise SystemExit(f"unknown operation {operation!r}")
+    print(json.dumps({"num_docs": live_docs(lucene_dir)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
