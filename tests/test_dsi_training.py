@@ -272,3 +272,31 @@ def test_a_resumed_run_that_had_finished_reports_its_last_loss(tmp_path: Path) -
     logged = float(first.callback_metrics["train_loss"])
     stats = fit(Seq2Seq(model, tokenizer), datamodule.pairs, settings, tmp_path / "run", progress=False)
     assert stats["final_train_loss"] == pytest.approx(logged)
+
+
+def test_training_leaves_native_signal_handlers_alone(tmp_path: Path) -> None:
+    """A handler installed outside Python (faulthandler here; pyserini's JVM in real use, which needs
+    its SIGSEGV handler to run at all) survives a fit: Lightning used to reset every signal it
+    saw as SIG_DFL in Python's table, and a Lucene search after a fit then crashed the process."""
+    import ctypes
+    import faulthandler
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def native_handler(signum: int) -> int | None:
+        action = ctypes.create_string_buffer(256)  # struct sigaction; its first field is the handler
+        assert libc.sigaction(signum, None, action) == 0
+        return ctypes.c_void_p.from_buffer(action).value
+
+    enabled = faulthandler.is_enabled()
+    faulthandler.enable()
+    try:
+        before = native_handler(signal.SIGSEGV)
+        assert before, "faulthandler installs a native SIGSEGV handler"
+        _, _, _, model, datamodule = toy_setup(batch_size=4)
+        train(Seq2SeqModule(model), datamodule, tmp_path / "run", max_steps=2, enable_progress_bar=False)
+        assert native_handler(signal.SIGSEGV) == before
+    finally:
+        if not enabled:
+            faulthandler.disable()

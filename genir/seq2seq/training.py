@@ -13,6 +13,7 @@ resumed run takes the same steps as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
@@ -351,8 +352,31 @@ def train(
         default_root_dir=out_dir,
         **trainer_kwargs,
     )
+    _restore_only_lightnings_signals(trainer)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
     return trainer
+
+
+def _restore_only_lightnings_signals(trainer: L.Trainer) -> None:
+    """Make the trainer restore, after fit, only the signals it handles (SIGTERM, SIGUSR1).
+
+    Lightning's signal connector records Python's view of every signal before fit and sets each
+    back afterwards. For a signal whose native handler was installed outside Python after Python
+    started, that view is ``SIG_DFL``: "restoring" it removes the native handler. pyserini's JVM
+    handles SIGSEGV and other signals natively as part of normal operation, so a Lucene search after
+    a fit in the same process crashed it (SIGSEGV, no traceback). Private Lightning API: where it
+    is absent, nothing is changed.
+    """
+    connector = getattr(trainer, "_signal_connector", None)
+    if connector is not None and hasattr(connector, "_get_current_signal_handlers"):
+        # A module-level function: ddp_spawn pickles the trainer with its connector.
+        connector._get_current_signal_handlers = _lightnings_signal_handlers
+
+
+def _lightnings_signal_handlers() -> dict[int, Any]:
+    """Python's handlers of the signals Lightning's connector registers during fit."""
+    handled = [s for s in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None]
+    return {s: signal.getsignal(s) for s in handled}
 
 
 def _resume_path(checkpoint_dir: Path, ckpt_path: str | None) -> str | None:
