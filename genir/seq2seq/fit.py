@@ -46,7 +46,7 @@ class TrainSettings:
     warmup_steps: int = 100
     max_epochs: int = 8
     max_time: str | None = None
-    precision: str = "auto"
+    precision: str = "32-true"  # the methods' default too: bf16-mixed cost DSI 0.29 nDCG@10 on an H200
     seed: int = 0
     decay: bool = True
 
