@@ -47,7 +47,7 @@ bench-dsi: $(VENV)/.installed
 bench-seal: $(VENV)/.installed
 	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output bench-out/seal-scifact --reuse \
 		--methods bm25,seal,seal-hybrid,seal-no-query=seal,seal-no-model=seal \
-		--set seal-hybrid.model_from=bench-out/seal-scifact/indexes/seal \
+		--set seal-hybrid.of_from=bench-out/seal-scifact/indexes/seal \
 		--set seal-no-query.model_from=bench-out/seal-scifact/indexes/seal --set seal-no-query.query_ngrams=false \
 		--set seal-no-model.use_model=false
 

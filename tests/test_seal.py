@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 
 from genir.cli.main import app
 from genir.indexer.collection import Collection
-from genir.retrieval.searcher import Hit, Searcher
-from genir.seal.hybrid import fuse
+from genir.retrieval.searcher import Searcher
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.scoring import aggregate, ngram_weights
 
@@ -164,20 +163,11 @@ def test_training_pairs_cover_queries_and_documents(toy_collection):
     assert pairs == seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2))
 
 
-def test_fusion_interpolates_normalized_scores_and_rrf():
-    seal = [Hit("a", 10.0), Hit("b", 5.0), Hit("c", 0.0)]
-    bm25 = [Hit("c", 3.0), Hit("d", 1.0)]
-    fused = fuse((seal, bm25), (0.25, 0.75), "interp")
-    assert [(h.docid, h.score) for h in fused] == [("c", 0.75), ("a", 0.25), ("b", 0.125), ("d", 0.0)]
-    rrf = fuse((seal, bm25), (0.25, 0.75), "rrf", rrf_k=60)
-    assert rrf[0].docid == "c" and rrf[0].score == pytest.approx(1 / 63 + 1 / 61)
-
-
 def test_hybrid_index_searches_both_and_round_trips(seal_index, tmp_path):
     collection, index = seal_index
     hybrid = tmp_path / "hybrid"
     result = genir("index", "--method", "seal-hybrid", "--collection", collection, "-o", hybrid,
-                   "--set", f"model_from={index}", "--set", "beams=4", "--set", "max_ngram_tokens=4")
+                   "--set", f"of_set=model_from={index};beams=4;max_ngram_tokens=4")
     assert result.exit_code == 0, result.output
     searcher = Searcher.load(hybrid)
     hits = searcher.search("digest of byte strings", k=3)

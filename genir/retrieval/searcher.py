@@ -335,6 +335,7 @@ METHODS: dict[str, str] = {
     "se-dsi": "genir.dsi.searcher:SEDSISearcher",
     "seal": "genir.seal.searcher:SEALSearcher",
     "seal-hybrid": "genir.seal.hybrid:SEALHybridSearcher",
+    "hybrid": "genir.retrieval.hybrid:HybridSearcher",
 }
 
 
