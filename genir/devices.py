@@ -5,6 +5,12 @@
 innermost :func:`using_device` block (the CLI's ``--device``, :func:`genir.retrieval.build_index`'s
 ``device=``): document embeddings, a frozen encoder's cached states and training all run there.
 FM-index work always stays on the CPU.
+
+The block's ``count`` (``--devices``, ``devices=``) is how many devices of that kind a build may
+spread over: training then runs one process per device (Lightning DDP), and document embeddings
+(:meth:`genir.retrieval.encoder.TextEncoder.encode`) are computed by one process per device
+(:mod:`genir.retrieval.sharded`). Processes started that way see the defaults (``auto``, 1), so
+work inside them never spreads again.
 """
 
 from __future__ import annotations
@@ -51,8 +57,8 @@ def device_count() -> int:
 @contextmanager
 def using_device(spec: str | None, count: int = 1) -> Iterator[torch.device]:
     """Within the block, :func:`resolve_device` with no argument answers ``spec`` (checked first),
-    and :func:`device_count` answers ``count``: with ``count > 1`` training runs one process per
-    device (GPUs ``0..count-1``, or CPU processes)."""
+    and :func:`device_count` answers ``count``: with ``count > 1`` training and document encoding
+    run one process per device (GPUs ``0..count-1``, or CPU processes)."""
     device = resolve_device(spec or "auto")
     if count < 1 or (device.type == "cuda" and count > torch.cuda.device_count()):
         raise GenirError(f"--devices {count}: this machine has {torch.cuda.device_count()} CUDA devices")

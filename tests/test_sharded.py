@@ -1,7 +1,9 @@
-"""Several devices through Lightning, tested with two CPU processes (gloo): sharded search and DDP training."""
+"""Several devices through Lightning, tested with two CPU processes (gloo): sharded search, sharded encoding
+and DDP training."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import write_beir
@@ -9,9 +11,9 @@ from conftest import write_beir
 from genir.devices import using_device
 from genir.errors import GenirError
 from genir.indexer.collection import Collection
-from genir.retrieval.encoder import resolve_model
+from genir.retrieval import sharded
+from genir.retrieval.encoder import TextEncoder, resolve_model
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
-from genir.retrieval.sharded import sharded_batch_search
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import build_seq2seq
 
@@ -25,11 +27,29 @@ def test_sharded_search_returns_the_single_process_results(tmp_path):
                           ["model=t5-config:tiny", "max_epochs=5", "batch_size=8", "spans=0", "warmup_steps=0"])
     build_index("dsi", coll, tmp_path / "idx", config, device="cpu")
     one = Searcher.load(tmp_path / "idx", device="cpu").batch_search(QUERIES, 3)
-    two = sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2)
+    two = sharded.sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2)
     assert [[h.docid for h in hits] for hits in two] == [[h.docid for h in hits] for hits in one]
     # Batches of other sizes pad the queries differently: the scores agree to float32 rounding.
     for got, want in zip(two, one):
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+
+
+def test_sharded_encoding_builds_the_single_process_embeddings(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    real, calls = sharded.predict_sharded, []
+
+    def spy(work, count, devices, accelerator, batch_size=1):
+        calls.append((count, devices, accelerator))
+        return real(work, count, devices, accelerator, batch_size)
+
+    monkeypatch.setattr(sharded, "predict_sharded", spy)
+    coll = Collection.open(write_beir(tmp_path / "c"))
+    config = parse_config(searcher_class("dense").Config, ["batch_size=2"])
+    build_index("dense", coll, tmp_path / "idx", config, device="cpu", devices=2)
+    # 6 documents in batches of 2 cut in length order (not input order): 3 batches over 2 processes.
+    assert calls == [(3, 2, "cpu")]
+    one = TextEncoder(device="cpu").encode([d.contents for d in coll.docs()], batch_size=2)
+    np.testing.assert_allclose(np.load(tmp_path / "idx" / "embeddings.npy"), one, rtol=0, atol=1e-6)
 
 
 def test_training_on_two_processes_brings_the_weights_back(tmp_path):
@@ -48,6 +68,5 @@ def test_training_on_two_processes_brings_the_weights_back(tmp_path):
 def test_more_gpus_than_the_machine_has_is_an_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.raises(GenirError, match="not available"):
-        with using_device("cuda", 2):
-            pass
+    with pytest.raises(GenirError, match="not available"), using_device("cuda", 2):
+        pass

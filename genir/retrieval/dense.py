@@ -7,7 +7,8 @@ Documents (``title + " " + text``) and queries are embedded by one encoder (all-
 default: mean pooling, L2-normalized) and matched by inner product. The FAISS index type is any
 ``index_factory`` string: ``Flat`` (exact), ``HNSW32``, ``IVF256,PQ32`` ... The document
 embeddings are kept in the index directory, so rebuilding with another index type over the same
-corpus and encoder (``--overwrite``) does not encode again.
+corpus and encoder (``--overwrite``) does not encode again. ``genir index --devices N`` encodes
+the documents with one process per device (:mod:`genir.retrieval.encoder`: the same embeddings).
 
 The query encoder is named by the index's config. A named model (``all-MiniLM-L6-v2``, a Hugging
 Face id) is loaded as such; a model *folder* is copied into the index (``encoder/``, covered by

@@ -1,18 +1,26 @@
 """Sentence embeddings from a Hugging Face encoder: mean pooling, L2 normalization.
 
-Shared by the dense baseline and, later, semantic docids. Texts are sorted by length and
-batched so that padding (wasted compute on 2 CPU cores) stays small.
+Shared by the dense baseline and DSI (document embeddings for semantic docids and docid rows).
+Texts are sorted by token count (longest first) and cut into batches of ``batch_size``, so that
+padding (wasted compute) stays small; a batch's vectors depend only on its own texts.
+
+Sharded encoding: inside ``using_device(spec, N)`` with ``N > 1`` (``genir index --devices N``,
+``build_index(..., devices=N)``), :meth:`TextEncoder.encode` hands those same batches to ``N``
+processes (GPUs ``0..N-1`` when the encoder is on CUDA, else CPU processes) through
+:func:`genir.retrieval.sharded.predict_sharded`; every process loads the encoder from the same
+files, so the result is the single-process one, rows in input order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from genir.devices import resolve_device
+from genir.devices import device_count, resolve_device
 from genir.errors import GenirError
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -41,6 +49,7 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_model(model)
+        self.path = path  # what each process of a sharded encode loads
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval()  # never unpickles
@@ -60,24 +69,62 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    @torch.inference_mode()
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
-        """Embed ``texts``.
+        """Embed ``texts``; over :func:`genir.devices.device_count` processes when it is above 1.
+
+        Args:
+            progress: a progress bar's label (None: no bar); one process only.
 
         Returns:
             ``[len(texts), dim]`` float32, rows in input order, L2-normalized if ``normalize``.
         """
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        order = np.argsort([len(ids) for ids in encoded], kind="stable")[::-1]
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(row) for row in ids], kind="stable")[::-1]
+        batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+        count = device_count()
+        if count > 1 and len(batches) > 1:  # one batch is not worth starting processes for
+            # Imported here: Lightning is heavy, and one-process encoding (every search) never needs it.
+            from genir.retrieval.sharded import predict_sharded
+
+            work = _EncodeShard(self.path, self.max_length, self.normalize, ids, batches)
+            vectors = predict_sharded(work, len(batches), count, "gpu" if self.device.type == "cuda" else "cpu")
+        else:
+            vectors = (self._embed([ids[i] for i in rows])
+                       for rows in tqdm(batches, desc=progress, disable=progress is None, unit="batch"))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = range(0, len(order), batch_size)
-        for start in tqdm(batches, desc=progress, disable=progress is None, unit="batch"):
-            rows = order[start:start + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in rows]}, return_tensors="pt").to(self.device)
-            hidden = self.model(**batch).last_hidden_state  # [B, T, H]
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, H]
-            if self.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[rows] = pooled.float().cpu().numpy()
+        for rows, batch in zip(batches, vectors):
+            out[rows] = batch.numpy()
         return out
+
+    @torch.inference_mode()
+    def _embed(self, ids: list[list[int]]) -> torch.Tensor:
+        """``[len(ids), dim]`` float32 on the CPU: the pooled (and normalized) vectors of token id lists."""
+        batch = self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+        hidden = self.model(**batch).last_hidden_state  # [B, T, H]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # [B, H]
+        if self.normalize:
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+        return pooled.float().cpu()
+
+
+@dataclass
+class _EncodeShard:
+    """One process's share of a sharded :meth:`TextEncoder.encode`: position ``p`` = batch ``p``.
+
+    ``ids``: every text's token ids; ``batches``: row numbers (into ``ids``) of each batch, as the
+    calling process cut them. Payload: the batch's ``[len(batches[p]), dim]`` float32 CPU tensor.
+    """
+
+    path: str
+    max_length: int
+    normalize: bool
+    ids: list[list[int]]
+    batches: list[np.ndarray]
+    encoder: TextEncoder | None = field(default=None, repr=False)
+
+    def open(self, device: torch.device) -> None:
+        self.encoder = TextEncoder(self.path, self.max_length, self.normalize, device)
+
+    def __call__(self, positions: list[int]) -> list[torch.Tensor]:
+        return [self.encoder._embed([self.ids[i] for i in self.batches[p]]) for p in positions]

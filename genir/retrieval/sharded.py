@@ -1,21 +1,31 @@
-"""Batch search sharded across devices (several GPUs, or CPU processes) through Lightning.
+"""Work sharded across devices (several GPUs, or CPU processes) through Lightning's ``Trainer.predict``.
 
-``sharded_batch_search(index_dir, queries, k, devices=N)`` runs ``Trainer.predict`` with ``N``
-processes (``ddp_spawn``: NCCL on GPUs, gloo on CPUs). Lightning's distributed sampler gives each
-process every ``N``-th query; each process opens the index on its own device and searches its
-share in batches; a prediction writer stores each process's ``(query position, hits)`` in a JSON
-file of a temporary directory; the calling process merges them by position. The result is exactly
-what ``Searcher.load(index_dir).batch_search(queries, k)`` returns on one device (the sampler pads
-the last share by repeating queries; a repeated position is kept once).
+One machinery, :func:`predict_sharded`, serves two uses: batch search (:func:`sharded_batch_search`,
+``genir run --devices N``) and text encoding (:meth:`genir.retrieval.encoder.TextEncoder.encode`
+inside ``using_device(spec, N)``, i.e. ``genir index --devices N``: the dense index's and DSI's
+document embeddings).
+
+How it runs: ``Trainer.predict`` with ``N`` processes (``ddp_spawn``: NCCL on GPUs ``0..N-1``,
+gloo on CPU processes; one device runs in the calling process) over the positions ``0..count-1``.
+Lightning's predict sampler (not repeating, not shuffling) gives process ``r`` the positions
+``r, r+N, r+2N, ...``, so each position is computed exactly once. Each process opens the work on
+its own device (:meth:`ShardWork.open`, e.g. loads a model there) at its first batch and maps its
+positions to payloads; at the end a writer stores the process's ``[(position, payload), ...]`` in
+``rank-R.pt`` (``torch.save``) of a temporary directory, and the calling process reads every file
+back (``weights_only``: no code is unpickled) and returns the payloads in position order.
+
+Payload format: what ``torch.load(weights_only=True)`` reads back (tensors, ``str``, ``int``,
+``float``, ``bool``, ``None``, and lists, tuples and dicts of them); a tensor payload should be on
+the CPU, so the calling process can read it without the worker's device.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -25,25 +35,33 @@ from torch.utils.data import DataLoader
 from genir.retrieval.searcher import Hit, Searcher
 
 
-class _SearchModule(L.LightningModule):
-    """Opens the index on this process's device on first use and searches batches of query positions."""
+class ShardWork(Protocol):
+    """What every process of :func:`predict_sharded` runs; picklable (``ddp_spawn`` sends it to each process)."""
 
-    def __init__(self, index_dir: str, queries: Sequence[str], k: int) -> None:
+    def open(self, device: torch.device) -> None:
+        """Get ready on this process's ``device`` (called once, before the first :meth:`__call__`)."""
+
+    def __call__(self, positions: list[int]) -> list[Any]:
+        """One payload per position, in the order given."""
+
+
+class _ShardModule(L.LightningModule):
+    """Runs a :class:`ShardWork` on this process's device: ``[b]`` int64 positions -> ``[(position, payload)]``."""
+
+    def __init__(self, work: ShardWork) -> None:
         super().__init__()
-        self.index_dir, self.queries, self.k = index_dir, list(queries), k
-        self.searcher: Searcher | None = None
+        self.work, self.opened = work, False
 
-    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> list[tuple[int, list[list[Any]]]]:
-        """``batch``: ``[b]`` int64 query positions -> ``(position, [[docid, score], ...])`` per query."""
-        if self.searcher is None:
-            self.searcher = Searcher.load(self.index_dir, verify=False, device=self.device)
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> list[tuple[int, Any]]:
+        if not self.opened:  # here, not in __init__: only now is self.device this process's device
+            self.work.open(self.device)
+            self.opened = True
         positions = batch.tolist()
-        hits = self.searcher.batch_search([self.queries[i] for i in positions], self.k)
-        return [(i, [[h.docid, h.score] for h in row]) for i, row in zip(positions, hits)]
+        return list(zip(positions, self.work(positions)))
 
 
 class _RankFiles(BasePredictionWriter):
-    """Writes each process's predictions to ``directory/rank-R.json``."""
+    """Writes each process's ``[(position, payload), ...]`` to ``directory/rank-R.pt``."""
 
     def __init__(self, directory: Path) -> None:
         super().__init__(write_interval="epoch")
@@ -52,25 +70,56 @@ class _RankFiles(BasePredictionWriter):
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Sequence[Any],
                            batch_indices: Sequence[Any]) -> None:
         rows = [row for batch in predictions for row in batch]
-        (self.directory / f"rank-{trainer.global_rank}.json").write_text(json.dumps(rows), encoding="utf-8")
+        torch.save(rows, self.directory / f"rank-{trainer.global_rank}.pt")
+
+
+def predict_sharded(work: ShardWork, count: int, devices: int, accelerator: str = "auto",
+                    batch_size: int = 1) -> list[Any]:
+    """``[payload of position 0, ..., payload of position count-1]``, computed by ``work`` over ``devices`` processes.
+
+    Args:
+        accelerator: ``"gpu"``, ``"cpu"`` or ``"auto"`` (GPUs when there are any), as in Lightning.
+        batch_size: positions one process hands ``work`` at a time.
+    """
+    with tempfile.TemporaryDirectory(prefix="genir-sharded-") as scratch:
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                            logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[_RankFiles(Path(scratch))])
+        loader = DataLoader(torch.arange(count), batch_size=batch_size, shuffle=False)
+        trainer.predict(_ShardModule(work), loader, return_predictions=False)
+        found: dict[int, Any] = {}
+        for path in sorted(Path(scratch).glob("rank-*.pt")):
+            found.update(torch.load(path, weights_only=True))
+    return [found[i] for i in range(count)]
+
+
+@dataclass
+class _SearchShard:
+    """Opens the index on this process's device and searches queries by position: payload ``[(docid, score), ...]``."""
+
+    index_dir: str
+    queries: list[str]
+    k: int
+    searcher: Searcher | None = field(default=None, repr=False)
+
+    def open(self, device: torch.device) -> None:
+        self.searcher = Searcher.load(self.index_dir, verify=False, device=device)
+
+    def __call__(self, positions: list[int]) -> list[list[tuple[str, float]]]:
+        hits = self.searcher.batch_search([self.queries[i] for i in positions], self.k)
+        return [[(h.docid, h.score) for h in row] for row in hits]
 
 
 def sharded_batch_search(index_dir: str | Path, queries: Sequence[str], k: int, devices: int,
                          accelerator: str = "auto", batch_size: int = 64) -> list[list[Hit]]:
     """``Searcher.batch_search(queries, k)`` of the index at ``index_dir``, spread over ``devices`` processes.
 
+    The hits are the single-process ones; scores agree to float rounding (a process batches other
+    queries together, so padding differs).
+
     Args:
         accelerator: ``"gpu"``, ``"cpu"`` or ``"auto"`` (GPUs when there are any), as in Lightning.
         batch_size: queries one process searches at a time.
     """
-    with tempfile.TemporaryDirectory(prefix="genir-sharded-") as scratch:
-        trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
-                            logger=False, enable_progress_bar=False, enable_model_summary=False,
-                            callbacks=[_RankFiles(Path(scratch))])
-        loader = DataLoader(torch.arange(len(queries)), batch_size=batch_size, shuffle=False)
-        trainer.predict(_SearchModule(str(index_dir), queries, k), loader, return_predictions=False)
-        found: dict[int, list[Hit]] = {}
-        for path in sorted(Path(scratch).glob("rank-*.json")):
-            for position, hits in json.loads(path.read_text(encoding="utf-8")):
-                found[position] = [Hit(docid, float(score)) for docid, score in hits]
-    return [found[i] for i in range(len(queries))]
+    found = predict_sharded(_SearchShard(str(index_dir), list(queries), k), len(queries), devices, accelerator, batch_size)
+    return [[Hit(docid, float(score)) for docid, score in hits] for hits in found]
