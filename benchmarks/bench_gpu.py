@@ -1,4 +1,4 @@
-"""GPU benchmark in one script: top-k kernels, constrained beam search, the DSI build and search.
+"""GPU benchmark in one script: top-k kernels, constrained beam search, and build + search of the four methods.
 
 Sections (each skipped with a reason when what it needs is missing):
 
@@ -7,21 +7,36 @@ Sections (each skipped with a reason when what it needs is missing):
 * ``beam``: trie- and FM-index-constrained beam search of a small T5 (random weights), queries/s
   on the GPU and on the CPU;
 * ``dsi``: ``genir index -m dsi`` of a collection (SciFact) on the GPU, once per ``--dsi`` variant
-  (default: the default recipe), time per stage from the manifest, then search queries/s at k = 10
-  and 100 with beam search and with the exact atomic search; each k = 100 run is written as a TREC
-  file so it can be scored where ir_measures is installed (``genir eval``);
-* ``dense``: FAISS dense retrieval build and search queries/s, when faiss is installed.
+  (default: the default recipe), searched with beam search, the exact atomic search and ``first``;
+* ``dense``: FAISS dense retrieval (documents and queries embedded on the GPU), when faiss is installed;
+* ``seal``: a SEAL index with a short training budget (``--seal-set``, default ``max_time`` 1
+  minute: the model's size, not its quality, sets the search speed), or the one at ``--seal-index``;
+* ``bm25``: Lucene BM25, where Java and pyserini are installed (run last: the JVM starts after
+  every Lightning run of the script).
 
-BM25 (Java) and SEAL's trained model (an hour of training) are not run here.
+Every method section builds its index on the device (Lucene: the CPU; stage times from the manifest), then
+searches every test query at k = 10 and k = 100, queries/s after a warm-up of 16 queries; each
+k = 100 run is written to ``OUT/run-ENTRY.trec`` so it can be scored where ir_measures is
+installed (``genir eval``).
+
+Time on one GPU (the issue's limit: 8 minutes), SciFact, by design: topk + beam ~0.75 min and
+dsi (default recipe) ~1.5 min (130 s together on an H200, 71.5 s of it the dsi build); dense
+~0.5 min (5,183 documents); seal ~1.5 min of building (1 minute of training) and at most ~2.3 min
+of search (2 x (300 + 16 warm-up) queries even at SEAL's 2-core CPU rate, 4.7 queries/s); bm25
+~0.5 min where Java is: about 7 minutes at worst. ``seconds`` in the JSON records each section's
+wall time.
 
 Usage: ``python benchmarks/bench_gpu.py --collection ../shared/data/scifact --out bench-out/gpu``;
-``--quick`` runs small shapes on any device (a CPU smoke test). Prints one table, writes
-``OUT/bench_gpu.json``.
+``--quick`` runs small shapes and tiny dsi/seal training on any device (a CPU smoke test; pair it
+with a small collection). Prints the kernel tables and one search table (every method, queries/s
+at k = 10 and 100), writes ``OUT/bench_gpu.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import json
 import statistics
 import time
@@ -31,13 +46,22 @@ from typing import Any
 import torch
 
 from genir.devices import resolve_device
+from genir.errors import GenirError
+from genir.indexer.collection import Collection
 from genir.kernels.beam_search import beam_search
 from genir.kernels.constraint import Candidates
 from genir.kernels.topk import TRITON_MAX_K, constrained_topk, use_triton
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.retrieval.runs import write_run
+from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.model import build_seq2seq
 
 Row = dict[str, Any]
+#: Sections whose rows form the one search table (every method: build, then queries/s at k = 10, 100).
+METHOD_SECTIONS = ("bm25", "dense", "dsi", "seal")
+#: Training settings --quick adds (before the user's): one epoch of few pairs (SEAL: of a tiny T5).
+QUICK_DSI = ["max_epochs=1", "spans=0", "warmup_steps=0"]
+QUICK_SEAL = ["model=t5-config:tiny", "max_epochs=1", "warmup_steps=0", "ngrams_per_pair=2", "unsupervised_per_doc=1"]
 
 
 def _time_ms(fn, device: torch.device, repeats: int) -> float:
@@ -145,57 +169,90 @@ def _search_rate(searcher, queries: list[str], k: int) -> tuple[float, list]:
     return len(queries) / (time.perf_counter() - started), hits
 
 
-def bench_index(method: str, label: str, collection_dir: Path, out: Path, index_root: Path, device: torch.device,
-                settings: list[str], search_modes: tuple[str, ...] = ("",)) -> list[Row]:
-    """Build one index on ``device``, then search every test query at k = 10 and 100 once per search
-    mode (dsi's ``atomic_search``); each k = 100 run is written to ``out/run-LABEL[-MODE].trec``."""
-    import dataclasses
-
-    from genir.indexer.collection import Collection
-    from genir.retrieval.runs import write_run
-    from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
-
-    collection = Collection.open(collection_dir)
-    destination = index_root / label
+def bench_index(method: str, label: str, args: argparse.Namespace, device: torch.device, settings: list[str],
+                search_modes: tuple[str, ...] = ("",)) -> list[Row]:
+    """Build one index of ``args.collection`` on ``device`` into ``args.index_dir/LABEL``, then :func:`bench_search` it."""
+    collection = Collection.open(args.collection)
+    destination = args.index_dir / label
     started = time.perf_counter()
     manifest = build_index(method, collection, destination, parse_config(searcher_class(method).Config, settings),
                            overwrite=True, device=str(device))
-    build_seconds = time.perf_counter() - started
-    stages = {key: value for key, value in manifest.stats.items() if key.endswith("_seconds") or key == "train_steps"}
+    built = {"build_s": time.perf_counter() - started,
+             "stages": {key: value for key, value in manifest.stats.items()
+                        if (key.endswith("_seconds") and key != "build_seconds") or key == "train_steps"}}
+    return bench_search(destination, label, collection, args.out, device, built, search_modes)
+
+
+def bench_search(index_dir: Path, label: str, collection: Collection, out: Path, device: torch.device, built: Row,
+                 search_modes: tuple[str, ...] = ("",)) -> list[Row]:
+    """Search every test query (else the first split's) at k = 10 and 100, once per search mode (dsi's
+    ``atomic_search``); one row per mode, ``built`` in front; each k = 100 run goes to ``out/run-NAME.trec``."""
     split = "test" if "test" in collection.splits() else collection.splits()[0]
     queries = collection.split_queries(split)
     rows = []
     for mode in search_modes:
-        searcher = Searcher.load(destination, device=device)
+        searcher = Searcher.load(index_dir, device=device)
         if mode:
             searcher.config = dataclasses.replace(searcher.config, atomic_search=mode)
         name = f"{label}-{mode}" if mode else label
-        row: Row = {"entry": name, "device": str(device), "build_s": build_seconds, **stages}
+        row: Row = {"entry": name, "device": str(device), **built}
         for k in (10, 100):
             rate, hits = _search_rate(searcher, list(queries.values()), k)
             row[f"queries_per_s_k{k}"] = rate
             if k == 100:
                 write_run(dict(zip(queries, hits)), out / f"run-{name}.trec", tag=f"genir-{name}")
+        searcher.close()
         rows.append(row)
     return rows
 
 
-def _dense(collection: Path, out: Path, index_root: Path, device: torch.device) -> list[Row]:
+def _bm25(args: argparse.Namespace) -> list[Row]:
+    """Lucene runs on the CPU whatever ``--device`` says."""
+    from genir.retrieval.bm25 import ensure_java
+
+    if importlib.util.find_spec("pyserini") is None:
+        return [{"entry": "bm25", "skipped": "pyserini is not installed here"}]
     try:
-        import faiss  # noqa: F401
-    except ImportError:
+        ensure_java()
+    except GenirError as e:
+        return [{"entry": "bm25", "skipped": str(e)}]
+    return bench_index("bm25", "bm25", args, torch.device("cpu"), [])
+
+
+def _dense(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    if importlib.util.find_spec("faiss") is None:
         return [{"entry": "dense", "skipped": "faiss is not installed here"}]
-    return bench_index("dense", "dense", collection, out, index_root, device, [])
+    return bench_index("dense", "dense", args, device, [])
 
 
 def _dsi(args: argparse.Namespace, device: torch.device) -> list[Row]:
-    """Every ``--dsi LABEL:KEY=VALUE,...`` variant, searched with beam search and the exact atomic search."""
+    """Every ``--dsi LABEL:KEY=VALUE,...`` variant, searched with beam search, the exact atomic search and first."""
     rows = []
     for variant in args.dsi:
         label, _, options = variant.partition(":")
-        settings = [o for o in options.split(",") if o] + args.set
-        rows += bench_index("dsi", label, args.collection, args.out, args.index_dir, device, settings, ("beam", "exact", "first"))
+        settings = (QUICK_DSI if args.quick else []) + [o for o in options.split(",") if o] + args.set
+        rows += bench_index("dsi", label, args, device, settings, ("beam", "exact", "first"))
     return rows
+
+
+def _seal(args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """The index at ``--seal-index`` (searched as it is), else one built with a 1-minute training budget."""
+    if args.seal_index is not None:
+        collection = Collection.open(args.collection)
+        return bench_search(args.seal_index, "seal", collection, args.out, device, {"index": str(args.seal_index)})
+    settings = ["max_time=00:00:01:00"] + (QUICK_SEAL if args.quick else []) + args.seal_set
+    return bench_index("seal", "seal", args, device, settings)
+
+
+def _print_table(title: str, rows: list[Row]) -> None:
+    """A markdown table: one column per key any row has (dict values, e.g. ``stages``, stay in the JSON)."""
+    keys = list(dict.fromkeys(key for row in rows for key, value in row.items() if not isinstance(value, dict)))
+    print(f"\n## {title}")
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{row[key]:.3g}" if isinstance(row.get(key), float) else str(row.get(key, "")) for key in keys]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -203,40 +260,47 @@ def main() -> None:
     parser.add_argument("--collection", type=Path, default=Path("../shared/data/scifact"))
     parser.add_argument("--out", type=Path, default=Path("bench-out/gpu"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--sections", default="topk,dsi,beam,dense", help="comma-separated, run in this order")
-    parser.add_argument("--quick", action="store_true", help="small shapes: a smoke test that runs on a CPU too")
+    # bm25 last: Lucene's JVM starts only after every Lightning run of the process.
+    parser.add_argument("--sections", default="topk,beam,dsi,dense,seal,bm25", help="comma-separated, run in this order")
+    parser.add_argument("--quick", action="store_true", help="small shapes and tiny training: a smoke test that runs on a CPU too")
     parser.add_argument("--set", action="append", default=[], help="dsi option KEY=VALUE for every variant (repeatable)")
     parser.add_argument("--dsi", action="append", default=[],
                         help="a dsi variant LABEL:KEY=VALUE,... (repeatable; default: dsi, the default recipe)")
+    parser.add_argument("--seal-set", action="append", default=[], help="seal option KEY=VALUE (repeatable)")
+    parser.add_argument("--seal-index", type=Path, default=None, help="search this seal index instead of building one")
     parser.add_argument("--index-dir", type=Path, default=None, help="where the indexes go (default OUT/indexes)")
     args = parser.parse_args()
+    runs = {
+        "topk": lambda: bench_topk(device, args.quick),
+        "beam": lambda: bench_beam(device, args.quick),
+        "dsi": lambda: _dsi(args, device),
+        "dense": lambda: _dense(args, device),
+        "seal": lambda: _seal(args, device),
+        "bm25": lambda: _bm25(args),
+    }
+    sections = args.sections.split(",")
+    unknown = [section for section in sections if section not in runs]
+    if unknown:
+        parser.error(f"unknown sections {unknown}: choose from {', '.join(runs)}")
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     args.dsi = args.dsi or ["dsi:"]
     args.index_dir = args.index_dir or args.out / "indexes"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    results: dict[str, Any] = {"device": name, "torch": torch.__version__}
-    runs = {
-        "topk": lambda: bench_topk(device, args.quick),
-        "dsi": lambda: _dsi(args, device),
-        "beam": lambda: bench_beam(device, args.quick),
-        "dense": lambda: _dense(args.collection, args.out, args.index_dir, device),
-    }
-    for section in args.sections.split(","):
+    results: dict[str, Any] = {"device": name, "torch": torch.__version__, "seconds": {}}
+    for section in sections:
+        started = time.perf_counter()
         results[section] = runs[section]()
+        results["seconds"][section] = round(time.perf_counter() - started, 1)
         # Written after every section, so a run stopped at its time limit keeps what it measured.
         (args.out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    print(f"# {name}, torch {torch.__version__}")
-    for section, rows in results.items():
-        if not isinstance(rows, list):
-            continue
-        print(f"\n## {section}")
-        keys = list(dict.fromkeys(key for row in rows for key in row))
-        print("| " + " | ".join(keys) + " |")
-        print("|" + "---|" * len(keys))
-        for row in rows:
-            cells = [f"{row[key]:.3g}" if isinstance(row.get(key), float) else str(row.get(key, "")) for key in keys]
-            print("| " + " | ".join(cells) + " |")
+    print(f"# {name}, torch {torch.__version__}; seconds per section: {results['seconds']}")
+    for section in ("topk", "beam"):
+        if section in results:
+            _print_table(section, results[section])
+    searched = [row for section in METHOD_SECTIONS if section in results for row in results[section]]
+    if searched:
+        _print_table("search (queries/s at k = 10 and 100; stages in the JSON)", searched)
 
 
 if __name__ == "__main__":
