@@ -3,7 +3,8 @@
 
 Each method's base index (the six toy documents) is built once per module and copied for each
 test. The DSI index is the default recipe (bert2bert MiniLM encoder, frozen; atomic docids whose
-LM-head rows are the documents' MiniLM embeddings, frozen), trained briefly on the documents.
+LM-head rows are the documents' MiniLM embeddings, frozen), trained briefly on the documents. The
+SEAL index has no model (``use_model=false``); its segments are tested in test_seal_segments.py.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ NEW_DOCS = [
 OLD_TEXTS = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
 QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "cats and dogs", "run a command"]
 DSI_SETTINGS = ["queries_split=", "max_epochs=20", "batch_size=8", "warmup_steps=0", "spans=0"]
-METHODS = ["bm25", "dense", "dsi"]
+METHODS = ["bm25", "dense", "dsi", "seal"]
+SETTINGS = {"dsi": DSI_SETTINGS, "seal": ["use_model=false"]}
 
 runner = CliRunner()
 
@@ -66,8 +68,7 @@ def built(tmp_path_factory):
     collection = Collection.open(write_beir(root / "toy"))
     indexes = {}
     for method in METHODS:
-        settings = DSI_SETTINGS if method == "dsi" else []
-        config = parse_config(searcher_class(method).Config, settings)
+        config = parse_config(searcher_class(method).Config, SETTINGS.get(method, []))
         build_index(method, collection, root / method, config, device="cpu")
         indexes[method] = root / method
     config = parse_config(searcher_class("dsi").Config, ["model=t5-config:tiny", "docids=naive", "queries_split=",
@@ -225,17 +226,6 @@ def test_dsi_add_needs_atomic_embedding_rows(index_copy):
     searcher = Searcher.load(index, device="cpu")
     assert searcher.num_docs == 5
     assert all("d1" not in ids(hits) for hits in searcher.batch_search(QUERIES, k=5))
-
-
-def test_seal_says_not_supported():
-    from genir.seal.searcher import SEALSearcher
-
-    searcher = object.__new__(SEALSearcher)
-    searcher.directory = Path("nowhere")
-    with pytest.raises(GenirError, match="seal indexes do not support adding or deleting documents yet"):
-        searcher.add(docs_of(NEW_DOCS))
-    with pytest.raises(GenirError, match="not support"):
-        searcher.delete(["d1"])
 
 
 # -- errors write nothing ------------------------------------------------------------------------

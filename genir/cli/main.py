@@ -143,6 +143,29 @@ def delete(
     _print_change(change, index_dir)
 
 
+@app.command()
+@user_errors
+def optimize(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="seal index to merge (changed in place, atomically).")],
+) -> None:
+    """Merge a seal index's FM-index segments into one over its live documents (Lucene's forceMerge).
+
+    Adds write new segments and deletes record tombstones; after a merge deleted documents' n-grams
+    no longer count and the index is the one a build of its documents gives.
+    """
+    from genir.seal.searcher import optimize_index
+
+    with err.status(f"merging the segments of {index_dir}"):
+        change = optimize_index(index_dir)
+    stats = change.stats
+    if stats["merged_segments"] == 1 and not stats["dropped_docs"]:
+        out.print(f"{index_dir} is one segment without deleted documents: nothing to merge", highlight=False)
+        return
+    out.print(f"merged {stats['merged_segments']} segments of {index_dir} into one ({stats['dropped_docs']:,} deleted "
+              f"documents dropped, {change.num_docs_after:,} documents): FM-index {stats['fmindex_bytes_before'] / 2**20:.1f} MB "
+              f"-> {stats['fmindex_bytes'] / 2**20:.1f} MB in {change.seconds:.2f} s", highlight=False)
+
+
 def _print_change(change, index_dir: Path) -> None:
     verb = "added" if change.operation == "add" else "deleted"
     out.print(f"{verb} {change.documents:,} documents {'to' if verb == 'added' else 'from'} {index_dir}: "

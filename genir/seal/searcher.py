@@ -4,7 +4,8 @@ Building an index tokenizes every document (title + text) with the model's token
 FM-index over the token ids (shifted by two: the decoder's pad 0 and eos 1 never occur in the
 corpus, see :mod:`genir.seq2seq.vocab`), and trains the model on SEAL's pairs
 (:mod:`genir.seal.pairs`) with genir's Lightning machinery. The index directory holds
-``model/`` (safetensors), ``tokenizer/``, ``fmindex/`` (``.npy`` + JSON) and ``docids.json``.
+``model/`` (safetensors), ``tokenizer/``, ``fmindex/`` (``.npy`` + JSON) and ``docids.json``, and
+once documents are added or deleted, more FM-index segments and tombstones (:mod:`genir.seal.segments`).
 
 Searching a query (:mod:`genir.seal.scoring` has the formulas):
 
@@ -17,6 +18,17 @@ Searching a query (:mod:`genir.seal.scoring` has the formulas):
    and locating them would dominate the cost);
 4. documents are ranked by intersective aggregation with the coverage penalty.
 
+Growing (:meth:`Searcher.add` / ``delete``, :meth:`SEALSearcher.optimize`), as Lucene does
+(:mod:`genir.seal.segments`): an add writes one new FM-index segment over the new documents only
+(the existing segments' files are linked into the new version, never rewritten); the model is not
+retrained: a new document is reachable at once through its n-grams (the constraint allows them, the
+query's n-grams find them), though the model, which never saw its text, generates n-grams that
+favour the documents it was trained on. A delete records tombstones: deleted documents are never
+returned, but their n-grams keep counting in the weights and may still steer decoding until
+``optimize`` (``genir optimize``) merges the segments into one FM-index over the live documents,
+the FM-index a build of them gives. An index holding files that are not SEAL's refuses to change.
+A seal-hybrid (:mod:`genir.retrieval.hybrid`) grows through this: its SEAL component gets the segments.
+
 ``use_model=false`` skips training: keys are the query n-grams alone (the ablation showing what
 the FM-index and the query contribute without a model). ``model_from=INDEX`` copies the trained
 model of another seal index of the same corpus, so that search settings can be compared without
@@ -26,7 +38,6 @@ training again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -43,18 +54,25 @@ from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
-from genir.kernels.fm_constraint import FMIndexConstraint
+from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
 from genir.retrieval.encoder import DEFAULT_ENCODER
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Change, Hit, Searcher, searcher_class
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
+from genir.seal.segments import (
+    Segment,
+    SegmentConstraint,
+    SegmentedFMIndex,
+    copy_tree,
+    write_segment,
+)
 from genir.seq2seq.fit import TrainSettings, run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
 
-MODEL_DIR, TOKENIZER_DIR, FMINDEX_DIR, DOCIDS_FILE = "model", "tokenizer", "fmindex", "docids.json"
+MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
 QUERY_BATCH = 16  # queries decoded together
 TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
@@ -113,16 +131,14 @@ class SEALSearcher(Searcher):
         from transformers import AutoTokenizer
 
         self.directory = directory
-        self.index = FMIndex.load(directory / FMINDEX_DIR)
+        self.index = SegmentedFMIndex.load(directory, listed=manifest.files)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
-            self.docids: list[str] = json.loads((directory / DOCIDS_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise CorruptIndexError(f"{directory}: unreadable SEAL index ({type(e).__name__}: {e})") from None
-        if not isinstance(self.docids, list) or len(self.docids) != self.index.num_docs:
-            raise GenirError(f"{directory / DOCIDS_FILE}: {len(self.docids)} ids for {self.index.num_docs} indexed documents")
+        self.docids: list[str] = self.index.docids  # global document number -> id, deleted documents included
         self.model = load_seq2seq(directory / MODEL_DIR) if (directory / MODEL_DIR).is_dir() else None
-        self.constraint = FMIndexConstraint(self.index, eos_token_id=EOS)
+        self.constraint = SegmentConstraint(self.index, eos_token_id=EOS)
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -139,25 +155,28 @@ class SEALSearcher(Searcher):
             vocab.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
         started = time.perf_counter()
         index = build_fm_index(docs, vocab, config.fm_sample_rate)
-        index.save(directory / FMINDEX_DIR)
+        ids = [d.id for d in docs]
+        write_segment(directory, index, ids)
         stats["fmindex_seconds"] = round(time.perf_counter() - started, 3)  # tokenizing included
-        stats["fmindex_bytes"] = sum(f.stat().st_size for f in (directory / FMINDEX_DIR).iterdir())
-        (directory / DOCIDS_FILE).write_text(json.dumps([d.id for d in docs]) + "\n", encoding="utf-8")
-        stats.update(num_tokens=index.num_tokens, vocab_size=index.vocab_size)
+        stats.update(SegmentedFMIndex([Segment(index, ids)]).stats(directory), vocab_size=index.vocab_size)
         if config.use_model and not config.model_from:
             stats.update(_train(collection, docs, config, vocab, directory / MODEL_DIR))
         return stats
 
     def write_files(self, directory: Path) -> None:
-        for name in (MODEL_DIR, TOKENIZER_DIR, FMINDEX_DIR):
+        self._carry_model(directory, link=False)
+        self.index.copy_to(self.directory, directory)
+
+    def _carry_model(self, directory: Path, link: bool) -> None:
+        """Copy (or hard-link) ``model/`` and ``tokenizer/`` into ``directory``."""
+        for name in (MODEL_DIR, TOKENIZER_DIR):
             if (self.directory / name).is_dir():
-                shutil.copytree(self.directory / name, directory / name)
-        shutil.copy2(self.directory / DOCIDS_FILE, directory / DOCIDS_FILE)
+                copy_tree(self.directory / name, directory / name, link)
 
     # -- searching --------------------------------------------------------------------------
     @property
     def num_docs(self) -> int:
-        return len(self.docids)
+        return self.index.num_live
 
     def to(self, device: str | torch.device | None) -> SEALSearcher:
         """The model moves; the FM-index stays on the CPU (its constraint moves states across)."""
@@ -173,11 +192,13 @@ class SEALSearcher(Searcher):
                 results.append(self.rank(keys, k))
         return results
 
-    def keys(self, queries: Sequence[str]) -> list[dict[Ngram, tuple[float, int, int]]]:
-        """Each query's keys: n-gram -> ``(weight, lo, hi)``, its SEAL weight and FM-index range."""
+    def keys(self, queries: Sequence[str]) -> list[dict[Ngram, tuple[float, Int64Array, Int64Array]]]:
+        """Each query's keys: n-gram -> ``(weight, lo, hi)``, its SEAL weight and ``[S]`` int64 range
+        bounds, one range per FM-index segment (:mod:`genir.seal.segments`)."""
         num_tokens = self.index.num_tokens
-        found: list[dict[Ngram, tuple[float, int, int]]] = [{} for _ in queries]
-        sources: list[list[tuple[Ngram, float, int, int]]] = [[] for _ in queries]  # (n-gram, log P(n|q), lo, hi)
+        found: list[dict[Ngram, tuple[float, Int64Array, Int64Array]]] = [{} for _ in queries]
+        # (n-gram, log P(n|q), lo, hi) of every candidate key
+        sources: list[list[tuple[Ngram, float, Int64Array, Int64Array]]] = [[] for _ in queries]
         if self.model is not None and self.config.use_model and self.config.generated_ngrams:
             for b, generated in enumerate(self._generated(queries)):
                 sources[b] += generated
@@ -188,30 +209,31 @@ class SEALSearcher(Searcher):
         for b, rows in enumerate(sources):
             if not rows:
                 continue
-            counts = self.index.range_counts(np.array([r[2] for r in rows]), np.array([r[3] for r in rows]))
+            counts = self.index.range_counts(np.stack([r[2] for r in rows]), np.stack([r[3] for r in rows]))
             weights = ngram_weights([r[1] for r in rows], np.maximum(counts, 1), num_tokens)
             for (ngram, _, lo, hi), weight, count in zip(rows, weights.tolist(), counts.tolist()):
                 if count and weight > found[b].get(ngram, (-1.0,))[0]:
                     found[b][ngram] = (weight, lo, hi)
         return found
 
-    def _generated(self, queries: Sequence[str]) -> list[list[tuple[Ngram, float, int, int]]]:
-        """Every prefix the beams held at any step, with its summed log-probability and range."""
+    def _generated(self, queries: Sequence[str]) -> list[list[tuple[Ngram, float, Int64Array, Int64Array]]]:
+        """Every prefix the beams held at any step, with its summed log-probability and ``[S]`` range bounds."""
         batch = self.tokenizer(list(queries), truncation=True, max_length=self.config.max_source_len, padding=True,
                                return_tensors="pt").to(self.model.device)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=self.config.beams, max_new_tokens=self.config.max_ngram_tokens + 1, record_steps=True)
-        best: list[dict[Ngram, tuple[float, int, int]]] = [{} for _ in queries]
+        best: list[dict[Ngram, tuple[float, Int64Array, Int64Array]]] = [{} for _ in queries]
         for step in out.steps or []:
             live = (step.valid & ~step.ended).cpu().numpy()
-            tokens, scores, states = step.tokens.cpu().numpy(), step.scores.cpu().numpy(), step.states.cpu().numpy()
+            tokens, scores = step.tokens.cpu().numpy(), step.scores.cpu().numpy()
+            lo, hi = self.constraint.ranges(step.states.cpu().numpy())  # [B, K, S] each
             for b, slot in zip(*live.nonzero()):
                 ngram = tuple(tokens[b, slot].tolist())
                 if float(scores[b, slot]) > best[b].get(ngram, (-np.inf,))[0]:
-                    best[b][ngram] = (float(scores[b, slot]), int(states[b, slot, 0]), int(states[b, slot, 1]))
+                    best[b][ngram] = (float(scores[b, slot]), lo[b, slot], hi[b, slot])
         return [[(n, *v) for n, v in found.items()] for found in best]
 
-    def _query_ngrams(self, queries: Sequence[str]) -> list[list[tuple[Ngram, int, int]]]:
+    def _query_ngrams(self, queries: Sequence[str]) -> list[list[tuple[Ngram, Int64Array, Int64Array]]]:
         """The n-grams of up to ``query_ngram_words`` whole words of each query that occur in the corpus."""
         per_query: list[list[Ngram]] = []
         for query in queries:
@@ -225,25 +247,99 @@ class SEALSearcher(Searcher):
                       for i in range(len(pieces)) for j in range(i + 1, min(i + self.config.query_ngram_words, len(pieces)) + 1)}
             per_query.append(sorted(ngrams))
         flat = [np.array(n, dtype=np.int64) for ngrams in per_query for n in ngrams]
-        lo, hi = self.index.ranges(flat) if flat else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        lo, hi = self.index.ranges(flat) if flat else (np.zeros((0, len(self.index.segments)), np.int64),) * 2
+        occurs = (hi > lo).any(axis=1)
         out, at = [], 0
         for ngrams in per_query:
-            out.append([(n, int(lo[at + i]), int(hi[at + i])) for i, n in enumerate(ngrams) if hi[at + i] > lo[at + i]])
+            out.append([(n, lo[at + i], hi[at + i]) for i, n in enumerate(ngrams) if occurs[at + i]])
             at += len(ngrams)
         return out
 
-    def rank(self, keys: dict[Ngram, tuple[float, int, int]], k: int) -> list[Hit]:
-        """The ``k`` best documents for one query's keys (as :meth:`keys` returns them)."""
-        usable = [(n, v) for n, v in keys.items() if v[0] > 0 and v[2] - v[1] <= self.config.max_occurrences]
-        if not usable:
+    def rank(self, keys: dict[Ngram, tuple[float, Int64Array, Int64Array]], k: int) -> list[Hit]:
+        """The ``k`` best live documents for one query's keys (as :meth:`keys` returns them)."""
+        weighted = [(n, v) for n, v in keys.items() if v[0] > 0]
+        if not weighted:
             return []
-        ngrams = [n for n, _ in usable]
-        values = np.array([v for _, v in usable], dtype=np.float64)
-        occurrences = self.index.locate(values[:, 1].astype(np.int64), values[:, 2].astype(np.int64),
-                                        np.array([len(n) for n in ngrams], dtype=np.int64))
-        docs, scores = aggregate(ngrams, values[:, 0], occurrences.row_ptr, occurrences.doc_ids,
-                                 alpha=self.config.alpha, beta=self.config.beta)
+        lo, hi = np.stack([v[1] for _, v in weighted]), np.stack([v[2] for _, v in weighted])
+        usable = np.flatnonzero(self.index.range_counts(lo, hi) <= self.config.max_occurrences)
+        if not usable.shape[0]:
+            return []
+        ngrams = [weighted[i][0] for i in usable.tolist()]
+        occurrences = self.index.locate(lo[usable], hi[usable], np.array([len(n) for n in ngrams], dtype=np.int64))
+        docs, scores = aggregate(ngrams, [weighted[i][1][0] for i in usable.tolist()], occurrences.row_ptr,
+                                 occurrences.doc_ids, alpha=self.config.alpha, beta=self.config.beta)
         return [Hit(self.docids[d], s) for d, s in zip(docs[:k].tolist(), scores[:k].tolist())]
+
+    # -- growing and shrinking (genir.seal.segments) ---------------------------------------------
+    def _check_growable(self) -> None:
+        """Refuse to change an index holding files a change would not carry over: SEAL's are the
+        model, the tokenizer and the segments; anything else would be lost from the new version."""
+        foreign = sorted(name for name in self.manifest.files
+                         if not (name.startswith((f"{MODEL_DIR}/", f"{TOKENIZER_DIR}/")) or self.index.owns(name)))
+        if foreign:
+            raise GenirError(f"{self._directory()} holds files that are not SEAL's ({foreign[0]}"
+                             + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+                             + f"), which adding, deleting or merging segments would leave behind: not supported for "
+                             f"this {self.method} index")
+
+    def _present(self, ids: Sequence[str]) -> set[str]:
+        self._check_growable()
+        return {docid for docid in ids if docid in self.index.live}
+
+    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+        started = time.perf_counter()
+        segment = build_fm_index(docs, TextVocab(self.tokenizer), self.config.fm_sample_rate)
+        seconds = time.perf_counter() - started
+        self._carry_model(staging, link=True)
+        grown = self.index.write_added(self.directory, staging, segment, [d.id for d in docs])
+        return {**grown.stats(staging), "add_fmindex_seconds": round(seconds, 3), "add_optimizer_steps": 0}
+
+    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+        self._carry_model(staging, link=True)
+        return self.index.write_deleted(self.directory, staging, [self.index.live[i] for i in ids]).stats(staging)
+
+    def optimize(self) -> Change:
+        """Merge every segment into one FM-index over the live documents and drop the tombstones
+        (Lucene's forceMerge), atomically as :meth:`add`; the result is the FM-index a build of the
+        live documents gives. Nothing is written when the index is one segment without deletions.
+
+        Raises:
+            GenirError: the index holds files that are not SEAL's, or the index on disk changed
+                since this searcher opened it.
+        """
+        self._check_growable()
+        before = self.index
+        stats = {"merged_segments": len(before.segments), "dropped_docs": int(before.deleted.shape[0]),
+                 "fmindex_bytes_before": before.stats(self._directory())["fmindex_bytes"]}
+        if len(before.segments) == 1 and not before.deleted.shape[0]:
+            return Change("optimize", 0, self.num_docs, self.num_docs, 0.0, {**stats, **before.stats(self._directory())})
+
+        def write(staging: Path) -> dict[str, Any]:
+            started = time.perf_counter()
+            merged = before.merged(self.config.fm_sample_rate)
+            segment = merged.segments[0]
+            write_segment(staging, segment.index, segment.docids)
+            self._carry_model(staging, link=True)
+            return {**merged.stats(staging), **stats, "optimize_merge_seconds": round(time.perf_counter() - started, 3)}
+
+        return self._change("optimize", [], write)
+
+
+def optimize_index(index_dir: str | Path) -> Change:
+    """Merge the segments of the seal index at ``index_dir`` (:meth:`SEALSearcher.optimize`).
+
+    Raises:
+        GenirError: ``index_dir`` is not a seal index, or as :meth:`SEALSearcher.optimize`.
+    """
+    method = read_manifest(index_dir, verify=False).method
+    if not issubclass(searcher_class(method), SEALSearcher):
+        raise GenirError(f"{index_dir} is a {method} index: genir optimize merges the FM-index segments of seal "
+                         "indexes only")
+    searcher = Searcher.load(index_dir, device="cpu")
+    try:
+        return searcher.optimize()
+    finally:
+        searcher.close()
 
 
 def build_fm_index(docs: Sequence[Document], vocab: TextVocab, sample_rate: int = 4) -> FMIndex:
