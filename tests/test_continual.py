@@ -237,7 +237,7 @@ def test_two_step_run_end_to_end_writes_searchable_indexes_and_a_report(tmp_path
     for step in (1, 2):
         searcher = Searcher.load(out / "finetune" / f"step-{step}")
         indexed = {d for d, j in part_of.items() if j <= step}
-        assert searcher.method == "dsi" and set(searcher.docids) == indexed
+        assert searcher.method == "dsi" and set(searcher.decoder.docids) == indexed
         for hits in searcher.batch_search(["zebras", "bread", "steam trains"], k=len(indexed)):
             assert len(hits) == len(indexed) and {h.docid for h in hits} == indexed
     newest = [d for d, j in part_of.items() if j == 2]

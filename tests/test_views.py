@@ -36,7 +36,7 @@ def test_training_pairs_mix_every_view(tmp_path):
     root = write_beir(tmp_path / "c", split="train")
     coll = Collection.open(root)
     docs = list(coll.docs())
-    assert retrieval_examples(coll, "train") == [("how do I parse json", "d3"), ("sha-256 digest of bytes", "d4"),
+    assert retrieval_examples(coll, coll.qrels("train")) == [("how do I parse json", "d3"), ("sha-256 digest of bytes", "d4"),
                                                  ("striped zebras", "d6")]
     config = ViewConfig(spans=0, rehearsal=1, pseudo_queries=2, retrieval_repeats=2)
     pairs = training_pairs(coll, docs, config, KeywordQueryGenerator(docs))

@@ -2,7 +2,8 @@
 
 from genir.dsi.docids import AtomicDocids, DocidScheme, NaiveDocids, load_docid_scheme, new_docid_scheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
+from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
 
-__all__ = ["AtomicDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids", "SemanticDocids",
+__all__ = ["AtomicDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids", "RQDocids", "SemanticDocids",
            "load_docid_scheme", "new_docid_scheme"]

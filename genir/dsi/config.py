@@ -1,8 +1,12 @@
 """Settings of the ``dsi`` and ``se-dsi`` methods, and how their ``auto`` values resolve.
 
 The defaults are the recipe the README measures ("DSI recipe"): a pretrained MiniLM encoder,
-frozen, with cached states; a two-layer decoder; atomic docids whose output rows are the
-documents' MiniLM embeddings, frozen.
+frozen, with cached states; a two-layer decoder with the dense start
+(:mod:`genir.seq2seq.dense_start`); atomic docids whose output rows are the documents' MiniLM
+embeddings, frozen. A collection with training queries trains on documents and those queries
+(less a seeded dev split); one without trains zero-shot on documents and pseudo-queries, with
+held-out pseudo-queries as its dev set. The checkpoint kept is the one best on dev, the untrained
+dense start included (:mod:`genir.dsi.dev`).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from dataclasses import dataclass
 
 from genir.errors import GenirError
 from genir.retrieval.encoder import DEFAULT_ENCODER
-from genir.seq2seq.model import T5_PREFIX
+from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
 
 
 @dataclass
 class DSIConfig:
-    docids: str = "atomic"  # atomic | naive | semantic | elaborative
+    docids: str = "atomic"  # atomic | rq | naive | semantic | elaborative
+    rq_levels: int = 1  # rq docids: codebooks before the document's own token
+    rq_codes: int = 256  # rq docids: codewords per codebook (a power of two)
     # The default recipe (README, "DSI recipe"): pretrained MiniLM encoder, frozen; a two-layer
     # decoder; atomic docids whose output rows are the documents' MiniLM embeddings, frozen.
     model: str = "bert2bert:all-MiniLM-L6-v2"  # or t5-config:tiny|small|base, or a HF seq2seq name/path
@@ -24,9 +30,14 @@ class DSIConfig:
     freeze_encoder: str = "auto"  # true | false | auto (= true unless the encoder is built from scratch, t5-config:)
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
     embeddings_from: str = ""  # a dense index of the same corpus whose embeddings are reused (semantic docids, docid_embeddings)
-    # atomic docids' output rows: frozen | init (start from the document embeddings, then train) | none;
-    # auto = frozen for atomic docids, none for the others
+    # atomic and rq docids' output rows: frozen | init (start from the document embeddings / rq
+    # codebooks and residuals, then train) | none; auto = frozen for atomic and rq, none for the others
     docid_embeddings: str = "auto"
+    # the decoder's output = the dense query vector + a residual that starts at zero (bert2bert
+    # models with docid rows); auto = on where it applies
+    dense_start: str = "auto"
+    # beam search's score: logit (summed raw logits) | logprob; auto = logit with the dense start
+    score: str = "auto"
     max_source_len: int = 64
     batch_size: int = 64
     lr: float = 1e-3
@@ -40,12 +51,16 @@ class DSIConfig:
     spans: int = 2
     span_words: int = 32
     rehearsal: int = 0  # SE-DSI rehearsal contents: salient sentences per document
-    pseudo_queries: int = 0  # pseudo-queries per document (keyword fallback without a generator)
+    pseudo_queries: str = "auto"  # per document (keyword fallback without a generator); auto = 0 with training queries, else 4
     pseudo_query_words: int = 8
     querygen: str = ""  # a query generator (genir train-querygen output, or a HF doc2query checkpoint)
-    queries_split: str = "train"
+    queries_split: str = "train"  # a collection without this split trains zero-shot ("" forces it)
+    dev_fraction: float = 0.1  # training queries held out as dev (genir.indexer.dev_split, seeded)
+    dev_pseudo_queries: int = 200  # zero-shot: documents whose held-out pseudo-query is a dev query
+    select_on_dev: bool = True  # keep the checkpoint best on dev (the untrained start included)
+    min_dev_queries: int = 20  # a smaller dev set decides by noise: none is held out, the last checkpoint is kept
     retrieval_repeats: int = 1
-    beams: int = 10
+    beams: int = 100
     # atomic docids: first = the k best first tokens, one decoder step; exact = the k best by beam
     # search's own score (+ log P(eos)) over every document, two steps (genir.kernels.single_token);
     # beam = constrained beam search with max(k, beams) beams. All three ranked SciFact test
@@ -60,16 +75,55 @@ class SEDSIConfig(DSIConfig):
     rehearsal: int = 3
 
 
+ROW_SCHEMES = ("atomic", "rq")
+"""Docid schemes whose output rows are vectors of the encoder's space."""
+
+
 def docid_embeddings_mode(config: DSIConfig) -> str:
     """``config.docid_embeddings`` resolved to ``frozen``, ``init`` or ``none``."""
     mode = config.docid_embeddings
     if mode == "auto":
-        return "frozen" if config.docids == "atomic" else "none"
+        return "frozen" if config.docids in ROW_SCHEMES else "none"
     if mode not in {"frozen", "init", "none"}:
         raise GenirError(f"docid_embeddings={mode!r}: choose frozen, init, none or auto")
-    if mode != "none" and config.docids != "atomic":
-        raise GenirError(f"docid_embeddings={mode} needs atomic docids (one output token per document)")
+    if mode != "none" and config.docids not in ROW_SCHEMES:
+        raise GenirError(f"docid_embeddings={mode} needs atomic or rq docids (output rows that are embeddings)")
     return mode
+
+
+def dense_start_setting(config: DSIConfig) -> bool:
+    """``config.dense_start`` resolved: ``auto`` = a bert2bert model whose docid rows are embeddings."""
+    value = config.dense_start.lower()
+    applies = config.model.startswith(BERT2BERT_PREFIX) and docid_embeddings_mode(config) != "none"
+    if value == "auto":
+        return applies
+    if value not in {"true", "false"}:
+        raise GenirError(f"dense_start={config.dense_start!r}: choose true, false or auto")
+    if value == "true" and not applies:
+        raise GenirError("dense_start=true needs a bert2bert model and atomic or rq docids with docid_embeddings frozen or init")
+    return value == "true"
+
+
+def score_setting(config: DSIConfig, dense_start: bool) -> str:
+    """``config.score`` resolved: ``auto`` = ``logit`` for a dense-start model, else ``logprob``."""
+    if config.score == "auto":
+        return "logit" if dense_start else "logprob"
+    if config.score not in {"logit", "logprob"}:
+        raise GenirError(f"score={config.score!r}: choose logit, logprob or auto")
+    return config.score
+
+
+def pseudo_queries_setting(config: DSIConfig, supervised: bool) -> int:
+    """``config.pseudo_queries`` resolved: ``auto`` = 0 with training queries, 4 without."""
+    if config.pseudo_queries == "auto":
+        return 0 if supervised else 4
+    try:
+        value = int(config.pseudo_queries)
+    except ValueError:
+        raise GenirError(f"pseudo_queries={config.pseudo_queries!r}: a number or auto") from None
+    if value < 0:
+        raise GenirError(f"pseudo_queries={value}: cannot be negative")
+    return value
 
 
 def freeze_encoder_setting(config: DSIConfig) -> bool:

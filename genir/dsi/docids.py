@@ -10,6 +10,8 @@ tokens. ``token_names()`` gives a readable name for each id.
   in decimal, one token per digit (digit ``v`` is token ``2 + v``), then eos. Positions, not the
   collection's own id strings, so that any id works; the vocabulary is fixed at 12.
 * ``semantic``: DSI's hierarchical k-means (:mod:`genir.dsi.semantic_docids`).
+* ``rq``: residual-quantization codes of the document embedding, then the document's own token
+  (:mod:`genir.dsi.rq_docids`).
 * ``elaborative``: SE-DSI's query-like descriptions (:mod:`genir.dsi.elaborative_docids`).
 
 Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
@@ -375,11 +377,12 @@ def load_docid_scheme(directory: str | Path) -> DocidScheme:
     return DocidScheme.load(directory)
 
 
-def new_docid_scheme(name: str) -> DocidScheme:
-    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``, ``elaborative``), default settings."""
+def new_docid_scheme(name: str, **options: Any) -> DocidScheme:
+    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``, ``rq``, ``elaborative``),
+    built with ``options`` (its constructor's arguments; the defaults otherwise)."""
     if name not in _SCHEMES:
         raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(_SCHEMES))})")
-    return _SCHEMES[name]()
+    return _SCHEMES[name](**options)
 
 
 def _read_record(path: Path) -> dict[str, Any]:

@@ -27,6 +27,7 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -36,19 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from genir.devices import resolve_device
 from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
+    dense_start_setting,
     docid_embeddings_mode,
     freeze_encoder_setting,
+    pseudo_queries_setting,
 )
-from genir.dsi.docids import (
-    AtomicDocids,
-    DocidScheme,
-    load_docid_scheme,
-    new_docid_scheme,
-)
+from genir.dsi.decoding import DocidDecoder
+from genir.dsi.dev import dev_evaluator, dev_set
+from genir.dsi.docids import AtomicDocids, DocidScheme, load_docid_scheme, new_docid_scheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.index_files import (
     DOCIDS_DIR,
@@ -59,35 +58,28 @@ from genir.dsi.index_files import (
     write_docid_files,
     write_dsi_files,
 )
+from genir.dsi.rq_docids import RQDocids
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.kernels.beam_search import beam_search
-from genir.kernels.single_token import single_token_topk
-from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.kernels.trie import DocidTrie
 from genir.retrieval.dense import dense_embeddings
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
-from genir.seq2seq.model import (
-    T5_PREFIX,
-    build_seq2seq,
-    freeze_output_embeddings,
-    grow_output_vocab,
-)
+from genir.seq2seq.model import T5_PREFIX, build_seq2seq, freeze_output_embeddings, grow_output_vocab
 from genir.seq2seq.model_io import load_seq2seq
-from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN
+from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import query_generator
 
-QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
-GPU_QUERY_BATCH = 256  # the same on a GPU, where a step's cost barely grows with its rows
+log = logging.getLogger(__name__)
 
 
 class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
-    description = "DSI: seq2seq model generating docids under a docid trie (atomic | naive | semantic | elaborative)"
+    description = "DSI: seq2seq model generating docids under a docid trie (atomic | rq | naive | semantic | elaborative)"
 
     def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
@@ -97,45 +89,49 @@ class DSISearcher(Searcher):
         self.model = load_seq2seq(directory / MODEL_DIR)
         self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
-        self.trie = DocidTrie.load(directory / TRIE_DIR)
-        self.constraint = DocidTrieConstraint(self.trie)
-        self.docids = list(self.scheme.sequences())  # trie row -> document id (live documents)
-        self.position_ids = self.scheme.position_ids()  # atomic row (token - 2) -> document id, deleted included
-        self.deleted_rows = torch.tensor(self.scheme.deleted_positions(), dtype=torch.int64)
+        self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR))
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
-        if config.queries_split and config.queries_split not in collection.splits():
-            # Checked first: the document embeddings computed before the views are read take minutes.
-            raise GenirError(f"collection {collection.name!r} has no qrels split {config.queries_split!r} to train on "
-                             f"(available: {', '.join(collection.splits()) or 'none'}); "
-                             "--set queries_split= trains on the documents alone")
+        supervised = bool(config.queries_split) and config.queries_split in collection.splits()
+        if config.queries_split and not supervised:
+            log.warning("collection %r has no qrels split %r: training zero-shot (documents and pseudo-queries)",
+                        collection.name, config.queries_split)
         docs = list(collection.docs())
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
-        scheme = new_docid_scheme(config.docids)
+        scheme = _new_scheme(config)
         if isinstance(scheme, ElaborativeDocids):
             scheme.describer = generator.descriptions
         docid_embeddings = docid_embeddings_mode(config)
+        dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
         started = time.perf_counter()
-        embeddings = _embeddings(docs, config) if config.docids == "semantic" or docid_embeddings != "none" else None
+        needs_embeddings = config.docids in ("semantic", "rq") or docid_embeddings != "none"
+        embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
-        views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
-        pairs = [(text, scheme.sequence(docid)) for text, docid in training_pairs(collection, docs, views, generator)]
+        dev = dev_set(collection, docs, config, supervised, generator)
+        views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)
+                              if f.name not in ("pseudo_queries", "queries_split")},
+                           pseudo_queries=pseudo_queries_setting(config, supervised),
+                           queries_split=config.queries_split if supervised else "")
+        pairs = [(text, scheme.sequence(docid))
+                 for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None)]
         tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
-        vectors = None
-        if docid_embeddings != "none":  # row of each document's token = its embedding; pad and eos stay fresh
-            vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
-            vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
         seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
-                                docid_embeddings=vectors, seed=config.seed)
+                                docid_embeddings=_docid_rows(scheme, docs, embeddings) if docid_embeddings != "none" else None,
+                                dense_start=dense_start, position_starts=_position_starts(scheme) if dense_start else None,
+                                seed=config.seed)
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
-        stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder)
+        select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config)
+        stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder,
+                    select=select)
         started = time.perf_counter()
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
-        return {**files, **stats, "docid_embeddings": docid_embeddings, "frozen_encoder": frozen_encoder,
+        return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start,
+                "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind,
+                "dev_queries": len(dev.queries), "pseudo_queries": views.pseudo_queries,
                 "embedding_seconds": round(embedding_seconds, 1), "write_seconds": round(time.perf_counter() - started, 1)}
 
     def write_files(self, directory: Path) -> None:
@@ -144,60 +140,35 @@ class DSISearcher(Searcher):
 
     @property
     def num_docs(self) -> int:
-        return len(self.docids)
+        return len(self.decoder.docids)
 
     def to(self, device: str | torch.device | None) -> DSISearcher:
-        target = resolve_device(device)
-        self.model.to(target)
-        self.constraint = DocidTrieConstraint(self.trie, target)
+        self.decoder.to(device)
         return self
 
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
-        if self.config.atomic_search not in {"beam", "exact", "first"}:
-            raise GenirError(f"atomic_search={self.config.atomic_search!r}: choose beam, exact or first")
-        single = isinstance(self.scheme, AtomicDocids) and self.config.atomic_search != "beam"
-        results: list[list[Hit]] = []
-        size = GPU_QUERY_BATCH if self.model.device.type == "cuda" else QUERY_BATCH
-        for start in range(0, len(queries), size):
-            batch = self.tokenizer(list(queries[start:start + size]), truncation=True,
-                                   max_length=self.config.max_source_len, padding=True, return_tensors="pt").to(self.model.device)
-            if single:
-                rows, scores = single_token_topk(self.model, batch["input_ids"], batch["attention_mask"], FIRST_TOKEN,
-                                                 len(self.position_ids), k, EOS, DECODER_START,
-                                                 first_step_only=self.config.atomic_search == "first",
-                                                 exclude=self.deleted_rows)
-                results += [[Hit(self.position_ids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
-                continue
-            out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
-                              num_beams=max(k, self.config.beams), num_return_sequences=k,
-                              max_new_tokens=self.scheme.max_length)
-            rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
-            for b in range(rows.shape[0]):
-                results.append([
-                    Hit(self.docids[int(rows[b, r])], float(out.scores[b, r]))
-                    for r in range(k) if out.valid[b, r] and rows[b, r] >= 0
-                ])
-        return results
-
+        return [[Hit(docid, score) for docid, score in ranking] for ranking in self.decoder.search(queries, k, self.config)]
 
     # -- growing and shrinking -----------------------------------------------------------
     def _present(self, ids: Sequence[str]) -> set[str]:
-        live = set(self.docids)
+        live = set(self.decoder.docids)
         return {docid for docid in ids if docid in live}
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         mode = docid_embeddings_mode(self.config)
-        if not isinstance(self.scheme, AtomicDocids) or mode == "none":
-            raise GenirError(f"adding documents to a {self.method} index needs atomic docids whose output rows are document "
+        if not isinstance(self.scheme, (AtomicDocids, RQDocids)) or mode == "none":
+            raise GenirError(f"adding documents to a {self.method} index needs atomic or rq docids whose output rows are "
                              f"embeddings (docid_embeddings=frozen or init); this one has {self.scheme.scheme} docids"
-                             + (f" with docid_embeddings={mode}" if isinstance(self.scheme, AtomicDocids) else "")
+                             + (f" with docid_embeddings={mode}" if isinstance(self.scheme, (AtomicDocids, RQDocids)) else "")
                              + ", which place a new document only by training: not supported yet")
         started = time.perf_counter()
         embeddings = _new_embeddings(docs, self.config)  # [n, d]
         embedding_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        self.scheme.extend(docs)
-        grow_output_vocab(self.model, self.scheme.vocab_size, embeddings, seed=self.config.seed)
+        first = self.scheme.num_docs
+        self.scheme.extend(docs, embeddings)
+        rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, RQDocids) else embeddings
+        grow_output_vocab(self.model, self.scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
         files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme)
@@ -236,3 +207,27 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     if config.embeddings_from:
         return dense_embeddings(Path(config.embeddings_from), [d.id for d in docs])
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents")
+
+
+def _new_scheme(config: DSIConfig) -> DocidScheme:
+    """An empty docid scheme of ``config.docids``, with the rq settings for rq."""
+    if config.docids == "rq":
+        return new_docid_scheme("rq", levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
+    return new_docid_scheme(config.docids)
+
+
+def _docid_rows(scheme: DocidScheme, docs: list[Document], embeddings: np.ndarray) -> np.ndarray:
+    """``[vocab_size, d]`` float32 output rows: an atomic document's token = its embedding; rq tokens =
+    codewords and residuals (:meth:`genir.dsi.rq_docids.RQDocids.token_vectors`); pad and eos zero."""
+    if isinstance(scheme, RQDocids):
+        return scheme.token_vectors(embeddings)
+    vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
+    vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
+    return vectors
+
+
+def _position_starts(scheme: DocidScheme) -> list[int] | None:
+    """The first token of each docid position (atomic: one position; rq: its levels, then documents)."""
+    if isinstance(scheme, RQDocids):
+        return scheme.position_starts()
+    return [FIRST_TOKEN] if isinstance(scheme, AtomicDocids) else None

@@ -91,7 +91,7 @@ class SemanticDocids(DocidScheme):
 
     # -- first assignment ------------------------------------------------------------------
     def _assign_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
-        x = _embedding_matrix(embeddings, len(docs), dim=None)
+        x = embedding_matrix(embeddings, len(docs), dim=None)
         root = _Node()
         bodies: list[Body] = [()] * len(docs)
         pending: list[tuple[_Node, np.ndarray, Body]] = [(root, np.arange(len(docs)), ())]
@@ -125,7 +125,7 @@ class SemanticDocids(DocidScheme):
         k = min(self.k, m)
         # min_points_per_centroid=1: small nodes are expected here; faiss would warn about each.
         kmeans = faiss.Kmeans(d, k, niter=self.niter, seed=self.seed, min_points_per_centroid=1)
-        with _one_openmp_thread():
+        with one_openmp_thread():
             kmeans.train(points)
         labels = nearest_centroid(kmeans.centroids, points)
         used = np.unique(labels)
@@ -139,7 +139,7 @@ class SemanticDocids(DocidScheme):
 
     # -- continual indexing ----------------------------------------------------------------
     def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
-        x = _embedding_matrix(embeddings, len(docs), dim=self._dim)
+        x = embedding_matrix(embeddings, len(docs), dim=self._dim)
         bodies = []
         for row in x:
             node, path = self._root, []
@@ -257,7 +257,7 @@ def nearest_centroid(centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def _one_openmp_thread() -> Iterator[None]:
+def one_openmp_thread() -> Iterator[None]:
     """Run faiss on one thread, then restore its thread count.
 
     faiss trains on at most ``256 * k`` sampled points per node, so threads gain little, while
@@ -274,10 +274,10 @@ def _one_openmp_thread() -> Iterator[None]:
         faiss.omp_set_num_threads(threads)
 
 
-def _embedding_matrix(embeddings: np.ndarray | None, n: int, dim: int | None) -> np.ndarray:
+def embedding_matrix(embeddings: np.ndarray | None, n: int, dim: int | None) -> np.ndarray:
     """Check and return ``embeddings`` as a contiguous ``[n, dim]`` float32 array."""
     if embeddings is None:
-        raise GenirError("semantic docids need document embeddings ([num_docs, dim] float32)")
+        raise GenirError("these docids need document embeddings ([num_docs, dim] float32)")
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != n or x.shape[1] < 1:
         raise GenirError(f"expected embeddings of shape [{n}, dim] for {n} documents, got {list(x.shape)}")

@@ -46,6 +46,8 @@ from genir.kernels.constraint import Constraint
 from genir.kernels.topk import EMPTY_SLOT, Backend, TopK, constrained_topk
 
 EarlyStopping = bool | Literal["never"]
+Score = Literal["logprob", "logit"]
+SCORES = ("logprob", "logit")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def beam_search(
     decoder_start_token_id: int | None = None,
     record_steps: bool = False,
     topk_backend: Backend = "auto",
+    score: Score = "logprob",
 ) -> BeamSearchOutput:
     """Decode the ``num_return_sequences`` best outputs of each query under ``constraint``.
 
@@ -132,12 +135,19 @@ def beam_search(
             config (then its config).
         record_steps: also return every step's kept continuations (SEAL reads n-grams from them).
         topk_backend: backend of the constrained top-k step.
+        score: ``logprob`` adds each step's log-softmax (``generate``'s score); ``logit`` adds the
+            raw logits, no per-step normalization (RIPOR's summed per-position dot products; see
+            :mod:`genir.seq2seq.dense_start`). The early-stop rule assumes no step adds a positive
+            score, which raw logits may: with ``logit``, use docids of one length (atomic, rq),
+            whose hypotheses all finish at the same step, and ``length_penalty=0``.
     Returns:
         ``BeamSearchOutput`` with ``[B, R, ...]`` tensors.
     Raises:
         ValueError: on inconsistent beam counts or a missing special token id.
     """
     num_return_sequences = num_beams if num_return_sequences is None else num_return_sequences
+    if score not in SCORES:
+        raise ValueError(f"score={score!r}: choose one of {', '.join(SCORES)}")
     if not 1 <= num_return_sequences <= num_beams:
         raise ValueError(f"need 1 <= num_return_sequences <= num_beams, got {num_return_sequences} > {num_beams}")
     eos = _special_token(model, "eos_token_id", eos_token_id)
@@ -156,7 +166,7 @@ def beam_search(
     for t in range(max_new_tokens):
         logits, cache = decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
         expansion = _expand(
-            logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend
+            logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend, score
         )
         del logits  # the [N, V] logits are the largest tensor of a step
         cand = _continuations(run, expansion, t, eos, pad)
@@ -321,9 +331,11 @@ def _expand(
     k: int,
     constraint: Constraint | None,
     backend: Backend,
+    score: Score = "logprob",
 ) -> TopK:
     """Score one step: the top-``k`` continuations of every live beam under the full softmax;
-    dead beams (score ``-inf``) get empty slots.
+    dead beams (score ``-inf``) get empty slots. With ``score="logit"`` the slots' ``log_probs``
+    hold the raw logits instead (the softmax's log-normalizer added back: same order).
 
     Args:
         logits: ``[N, V]`` next-token logits (float32, bfloat16 or float16), ``N = B * num_beams``.
@@ -357,6 +369,8 @@ def _expand(
             sub.next_state,
             sub.valid,
         )
+    if score == "logit":
+        log_probs = log_probs + torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # [N, k]; -inf stays
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
 
 

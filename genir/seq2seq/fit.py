@@ -28,6 +28,7 @@ from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
 from genir.seq2seq.model_io import save_seq2seq
 from genir.seq2seq.sam import SAMSeq2SeqModule
+from genir.seq2seq.selection import BestOnDev, Evaluate
 from genir.seq2seq.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
 
 
@@ -58,7 +59,7 @@ class TrainSettings:
 
 
 def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, *, frozen_encoder: bool = False,
-        sam_rho: float = 0.0, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+        sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None) -> dict[str, Any]:
     """Train ``seq2seq.model`` on ``pairs`` with Lightning (in place), then drop the run's checkpoints.
 
     Args:
@@ -71,12 +72,15 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
             first step (and cached under ``$GENIR_CACHE/encoder-states``).
         sam_rho: above 0, every step is sharpness-aware (:mod:`genir.seq2seq.sam`).
         progress: Lightning's progress bar.
+        select: a dev score of the model (higher is better): the model is scored before training
+            and after each epoch, and ends with the best weights (:class:`~genir.seq2seq.selection.BestOnDev`).
     The run uses the current device (:func:`genir.devices.resolve_device`), the frozen
     encoder's states included.
     Returns:
         Training statistics for a manifest: pairs, optimizer steps, epochs, the last logged loss
         (from the run's earlier logs when a resumed run had already finished; None if none), seconds in
-        all, and of those the seconds of the data setup (tokenizing, the frozen encoder's states).
+        all, and of those the seconds of the data setup (tokenizing, the frozen encoder's states);
+        with ``select``, the dev curve ``[[epochs, steps, score], ...]`` and the entry kept.
     """
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -94,15 +98,20 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     started = time.perf_counter()
     datamodule.setup("fit")  # tokenizing and the frozen encoder's states, timed apart from the steps
     setup_seconds = time.perf_counter() - started
+    selection = BestOnDev(select) if select is not None else None
     trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
                     precision=precision, seed=settings.seed, ckpt_path="last" if resume else None,
-                    enable_progress_bar=progress, **_placement(device))
+                    enable_progress_bar=progress, callbacks=[selection] if selection else [], **_placement(device))
     seconds = time.perf_counter() - started
     loss = trainer.callback_metrics.get("train_loss")
     loss = float(loss) if loss is not None else _last_logged_loss(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     module.model.cpu().eval()
+    chosen = {}
+    if selection is not None and selection.best is not None:  # None: nothing trained (max_epochs=0)
+        chosen = {"dev_curve": [list(entry) for entry in selection.curve], "dev_best": list(selection.best)}
     return {
+        **chosen,
         "train_pairs": len(pairs),
         "train_steps": max(int(trainer.global_step), int(trainer.callback_metrics.get("trained_steps", 0))),
         "train_epochs": max(int(trainer.current_epoch), int(trainer.callback_metrics.get("trained_epochs", 0))),

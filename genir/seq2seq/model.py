@@ -26,6 +26,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.errors import GenirError
+from genir.seq2seq.dense_start import POSITIONS_KEY, DenseStartDecoder, is_dense_start, set_dense_rows
 from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD, load_tokenizer
 
 T5_PREFIX = "t5-config:"
@@ -57,6 +58,8 @@ def build_seq2seq(
     config_overrides: dict[str, Any] | None = None,
     decoder_layers: int = 2,
     docid_embeddings: np.ndarray | None = None,
+    dense_start: bool = False,
+    position_starts: list[int] | None = None,
     seed: int = 0,
 ) -> Seq2Seq:
     """Build a seq2seq model whose decoder emits ``output_vocab_size`` docid tokens.
@@ -71,6 +74,10 @@ def build_seq2seq(
             e.g. ``{"dropout_rate": 0.0}``.
         decoder_layers: layers of the fresh BERT decoder (``bert2bert`` only).
         docid_embeddings: ``[output_vocab_size, d]`` float; initial output-token vectors.
+        dense_start: the decoder's head is the dense start (:mod:`genir.seq2seq.dense_start`;
+            ``bert2bert`` only): ``docid_embeddings`` become the LM head's rows as they are.
+        position_starts: the first token of each docid position (dense start only), so each
+            position's softmax is over its own tokens.
         seed: seeds the fresh weights, so a build is reproducible.
     Returns:
         ``Seq2Seq(model, tokenizer)``; the model's config and generation config carry pad 0,
@@ -83,6 +90,8 @@ def build_seq2seq(
         raise GenirError(f"the output vocabulary needs pad and eos at least, got size {output_vocab_size}")
     torch.manual_seed(seed)
     if model.startswith(T5_PREFIX):
+        if dense_start:
+            raise GenirError(f"the dense start needs a pretrained encoder whose pooled states are query vectors, not {model!r}")
         if tokenizer is None:
             raise GenirError(f"{model!r} builds a T5 from scratch and needs a tokenizer for its encoder")
         tok = load_tokenizer(tokenizer)
@@ -95,7 +104,9 @@ def build_seq2seq(
         config = _load_config(path, model)
         tok = load_tokenizer(tokenizer if tokenizer is not None else path)
         if model.startswith(BERT2BERT_PREFIX) or not config.is_encoder_decoder:
-            built = _bert2bert(path, output_vocab_size, decoder_layers)
+            built = _bert2bert(path, output_vocab_size, decoder_layers, dense_start, position_starts)
+        elif dense_start:
+            raise GenirError(f"the dense start needs a bert2bert model (a pretrained encoder and a BERT decoder), not {model!r}")
         else:
             built = _pretrained_seq2seq(path, output_vocab_size)
     _set_special_tokens(built)
@@ -168,24 +179,30 @@ def replace_decoder_vocab(model: PreTrainedModel, output_vocab_size: int) -> Non
     model.config.vocab_size = output_vocab_size
 
 
-def _bert2bert(path: str, output_vocab_size: int, decoder_layers: int) -> PreTrainedModel:
+def _bert2bert(path: str, output_vocab_size: int, decoder_layers: int, dense_start: bool,
+               position_starts: list[int] | None) -> PreTrainedModel:
     from transformers import AutoModel, EncoderDecoderModel
 
     try:
         encoder = AutoModel.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise GenirError(f"cannot load encoder {path!r}: {e}") from None
-    decoder = _bert_decoder(encoder, output_vocab_size, decoder_layers)
-    return EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    decoder = _bert_decoder(encoder, output_vocab_size, decoder_layers, dense_start, position_starts)
+    model = EncoderDecoderModel(encoder=encoder, decoder=decoder)
+    if dense_start:
+        model.get_decoder().start_dense()
+    return model
 
 
-def _bert_decoder(encoder: PreTrainedModel, output_vocab_size: int, layers: int) -> PreTrainedModel:
+def _bert_decoder(encoder: PreTrainedModel, output_vocab_size: int, layers: int, dense_start: bool = False,
+                  position_starts: list[int] | None = None) -> PreTrainedModel:
     """A BERT decoder of ``layers`` layers over the docid vocabulary, warm-started from ``encoder``.
 
     Initialization (bert2bert, Rothe et al. 2020): decoder layer ``i`` copies encoder layer ``i``'s
     self-attention and feed-forward weights; cross-attention is fresh (BERT's normal(0, 0.02));
     position and token-type embeddings and their LayerNorm are copied; word embeddings and the
-    LM head are fresh, over the docid vocabulary.
+    LM head are fresh, over the docid vocabulary. With ``dense_start`` the head is a
+    :class:`~genir.seq2seq.dense_start.DenseStartDecoder`'s.
     """
     from transformers import BertConfig, BertLMHeadModel
 
@@ -209,7 +226,9 @@ def _bert_decoder(encoder: PreTrainedModel, output_vocab_size: int, layers: int)
         pad_token_id=PAD,
         tie_word_embeddings=False,
     )
-    decoder = BertLMHeadModel(config)
+    if position_starts:
+        config.update({POSITIONS_KEY: list(position_starts)})
+    decoder = DenseStartDecoder(config) if dense_start else BertLMHeadModel(config)
     source = encoder.embeddings
     target = decoder.bert.embeddings
     for name in ("position_embeddings", "token_type_embeddings", "LayerNorm"):
@@ -246,7 +265,9 @@ def init_output_embeddings(model: PreTrainedModel, vectors: np.ndarray, seed: in
             are mapped by a fixed random Gaussian projection ``[d, d_model]`` (seeded by ``seed``;
             it keeps inner products in expectation, so similar documents stay similar). Each row
             is then rescaled to the mean norm of the fresh rows, so training starts at the usual
-            scale. Rows that are all zero (e.g. pad, eos) keep their fresh initialization.
+            scale. Rows that are all zero (e.g. pad, eos) keep their fresh initialization. A
+            dense-start head (:func:`~genir.seq2seq.dense_start.is_dense_start`) takes every row
+            as it is instead (pad and eos rows zero), the input embedding as above.
     Raises:
         GenirError: ``vectors`` has the wrong number of rows or is not 2-d.
     """
@@ -257,8 +278,11 @@ def init_output_embeddings(model: PreTrainedModel, vectors: np.ndarray, seed: in
     values = _to_model_width(vectors, d_model, seed)  # [V, d_model]
     norms = values.norm(dim=1, keepdim=True)  # [V, 1]
     given = norms.squeeze(1) > 0
+    dense = is_dense_start(model)
+    if dense:
+        set_dense_rows(model, torch.as_tensor(np.asarray(vectors, dtype=np.float32)))
     with torch.no_grad():
-        for weight in (embed.weight, head.weight):
+        for weight in (embed.weight,) if dense else (embed.weight, head.weight):
             scale = weight.norm(dim=1).mean()
             weight[given] = (values[given] / norms[given] * scale).to(weight.dtype)
 
@@ -287,8 +311,16 @@ def freeze_encoder(model: PreTrainedModel) -> nn.Module:
 
 
 def freeze_output_embeddings(model: PreTrainedModel) -> None:
-    """Keep the LM head's rows (e.g. document embeddings, atomic docids) fixed during training."""
-    model.get_output_embeddings().weight.requires_grad_(False)
+    """Keep the LM head's rows (e.g. document embeddings, atomic docids) fixed during training.
+
+    A dense-start head's biases are frozen with its rows (at zero): a bias per document would learn
+    which documents the training queries ask for, a prior that favours them over the documents
+    later queries need.
+    """
+    head = model.get_output_embeddings()
+    head.weight.requires_grad_(False)
+    if is_dense_start(model) and head.bias is not None:
+        head.bias.requires_grad_(False)
 
 
 def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarray | None = None, seed: int = 0) -> None:
@@ -301,7 +333,9 @@ def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarr
       same seeded projection, rescaled to the mean norm of the current docid rows (tokens 2 and
       up), so a new document starts near the old documents it resembles, at the trained scale;
     * without: the mean of the current docid rows plus Gaussian noise of their per-dimension
-      spread, so a new token starts as likely as a typical old one, and distinct from the others.
+      spread, so a new token starts as likely as a typical old one, and distinct from the others;
+    * a dense-start head's rows (:mod:`genir.seq2seq.dense_start`) are ``vectors`` as they are,
+      as a build sets them.
 
     Args:
         model: a model built by :func:`build_seq2seq` (in place).
@@ -330,9 +364,13 @@ def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarr
             replace_decoder_vocab(model, vocab_size)
         noise = torch.randn(added, d_model)  # [added, d_model]
     new_embed, new_head = output_embedding_layers(model)
+    dense = is_dense_start(model) and vectors is not None
     with torch.no_grad():
         for before, after in ((embed.weight, new_embed.weight), (head.weight, new_head.weight)):
             after[:old] = before
+            if dense and after is new_head.weight:  # a dense-start head takes its rows as they are
+                set_dense_rows(model, torch.as_tensor(np.asarray(vectors, dtype=np.float32)), slice(old, None))
+                continue
             docid_rows = before[FIRST_TOKEN:]  # [old - 2, d_model]
             if vectors is not None:
                 values = _to_model_width(vectors, d_model, seed)  # [added, d_model]

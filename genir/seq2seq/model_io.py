@@ -14,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
 
 from genir.errors import CorruptIndexError, GenirError
+from genir.seq2seq.dense_start import DENSE_START_KEY, DenseStartDecoder
 from genir.seq2seq.model import replace_decoder_vocab
 
 INPUT_VOCAB_KEY = "genir_input_vocab_size"
@@ -58,6 +59,8 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
     if not (directory / WEIGHTS).is_file():
         raise CorruptIndexError(f"{directory}: no {WEIGHTS}")
     config = AutoConfig.from_pretrained(directory)
+    if config.model_type == "encoder-decoder" and getattr(config.decoder, DENSE_START_KEY, False):
+        return _load_dense_start(config, directory)
     if config.model_type == "encoder-decoder":
         return load_pretrained(EncoderDecoderModel, directory).eval()
     output_vocab = config.vocab_size
@@ -66,10 +69,22 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
     config.vocab_size = getattr(config, INPUT_VOCAB_KEY)
     model = AutoModelForSeq2SeqLM.from_config(config)
     replace_decoder_vocab(model, output_vocab)
+    _load_weights(model, directory)  # tied copies (T5's encoder embedding is its shared embedding) are stored once
+    model.tie_weights()
+    return model.eval()
+
+
+def _load_dense_start(config, directory: Path) -> PreTrainedModel:
+    """An ``EncoderDecoderModel`` whose decoder is a :class:`DenseStartDecoder`, from config + safetensors."""
+    model = EncoderDecoderModel(config=config, encoder=AutoModel.from_config(config.encoder),
+                                decoder=DenseStartDecoder(config.decoder))
+    _load_weights(model, directory)
+    return model.eval()
+
+
+def _load_weights(model: PreTrainedModel, directory: Path) -> None:
+    """Load ``model.safetensors`` into ``model``; every weight must fit (tied copies are stored once)."""
     missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
-    # Tied copies (T5's encoder embedding is its shared embedding) are stored once.
     tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - {name for name, _ in model.named_parameters()}
     if unexpected or set(missing) - tied:
         raise GenirError(f"{directory}: weights do not fit the model (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")
-    model.tie_weights()
-    return model.eval()

@@ -295,6 +295,7 @@ def train(
     checkpoint_every_n_steps: int = 500,
     enable_progress_bar: bool = True,
     deterministic: bool | Literal["warn"] = "warn",
+    callbacks: Sequence[L.Callback] = (),
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """Train ``model`` on ``datamodule``, checkpointing under ``out_dir/checkpoints``.
@@ -315,6 +316,7 @@ def train(
         enable_progress_bar: Lightning's progress bar.
         deterministic: ``"warn"`` (deterministic kernels where they exist, a warning where they do
             not: some CUDA ops), True, or False.
+        callbacks: more Lightning callbacks (e.g. :class:`genir.seq2seq.selection.BestOnDev`).
         trainer_kwargs: more ``lightning.Trainer`` arguments.
     Returns:
         The fitted ``Trainer`` (``trainer.callback_metrics["train_loss"]`` is the last logged loss).
@@ -344,7 +346,7 @@ def train(
         devices=devices,
         strategy=strategy,
         logger=run_logger,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *callbacks],
         deterministic=deterministic,
         # The datamodule's sampler splits batches across ranks itself (and resumes mid-epoch).
         use_distributed_sampler=False,

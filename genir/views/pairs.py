@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from genir.indexer.collection import Collection, Document
+from genir.indexer.collection import Collection, Document, Qrels
 from genir.views.querygen import QueryGenerator
 from genir.views.salience import Salience
 
@@ -58,12 +58,12 @@ def indexing_examples(docs: Sequence[Document], config: ViewConfig) -> list[Text
     return pairs
 
 
-def retrieval_examples(collection: Collection, split: str) -> list[TextPair]:
-    """(query, relevant docid) for every positive judgement of ``split``."""
+def retrieval_examples(collection: Collection, qrels: Qrels) -> list[TextPair]:
+    """(query, relevant docid) for every positive judgement of ``qrels`` (of ``collection``'s queries)."""
     queries = collection.queries
     return [
         (queries[qid], doc_id)
-        for qid, judged in collection.qrels(split).items()
+        for qid, judged in qrels.items()
         for doc_id, grade in judged.items()
         if grade > 0
     ]
@@ -80,12 +80,18 @@ def salient_examples(docs: Sequence[Document], config: ViewConfig, generator: Qu
 
 
 def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig,
-                   generator: QueryGenerator) -> list[TextPair]:
-    """All views of the configuration, shuffled with ``config.seed``; ``generator`` writes the pseudo-queries."""
+                   generator: QueryGenerator, queries: Qrels | None = None) -> list[TextPair]:
+    """All views of the configuration, shuffled with ``config.seed``; ``generator`` writes the pseudo-queries.
+
+    The retrieval examples are those of ``queries`` (judgements) when given, e.g. the training split
+    less its dev part; else of the ``queries_split`` qrels.
+    """
     pairs = indexing_examples(docs, config)
     if config.rehearsal or config.pseudo_queries:
         pairs += salient_examples(docs, config, generator)
-    if config.queries_split:
-        pairs += retrieval_examples(collection, config.queries_split) * config.retrieval_repeats
+    if queries is None and config.queries_split:
+        queries = collection.qrels(config.queries_split)
+    if queries:
+        pairs += retrieval_examples(collection, queries) * config.retrieval_repeats
     random.Random(config.seed).shuffle(pairs)
     return pairs

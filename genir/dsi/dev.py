@@ -1,0 +1,80 @@
+"""The dev set a DSI build chooses its checkpoint on, and the training queries left to it.
+
+* supervised (the collection has ``queries_split``): :func:`genir.indexer.dev_split.split_dev`
+  holds out ``dev_fraction`` of the judged training queries (seeded); the model trains on the rest.
+* zero-shot (no such split): ``dev_pseudo_queries`` documents (seeded) each get one more
+  pseudo-query from the build's query generator, drawn with another seed and never trained on; a
+  dev query's one relevant document is the one it was written from. (Held-out pseudo-queries
+  measure how well real-looking queries find their document; they are not real queries, so the
+  README reports test numbers of settings chosen this way, never tuned on test.)
+
+The dev score is nDCG@10 of the model's own search (:class:`genir.dsi.decoding.DocidDecoder`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from genir.dsi.config import DSIConfig
+from genir.dsi.decoding import DocidDecoder
+from genir.dsi.docids import DocidScheme
+from genir.indexer.collection import Collection, Document, Qrels
+from genir.indexer.dev_split import split_dev
+from genir.kernels.trie import DocidTrie
+from genir.retrieval.evaluation import evaluate
+from genir.retrieval.searcher import Hit
+from genir.seq2seq.vocab import EOS
+from genir.views.querygen import QueryGenerator
+
+DEV_SEED_OFFSET = 7919  # pseudo-queries for dev are drawn with seed + this, apart from the trained ones
+
+
+@dataclass(frozen=True)
+class DevSet:
+    """Dev queries (id -> text) with their judgements, and the training queries' judgements."""
+
+    queries: dict[str, str]
+    qrels: Qrels
+    train_qrels: Qrels
+    kind: str  # "held-out training queries" | "held-out pseudo-queries" | "none"
+
+
+def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig, supervised: bool,
+            generator: QueryGenerator) -> DevSet:
+    """The dev set of a build (module docstring); empty when ``select_on_dev`` is off or the dev set
+    would have fewer than ``min_dev_queries`` queries (then every training query trains)."""
+    if supervised:
+        split = split_dev(collection, config.queries_split, config.dev_fraction, config.seed)
+        if not config.select_on_dev or len(split.dev) < config.min_dev_queries:
+            return DevSet({}, {}, collection.qrels(config.queries_split), "none")
+        return DevSet(split.dev_queries(collection), split.dev, split.train, "held-out training queries")
+    if not config.select_on_dev or min(config.dev_pseudo_queries, len(docs)) < config.min_dev_queries:
+        return DevSet({}, {}, {}, "none")
+    chosen = np.random.default_rng(config.seed).permutation(len(docs))[:config.dev_pseudo_queries]
+    picked = [docs[i] for i in sorted(chosen)]
+    written = generator.pseudo_queries(picked, 1, config.seed + DEV_SEED_OFFSET)
+    queries, qrels = {}, {}
+    for doc, texts in zip(picked, written):
+        if texts and texts[0].strip():
+            qid = f"dev-pq-{doc.id}"
+            queries[qid], qrels[qid] = texts[0], {doc.id: 1}
+    return DevSet(queries, qrels, {}, "held-out pseudo-queries")
+
+
+def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig):
+    """``evaluate(model) -> nDCG@10`` on ``dev`` with the index's own search (None for an empty dev set)."""
+    if not dev.queries:
+        return None
+    trie = DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS, vocab_size=scheme.vocab_size)
+    ids, texts = list(dev.queries), list(dev.queries.values())
+
+    def score(model: PreTrainedModel) -> float:
+        rankings = DocidDecoder(model, tokenizer, scheme, trie).search(texts, 10, config)
+        run = {qid: [Hit(docid, s) for docid, s in ranking] for qid, ranking in zip(ids, rankings)}
+        return evaluate(run, dev.qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+
+    return score

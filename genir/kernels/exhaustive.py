@@ -1,0 +1,69 @@
+"""Exhaustive docid scoring: every docid of a corpus, teacher-forced, for each query.
+
+Beam search keeps ``num_beams`` prefixes per step and may drop a docid whose prefix scores low but
+whose full sequence would have ranked high. Scoring every docid with the same model and the same
+score (:func:`genir.kernels.beam_search.beam_search`'s ``score``) gives the ranking beam search
+approximates; a benchmark compares the two to report what a beam width loses.
+
+A docid's score under ``logit`` is the sum of its tokens' raw logits; under ``logprob`` the sum of
+their log-softmax values (``generate``'s score before the length penalty). Both include eos.
+Cost: one teacher-forced decoder pass per (query, docid), in chunks of ``chunk`` docids.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from genir.kernels.beam_search import SCORES, Score, encode_sources
+
+
+@torch.inference_mode()
+def exhaustive_scores(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    sequences: torch.Tensor,
+    *,
+    decoder_start_token_id: int,
+    pad_token_id: int,
+    score: Score = "logit",
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """Score every docid for every query.
+
+    Args:
+        model: a Hugging Face encoder-decoder in eval mode.
+        input_ids, attention_mask: ``[B, L_src]`` int64 queries.
+        sequences: ``[N, L]`` int64 docids (eos included), right-padded with ``pad_token_id``.
+        decoder_start_token_id, pad_token_id: the decoder's first input and the padding id.
+        score: ``logit`` (summed raw logits) or ``logprob`` (summed log-softmax).
+        chunk: docids per decoder call.
+    Returns:
+        ``[B, N]`` float32 scores.
+    Raises:
+        ValueError: an unknown ``score``.
+    """
+    if score not in SCORES:
+        raise ValueError(f"score={score!r}: choose one of {', '.join(SCORES)}")
+    device = input_ids.device
+    sequences = sequences.to(device)
+    n_docs = sequences.shape[0]
+    start = torch.full((n_docs, 1), decoder_start_token_id, dtype=torch.int64, device=device)
+    decoder_inputs = torch.cat([start, sequences[:, :-1]], dim=1)  # [N, L]
+    real = sequences != pad_token_id  # [N, L]
+    encoded, mask = encode_sources(model, input_ids, attention_mask, 1)
+    states = encoded.last_hidden_state  # [B, L_src, H]
+    out = torch.empty(input_ids.shape[0], n_docs, dtype=torch.float32, device=device)
+    for b in range(input_ids.shape[0]):
+        for lo in range(0, n_docs, chunk):
+            hi = min(lo + chunk, n_docs)
+            rows = hi - lo
+            encoder_outputs = type(encoded)(last_hidden_state=states[b:b + 1].expand(rows, -1, -1))
+            logits = model(encoder_outputs=encoder_outputs, attention_mask=mask[b:b + 1].expand(rows, -1),
+                           decoder_input_ids=decoder_inputs[lo:hi], use_cache=False, return_dict=True).logits.float()
+            if score == "logprob":
+                logits = torch.log_softmax(logits, dim=-1)  # [rows, L, V]
+            picked = logits.gather(2, sequences[lo:hi].clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [rows, L]
+            out[b, lo:hi] = torch.where(real[lo:hi], picked, 0.0).sum(1)
+    return out

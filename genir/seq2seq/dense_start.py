@@ -1,0 +1,164 @@
+"""The dense start: a docid decoder whose output at every position begins as the dense query vector.
+
+A :class:`DenseStartDecoder` is a BERT decoder (bert2bert) whose LM head reads, at position ``t``,
+
+    z_t = q + R(h_t)        logits_t = exp(log_scale) * z_t @ W.T + b
+
+* ``q`` ``[B, H]``: the L2-normalized mean of the encoder's states over the source's tokens, i.e.
+  exactly the query embedding of the dense baseline (:class:`genir.retrieval.encoder.TextEncoder`
+  pools the same model the same way);
+* ``h_t`` ``[B, T, H]``: the decoder's hidden state; ``R`` a linear map whose weight and bias start
+  at zero, so before any training ``z_t = q`` and training can only add to the dense retriever;
+* ``W`` ``[V, H]``: the docid rows, vectors in the encoder's embedding space given as they are
+  (atomic: the document embeddings; rq: each level's codebook and each document's residual, see
+  :mod:`genir.dsi.rq_docids`); ``b`` ``[V]`` starts at zero; ``log_scale`` is learned (start
+  ``log 20``, a contrastive temperature: one scale for every position, so it never changes a ranking
+  by summed logits).
+
+Before training, an atomic docid's logit is ``20 * q . d``: the dense ranking; the summed logits of
+an rq docid are ``20 * q . (c_1 + ... + c_L + r) = 20 * q . d``.
+
+Positions (``config.genir_position_starts = [s_0, ..., s_{P-1}]``, optional): position ``t < P``
+may emit only tokens ``[s_t, s_{t+1})`` (the last one up to the vocabulary's end, so new atomic
+documents extend it), positions ``t >= P`` only eos. Other tokens get the dtype's lowest logit, so
+a softmax (training loss, log-prob beam scores) is over one position's tokens.
+
+The config carries ``genir_dense_start = True``; :func:`genir.seq2seq.model_io.load_seq2seq`
+rebuilds this class from it (no code is loaded from an index).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import BertConfig, BertLMHeadModel, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+
+from genir.errors import GenirError
+from genir.seq2seq.vocab import EOS
+
+DENSE_START_KEY = "genir_dense_start"
+POSITIONS_KEY = "genir_position_starts"
+INITIAL_SCALE = 20.0
+
+
+class DenseStartDecoder(BertLMHeadModel):
+    """A :class:`~transformers.BertLMHeadModel` whose head is the dense start (module docstring)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        config.update({DENSE_START_KEY: True})
+        # The BERT head's transform (dense + activation + LayerNorm) would move the output out of the
+        # encoder's space: the residual R takes its place.
+        self.cls.predictions.transform = nn.Identity()
+        self.residual = nn.Linear(config.hidden_size, config.hidden_size)
+        self.log_scale = nn.Parameter(torch.tensor(0.0))
+        self._allowed: torch.Tensor | None = None  # [P + 1, V] bool, rebuilt when V changes
+        self.start_dense()
+
+    def start_dense(self) -> None:
+        """Zero the residual and set the scale to its start. Call it after anything that initializes
+        weights (an ``EncoderDecoderModel`` built around this decoder re-initializes its linear layers)."""
+        with torch.no_grad():
+            self.residual.weight.zero_()
+            self.residual.bias.zero_()
+            self.log_scale.fill_(math.log(INITIAL_SCALE))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithCrossAttentions:
+        """``input_ids`` ``[B, T]`` -> logits ``[B, T, V]`` (float of the model's dtype).
+
+        ``encoder_hidden_states`` ``[B, S, H]`` and ``encoder_attention_mask`` ``[B, S]`` are required:
+        the head pools them. The loss, when ``labels`` are given, is the mean cross-entropy (labels
+        ``-100`` ignored); an ``EncoderDecoderModel`` computes its own from the logits.
+        """
+        cache = cache if cache is not None else past_key_values
+        past = cache.get_seq_length() if cache is not None else 0  # read before the forward extends it
+        kwargs.pop("return_dict", None)
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cache=cache,
+            use_cache=use_cache if labels is None else False,
+            return_dict=True,
+            **kwargs,
+        )
+        query = pooled_query(encoder_hidden_states, encoder_attention_mask)  # [B, H]
+        z = query.unsqueeze(1) + self.residual(outputs.last_hidden_state)  # [B, T, H]
+        head = self.cls.predictions.decoder
+        logits = self.log_scale.exp() * nn.functional.linear(z, head.weight)  # [B, T, V]
+        if head.bias is not None:
+            logits = logits + head.bias
+        logits = self._mask_positions(logits, past)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=outputs.cache,
+                                                 hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+                                                 cross_attentions=outputs.cross_attentions)
+
+    def _mask_positions(self, logits: torch.Tensor, past: int) -> torch.Tensor:
+        """``logits`` ``[B, T, V]`` with every token its position may not emit at the lowest value."""
+        starts = getattr(self.config, POSITIONS_KEY, None)
+        if not starts:
+            return logits
+        vocab = logits.shape[-1]
+        if self._allowed is None or self._allowed.shape[1] != vocab or self._allowed.device != logits.device:
+            self._allowed = position_table(starts, vocab).to(logits.device)
+        rows = (torch.arange(logits.shape[1], device=logits.device) + past).clamp(max=len(starts))  # [T]
+        return logits.masked_fill(~self._allowed[rows], torch.finfo(logits.dtype).min)
+
+
+def position_table(starts: list[int], vocab: int) -> torch.Tensor:
+    """``[P + 1, vocab]`` bool: row ``t`` the tokens position ``t`` may emit, row ``P`` eos alone."""
+    table = torch.zeros(len(starts) + 1, vocab, dtype=torch.bool)
+    bounds = list(starts) + [vocab]
+    for t in range(len(starts)):
+        table[t, bounds[t]:bounds[t + 1]] = True
+    table[len(starts), EOS] = True
+    return table
+
+
+def pooled_query(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The dense query vector: ``states`` ``[B, S, H]`` averaged over ``mask`` ``[B, S]``, L2-normalized -> ``[B, H]``."""
+    if mask is None:
+        pooled = states.mean(1)
+    else:
+        weights = mask.unsqueeze(-1).to(states.dtype)  # [B, S, 1]
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return nn.functional.normalize(pooled, dim=-1)
+
+
+def is_dense_start(model: PreTrainedModel) -> bool:
+    """Whether ``model``'s decoder is a :class:`DenseStartDecoder`."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
+    return isinstance(decoder, DenseStartDecoder)
+
+
+def set_dense_rows(model: PreTrainedModel, vectors: torch.Tensor, rows: slice | torch.Tensor = slice(None)) -> None:
+    """Set the LM head's ``rows`` of a dense-start model to ``vectors`` ``[n, H]`` exactly (no rescaling).
+
+    Raises:
+        GenirError: ``vectors`` is not as wide as the encoder's hidden size.
+    """
+    head = model.get_output_embeddings()
+    if vectors.shape[1] != head.weight.shape[1]:
+        raise GenirError(f"dense-start rows must be {head.weight.shape[1]}-dimensional (the encoder's width), "
+                         f"got {vectors.shape[1]}")
+    with torch.no_grad():
+        head.weight[rows] = vectors.to(head.weight.dtype)
