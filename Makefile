@@ -43,13 +43,16 @@ bench-dsi: $(VENV)/.installed
 		--set naive.docids=naive --set semantic.docids=semantic --set se-dsi.max_time=00:00:20:00
 
 ## SEAL on SciFact test: BM25, SEAL (trains for an hour), SEAL + BM25, and the two ablations (no query n-grams;
-## no model: FM-index + query n-grams alone), which reuse SEAL's trained model. Rerun to reuse built indexes.
+## no model: FM-index + query n-grams alone), which reuse SEAL's trained model, then the diagnostic (the share of
+## test queries whose top generated n-grams hold a word of the query or of a relevant document). Rerun to reuse built indexes.
 bench-seal: $(VENV)/.installed
 	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output bench-out/seal-scifact --reuse \
 		--methods bm25,seal,seal-hybrid,seal-no-query=seal,seal-no-model=seal \
 		--set seal-hybrid.of_from=bench-out/seal-scifact/indexes/seal \
 		--set seal-no-query.model_from=bench-out/seal-scifact/indexes/seal --set seal-no-query.query_ngrams=false \
 		--set seal-no-model.use_model=false
+	$(BIN)/python -m genir.seal.diagnostic bench-out/seal-scifact/indexes/seal --collection $(SHARED)/scifact \
+		--split test --out bench-out/seal-scifact/diagnostic.json
 
 ## Continual indexing (DSI++) on a 300-document SciFact subset: every method with and without SAM, one core
 ## (54 minutes measured): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.

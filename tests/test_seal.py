@@ -1,24 +1,40 @@
-"""SEAL: keys occur in the corpus, scoring equals a brute-force reference, rare n-grams win, hybrid, bad input."""
+"""SEAL: keys occur in the corpus, scoring equals a brute-force reference (t5-config and minilm-tokens models),
+rare n-grams win, hybrid, the reads-the-query diagnostic, bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import write_beir
+from conftest import TOY_QUERIES, write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
+from genir.errors import GenirError
 from genir.indexer.collection import Collection
+from genir.indexer.dev_split import split_dev
 from genir.retrieval.searcher import Searcher
+from genir.seal.diagnostic import (
+    diagnose,
+    diagnose_query,
+    document_frequencies,
+    main,
+    shares,
+)
+from genir.seal.hybrid import seal_component
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.scoring import aggregate, ngram_weights
+from genir.seq2seq.token_space import tied_token_table
 
 runner = CliRunner()
 TINY = ["--model", "t5-config:tiny", "--set", "max_epochs=30", "--set", "batch_size=8", "--set", "warmup_steps=0",
         "--set", "lr=3e-3", "--set", "beams=4", "--set", "max_ngram_tokens=4"]
+# The MiniLM token-space recipe (genir.seq2seq.token_space): its FM-index is over MiniLM's token ids.
+MINILM = ["--set", "model=minilm-tokens", "--set", "max_epochs=8", "--set", "batch_size=8", "--set", "warmup_steps=0",
+          "--set", "lr=3e-3", "--set", "beams=4", "--set", "max_ngram_tokens=4"]
 QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "the cat and the dog"]
 
 
@@ -33,6 +49,19 @@ def seal_index(tmp_path_factory):
     collection = write_beir(root / "toy", split="train")
     index = root / "idx"
     result = genir("index", "--method", "seal", "--collection", collection, "-o", index, *TINY)
+    assert result.exit_code == 0, result.output
+    return collection, index
+
+
+@pytest.fixture(scope="module")
+def minilm_seal_index(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("seal-minilm")
+    collection = write_beir(root / "toy", split="train")
+    index = root / "idx"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENIR_CACHE", str(root / "cache"))  # the frozen encoder's states
+        result = genir("index", "--method", "seal", "--collection", collection, "-o", index, *MINILM)
     assert result.exit_code == 0, result.output
     return collection, index
 
@@ -74,9 +103,11 @@ def reference_scores(keys: dict, corpus: list[list[int]], alpha: float, beta: fl
     return scores
 
 
-def test_every_key_occurs_in_the_corpus_with_its_count(seal_index):
-    collection, index = seal_index
+@pytest.mark.parametrize("built", ["seal_index", "minilm_seal_index"])
+def test_every_key_occurs_in_the_corpus_with_its_count(built, request):
+    collection, index = request.getfixturevalue(built)
     searcher = Searcher.load(index)
+    assert built == "seal_index" or tied_token_table(searcher.model)  # MiniLM's table, tied after loading
     corpus = corpus_tokens(searcher, collection)
     generated = searcher._generated(QUERIES)
     assert sum(len(g) for g in generated) > 0
@@ -90,8 +121,9 @@ def test_every_key_occurs_in_the_corpus_with_its_count(seal_index):
             assert brute_count(corpus, ngram)[0] > 0
 
 
-def test_scores_match_a_brute_force_reference(seal_index):
-    collection, index = seal_index
+@pytest.mark.parametrize("built", ["seal_index", "minilm_seal_index"])
+def test_scores_match_a_brute_force_reference(built, request):
+    collection, index = request.getfixturevalue(built)
     searcher = Searcher.load(index)
     corpus = corpus_tokens(searcher, collection)
     num_tokens = sum(len(t) for t in corpus)
@@ -161,6 +193,11 @@ def test_training_pairs_cover_queries_and_documents(toy_collection):
     assert all(t in " ".join(texts.values()) for _, t in pairs)
     assert len(pairs) == len(supervised) * 3 + 2 * len(docs)
     assert pairs == seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2))
+    # dev_fraction: the dev carve's query is never a source; the others are, as without it.
+    held = seal_training_pairs(collection, docs, SealPairConfig(ngrams_per_pair=3, unsupervised_per_doc=2, dev_fraction=0.3))
+    (dev_id,) = split_dev(collection, "train", 0.3, 0).dev
+    texts_of = {q["_id"]: q["text"] for q in TOY_QUERIES}
+    assert {q for q, _ in held} == {q for q, _ in pairs} - {texts_of[dev_id]}
 
 
 def test_hybrid_index_searches_both_and_round_trips(seal_index, tmp_path):
@@ -195,3 +232,36 @@ def test_bad_input_exits_2_and_keeps_nothing(seal_index, tmp_path, monkeypatch):
     result = genir("index", "-m", "seal", "-c", collection, "-o", tmp_path / "out", "--set", "use_model=false")
     assert result.exit_code == 2 and "cannot build the FM-index" in result.output and "corpus too long" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_diagnostic_counts_informative_words_of_the_query_or_a_relevant_document(toy_collection):
+    docs = list(Collection.open(toy_collection).docs())
+    frequencies, num_docs = document_frequencies(d.contents for d in docs)
+    zebras = "Zebras Zebras have black and white stripes."
+    assert frequencies["zebras"] == 1 and frequencies["the"] == 2 and frequencies["and"] == 4 and num_docs == 6
+    read = diagnose_query("q3", ["the", "zebras have black"], "striped zebras", [zebras], frequencies, 1)
+    assert read.reads and read.query_words == ["zebras"] and read.relevant_words == ["black", "have", "zebras"]
+    by_document = diagnose_query("q3", ["white stripes"], "striped zebras", [zebras], frequencies, 1)
+    assert by_document.reads and not by_document.query_words and by_document.relevant_words == ["stripes", "white"]
+    generic = diagnose_query("q3", ["the", "and the", "##ebras"], "the striped zebras", [zebras], frequencies, 1)
+    assert not generic.reads  # frequent words and a word piece never count
+    assert shares([read, by_document, generic]) == pytest.approx(
+        {"queries": 3, "reads_query": 1 / 3, "reads_relevant": 2 / 3, "reads_either": 2 / 3})
+
+
+def test_diagnostic_of_a_seal_index_reads_its_top_generated_ngrams(seal_index, tmp_path, capsys):
+    collection, index = seal_index
+    searcher = seal_component(Searcher.load(index))
+    diagnoses = diagnose(searcher, Collection.open(collection), "train", top=3, max_df=0.2)
+    assert [d.qid for d in diagnoses] == ["q1", "q2", "q3"]
+    generated = searcher._generated(["how do I parse json", "sha-256 digest of bytes", "striped zebras"])
+    for diagnosis, rows in zip(diagnoses, generated):
+        best = sorted(rows, key=lambda row: -row[1])[:3]
+        assert diagnosis.ngrams == [searcher.tokenizer.decode([t - 2 for t in row[0]]) for row in best]
+    main([str(index), "--collection", str(collection), "--split", "train", "--out", str(tmp_path / "d.json")])
+    assert "3 queries: reads the query" in capsys.readouterr().out
+    assert json.loads((tmp_path / "d.json").read_text())["queries"] == 3
+    no_model = tmp_path / "no-model"
+    assert genir("index", "-m", "seal", "-c", collection, "-o", no_model, "--set", "use_model=false").exit_code == 0
+    with pytest.raises(GenirError, match="no model"):
+        diagnose(seal_component(Searcher.load(no_model)), Collection.open(collection), "train")

@@ -3,7 +3,9 @@
 SEAL's model learns to write n-grams that occur in relevant documents. Two kinds of pairs:
 
 * **supervised**, from a qrels split: each (query, relevant document) gives the document's title
-  and ``ngrams_per_pair`` random spans of the document as targets;
+  and ``ngrams_per_pair`` random spans of the document as targets; with ``dev_fraction`` above 0,
+  the split's dev carve (:func:`genir.indexer.dev_split.split_dev` with ``seed``) is left out, so
+  that search settings can be chosen on queries the model never saw;
 * **unsupervised**, from the corpus alone (so a collection without training queries can still be
   indexed): a span of ``source_words`` words of a document -> another span of the same document,
   or its title.
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from genir.indexer.collection import Collection, Document
+from genir.indexer.dev_split import split_dev
 
 TextPair = tuple[str, str]
 """(source text, target n-gram text)."""
@@ -37,6 +40,7 @@ class SealPairConfig:
     unsupervised_per_doc: int = 4  # (span -> span or title) pairs per document
     source_words: int = 48  # length of an unsupervised pair's source span
     queries_split: str = "train"  # "" for unsupervised pairs only
+    dev_fraction: float = 0.0  # the share of queries_split held out (its dev carve), never trained on
     anchored: bool = True  # target spans start near a word shared with the source
     seed: int = 0
 
@@ -69,11 +73,12 @@ def _targets(doc: Document, source: str, count: int, config: SealPairConfig, rng
 
 
 def supervised_pairs(collection: Collection, docs: dict[str, Document], config: SealPairConfig) -> list[TextPair]:
-    """(query, n-gram of a relevant document) for every positive judgement of ``config.queries_split``."""
+    """(query, n-gram of a relevant document) for every positive judgement of ``config.queries_split``
+    outside its dev carve."""
     rng = random.Random(config.seed)
     queries = collection.queries
     pairs: list[TextPair] = []
-    for qid, judged in collection.qrels(config.queries_split).items():
+    for qid, judged in split_dev(collection, config.queries_split, config.dev_fraction, config.seed).train.items():
         for doc_id, grade in judged.items():
             if grade > 0 and doc_id in docs:
                 query = queries[qid]

@@ -6,6 +6,10 @@ corpus, see :mod:`genir.seq2seq.vocab`), and trains the model on SEAL's pairs
 (:mod:`genir.seal.pairs`) with genir's Lightning machinery. The index directory holds
 ``model/`` (safetensors), ``tokenizer/``, ``fmindex/`` (``.npy`` + JSON) and ``docids.json``, and
 once documents are added or deleted, more FM-index segments and tombstones (:mod:`genir.seal.segments`).
+With ``model=minilm-tokens`` (:mod:`genir.seq2seq.token_space`) the model is a frozen MiniLM encoder and
+a decoder whose tied token table is MiniLM's word embeddings; the FM-index is then over MiniLM's token
+ids (its tokenizer is the model's), as it is for the default ``t5-config:`` model, whose tokenizer is
+``tokenizer`` (MiniLM's by default).
 
 Searching a query (:mod:`genir.seal.scoring` has the formulas):
 
@@ -70,6 +74,11 @@ from genir.seal.segments import (
 from genir.seq2seq.fit import TrainSettings, run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.token_space import (
+    TOKEN_SPACE_MODEL,
+    build_token_space_seq2seq,
+    check_token_table,
+)
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
@@ -79,8 +88,9 @@ TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
 @dataclass
 class SEALConfig:
-    model: str = "t5-config:small"  # or bert2bert:NAME, or a HF seq2seq name/path
+    model: str = "t5-config:small"  # or minilm-tokens (genir.seq2seq.token_space), bert2bert:NAME, a HF seq2seq name/path
     tokenizer: str = DEFAULT_ENCODER  # the tokenizer of t5-config: models (encoder input, decoder output, FM-index)
+    token_table: str = "frozen"  # minilm-tokens: its tied MiniLM token table is frozen or trained (train)
     use_model: bool = True  # false: no training, keys are the query n-grams alone
     model_from: str = ""  # a seal index of the same corpus whose trained model is reused
     # training pairs (genir.seal.pairs)
@@ -90,6 +100,7 @@ class SEALConfig:
     unsupervised_per_doc: int = 4
     source_words: int = 48
     queries_split: str = "train"
+    dev_fraction: float = 0.0  # above 0: the dev carve of queries_split is not trained on (tune search settings there)
     anchored: bool = True  # target spans start near a word the source shares with the document
     # training
     max_source_len: int = 64
@@ -116,8 +127,8 @@ class SEALConfig:
 
 
 #: Fields that change the trained model (the rest only change how the index is searched).
-TRAINING_FIELDS = ("model", "tokenizer", "ngram_min_words", "ngram_max_words", "ngrams_per_pair", "unsupervised_per_doc",
-                   "source_words", "queries_split", "anchored", "max_source_len", "max_target_tokens", "batch_size", "lr",
+TRAINING_FIELDS = ("model", "tokenizer", "token_table", "ngram_min_words", "ngram_max_words", "ngrams_per_pair", "unsupervised_per_doc",
+                   "source_words", "queries_split", "dev_fraction", "anchored", "max_source_len", "max_target_tokens", "batch_size", "lr",
                    "warmup_steps", "max_epochs", "max_time", "precision", "seed")
 
 
@@ -146,12 +157,12 @@ class SEALSearcher(Searcher):
         docs = list(collection.docs())
         if not docs:
             raise GenirError(f"{collection.corpus_path}: the corpus is empty; nothing to index")
+        check_token_table(config.token_table)
         stats: dict[str, Any] = {"num_docs": len(docs)}
         if config.use_model and config.model_from:
             vocab = TextVocab(_copy_model(Path(config.model_from), collection, directory))
         else:
-            vocab = TextVocab(config.tokenizer if config.model.startswith(T5_PREFIX) or not config.use_model
-                              else config.model.split(":", 1)[-1])
+            vocab = TextVocab(_tokenizer_name(config))
             vocab.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
         started = time.perf_counter()
         index = build_fm_index(docs, vocab, config.fm_sample_rate)
@@ -359,6 +370,16 @@ def build_fm_index(docs: Sequence[Document], vocab: TextVocab, sample_rate: int 
         raise GenirError(f"cannot build the FM-index of this corpus: {e}") from None
 
 
+def _tokenizer_name(config: SEALConfig) -> str:
+    """The tokenizer of the model's decoder, hence of the FM-index: ``tokenizer`` for a model built in
+    code (``t5-config:``) or none; MiniLM's for ``minilm-tokens``; a checkpoint's own otherwise."""
+    if config.model.startswith(T5_PREFIX) or not config.use_model:
+        return config.tokenizer
+    if config.model == TOKEN_SPACE_MODEL:
+        return DEFAULT_ENCODER
+    return config.model.split(":", 1)[-1]
+
+
 def _copy_model(source: Path, collection: Collection, directory: Path) -> str:
     """Copy the model and tokenizer of the seal index ``source``; returns the copied tokenizer's path."""
     try:
@@ -379,7 +400,11 @@ def _train(collection: Collection, docs: list[Document], config: SEALConfig, voc
     pair_config = SealPairConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SealPairConfig)})
     pairs = [(source, vocab.encode(target, config.max_target_tokens))
              for source, target in seal_training_pairs(collection, docs, pair_config)]
-    tokenizer = vocab.tokenizer if config.model.startswith(T5_PREFIX) else None
-    seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
+    token_space = config.model == TOKEN_SPACE_MODEL
+    if token_space:  # its encoder is frozen: its states are computed once, before the first step
+        seq2seq = build_token_space_seq2seq(token_table=config.token_table, seed=config.seed)
+    else:
+        tokenizer = vocab.tokenizer if config.model.startswith(T5_PREFIX) else None
+        seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
     run_dir = run_directory(collection, {"method": "seal", **{f: getattr(config, f) for f in TRAINING_FIELDS}})
-    return train_and_save(seq2seq, pairs, TrainSettings.of(config), run_dir, out)
+    return train_and_save(seq2seq, pairs, TrainSettings.of(config), run_dir, out, frozen_encoder=token_space)

@@ -1,0 +1,60 @@
+"""The MiniLM token-space recipe: the decoder's token table is MiniLM's, tied, frozen when asked,
+through training and a safetensors save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genir.errors import GenirError
+from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.model_io import PICKLE_SUFFIXES, load_seq2seq, save_seq2seq
+from genir.seq2seq.token_space import build_token_space_seq2seq, tied_token_table
+from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, TextVocab
+
+PAIRS = [("how do I parse json", "Parsing JSON strings"), ("sha-256 digest of bytes", "digests of byte strings"),
+         ("striped zebras", "black and white stripes"), ("the cat and the dog", "The cat sat on the mat")]
+
+
+def table(model) -> torch.Tensor:
+    return model.get_decoder().get_input_embeddings().weight
+
+
+def test_the_table_is_minilm_word_embeddings_tied():
+    built = build_token_space_seq2seq(token_table="frozen")
+    words = built.model.get_encoder().get_input_embeddings().weight
+    tok = built.tokenizer
+    assert tied_token_table(built.model) and not table(built.model).requires_grad
+    assert torch.equal(table(built.model)[FIRST_TOKEN:], words)
+    assert torch.equal(table(built.model)[PAD], words[tok.cls_token_id])
+    assert torch.equal(table(built.model)[EOS], words[tok.sep_token_id])
+    assert table(built.model).shape[0] == TextVocab(tok).size
+    assert table(build_token_space_seq2seq(token_table="train").model).requires_grad
+    with pytest.raises(GenirError, match="token_table"):
+        build_token_space_seq2seq(token_table="thawed")
+
+
+@pytest.mark.parametrize("token_table", ["frozen", "train"])
+def test_tied_and_frozen_through_training_and_save_load(token_table, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    built = build_token_space_seq2seq(token_table=token_table)
+    before = table(built.model).detach().clone()
+    vocab = TextVocab(built.tokenizer)
+    pairs = [(source, vocab.encode(target, 8)) for source, target in PAIRS]
+    settings = TrainSettings(batch_size=2, lr=1e-2, warmup_steps=0, max_epochs=2)
+    stats = fit(built, pairs, settings, tmp_path / "run", frozen_encoder=True, progress=False)
+    assert stats["train_steps"] == 4
+    trained = table(built.model).detach().clone()
+    assert tied_token_table(built.model)
+    assert torch.equal(trained, before) == (token_table == "frozen")
+
+    save_seq2seq(built.model, tmp_path / "model")
+    assert not [p for p in (tmp_path / "model").rglob("*") if p.suffix in PICKLE_SUFFIXES]
+    loaded = load_seq2seq(tmp_path / "model")
+    assert tied_token_table(loaded) and torch.equal(table(loaded), trained)
+    batch = built.tokenizer(["striped zebras"], return_tensors="pt")
+    start = torch.zeros((1, 1), dtype=torch.int64)
+    with torch.no_grad():
+        expected = built.model(**batch, decoder_input_ids=start).logits
+        assert torch.allclose(loaded(**batch, decoder_input_ids=start).logits, expected, atol=1e-5)
