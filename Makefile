@@ -29,18 +29,22 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
 
-## DSI and SE-DSI on SciFact test, every docid scheme side by side with BM25 and dense (README "DSI recipe").
-## atomic = the default recipe; atomic-init / atomic-random measure the docid-embedding lever. Rerun to reuse
-## built indexes; the dense index's embeddings are reused by the entries that need document embeddings.
-## se-dsi's steps are ~8x slower (descriptions of up to 17 tokens over a 30k-token vocabulary): 20 minutes for it.
-DSI_EMB := bench-out/dsi-scifact/indexes/dense
+## DSI on SciFact test beside BM25 and dense (README "DSI and SE-DSI"): atomic and rq docids with the dense start,
+## supervised (train queries less a seeded 10% dev split, which chooses the checkpoint) and zero-shot (queries_split=:
+## documents + 4 keyword pseudo-queries each, 200 held-out pseudo-queries as dev); each fused with BM25 (hybrid: the
+## weight chosen on the same dev split, 0.5 zero-shot); naive and semantic docids as the DSI paper's baselines.
+## Rerun to reuse built indexes; the dense index's embeddings are reused by every DSI entry. ~2 hours on 2 cores.
+DSI_OUT := bench-out/dsi-scifact
+DSI_EMB := $(DSI_OUT)/indexes/dense
 bench-dsi: $(VENV)/.installed
-	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output bench-out/dsi-scifact --reuse \
-		--methods bm25,dense,atomic=dsi,atomic-init=dsi,atomic-random=dsi,naive=dsi,semantic=dsi,se-dsi \
-		--set atomic.embeddings_from=$(DSI_EMB) --set atomic-init.embeddings_from=$(DSI_EMB) \
-		--set atomic-random.embeddings_from=$(DSI_EMB) --set semantic.embeddings_from=$(DSI_EMB) \
-		--set atomic-init.docid_embeddings=init --set atomic-random.docid_embeddings=none \
-		--set naive.docids=naive --set semantic.docids=semantic --set se-dsi.max_time=00:00:20:00
+	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output $(DSI_OUT) --reuse \
+		--methods bm25,dense,atomic=dsi,rq=dsi,atomic-zs=dsi,rq-zs=dsi,hybrid,hybrid-zs=hybrid,naive=dsi,semantic=dsi \
+		--set atomic.embeddings_from=$(DSI_EMB) --set rq.embeddings_from=$(DSI_EMB) --set rq.docids=rq \
+		--set atomic-zs.embeddings_from=$(DSI_EMB) --set atomic-zs.queries_split= \
+		--set rq-zs.embeddings_from=$(DSI_EMB) --set rq-zs.docids=rq --set rq-zs.queries_split= \
+		--set hybrid.of=dsi --set hybrid.of_from=$(DSI_OUT)/indexes/atomic \
+		--set hybrid-zs.of=dsi --set hybrid-zs.of_from=$(DSI_OUT)/indexes/atomic-zs --set hybrid-zs.queries_split= \
+		--set naive.docids=naive --set semantic.docids=semantic --set semantic.embeddings_from=$(DSI_EMB)
 
 ## SEAL on SciFact test: BM25, SEAL (trains for an hour), SEAL + BM25, and the two ablations (no query n-grams;
 ## no model: FM-index + query n-grams alone), which reuse SEAL's trained model, then the diagnostic (the share of

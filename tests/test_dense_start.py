@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import TOY_DOCS, write_beir
+from genir.dsi.dev import dev_set
 from genir.dsi.docids import load_docid_scheme
 from genir.dsi.rq_docids import RQDocids
 from genir.errors import GenirError
@@ -20,6 +21,7 @@ from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
 from genir.seq2seq.selection import BestOnDev
 from genir.seq2seq.vocab import DECODER_START, EOS, PAD
+from genir.views.querygen import query_generator
 
 QUERIES = ["striped zebras", "parse json", "dog chasing the mail", "hash digest", "cat on a mat", "run a command"]
 
@@ -167,6 +169,13 @@ def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):
     stats = manifest.stats
     assert stats["supervised"] is False and stats["dev_set"] == "held-out pseudo-queries" and stats["dev_queries"] == 4
     assert stats["pseudo_queries"] == 4 and stats["dev_curve"][0][:2] == [0, 0]
+    # The 4 dev documents get no pseudo-queries in training; the other 2 get theirs.
+    docs = list(collection.docs())
+    generator = query_generator("", docs, config.pseudo_query_words)
+    written = generator.pseudo_queries(docs, 4, config.seed)
+    dev_docs = dev_set(collection, docs, config, False, generator).held_out_docs
+    trained = sum(len([q for q in qs if q.strip()]) for d, qs in zip(docs, written) if d.id not in dev_docs)
+    assert len(dev_docs) == 4 and stats["train_pairs"] == len(TOY_DOCS) + trained
     assert len(Searcher.load(tmp_path / "idx").search("zebras", k=3)) == 3
     assert len(TOY_DOCS) == Searcher.load(tmp_path / "idx").num_docs
 

@@ -49,3 +49,6 @@ def test_training_pairs_mix_every_view(tmp_path):
     generated = training_pairs(coll, docs, config, Numbered(docs))
     assert ("q5", "d6") in generated and sorted(generated) != sorted(pairs)
     assert training_pairs(coll, docs, config, KeywordQueryGenerator(docs)) == pairs  # deterministic for a seed
+    held_out = training_pairs(coll, docs, config, Numbered(docs), no_pseudo_queries=frozenset({"d6"}))
+    assert ("q5", "d6") not in held_out and ("q4", "d5") in held_out  # d6 keeps its other views
+    assert sum(doc == "d6" for _, doc in held_out) == sum(doc == "d6" for _, doc in generated) - 2

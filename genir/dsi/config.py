@@ -22,7 +22,7 @@ from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
 class DSIConfig:
     docids: str = "atomic"  # atomic | rq | naive | semantic | elaborative
     rq_levels: int = 1  # rq docids: codebooks before the document's own token
-    rq_codes: int = 256  # rq docids: codewords per codebook (a power of two)
+    rq_codes: int = 64  # rq docids: codewords per codebook (a power of two); 1 x 64 chosen on dev (benchmarks/tune_rq.py)
     # The default recipe (README, "DSI recipe"): pretrained MiniLM encoder, frozen; a two-layer
     # decoder; atomic docids whose output rows are the documents' MiniLM embeddings, frozen.
     model: str = "bert2bert:all-MiniLM-L6-v2"  # or t5-config:tiny|small|base, or a HF seq2seq name/path

@@ -2,11 +2,12 @@
 
 * supervised (the collection has ``queries_split``): :func:`genir.indexer.dev_split.split_dev`
   holds out ``dev_fraction`` of the judged training queries (seeded); the model trains on the rest.
-* zero-shot (no such split): ``dev_pseudo_queries`` documents (seeded) each get one more
-  pseudo-query from the build's query generator, drawn with another seed and never trained on; a
-  dev query's one relevant document is the one it was written from. (Held-out pseudo-queries
-  measure how well real-looking queries find their document; they are not real queries, so the
-  README reports test numbers of settings chosen this way, never tuned on test.)
+* zero-shot (no such split): ``dev_pseudo_queries`` documents (seeded) each get one
+  pseudo-query from the build's query generator, drawn with another seed; a dev query's one
+  relevant document is the one it was written from. These documents get no pseudo-queries in
+  training (:attr:`DevSet.held_out_docs`; they keep their indexing views), so dev asks what test
+  asks: queries of a kind never trained on for their document. (Pseudo-queries are not real
+  queries: the README reports how well this dev predicts test, and never tunes on test.)
 
 The dev score is nDCG@10 of the model's own search (:class:`genir.dsi.decoding.DocidDecoder`).
 """
@@ -41,6 +42,7 @@ class DevSet:
     qrels: Qrels
     train_qrels: Qrels
     kind: str  # "held-out training queries" | "held-out pseudo-queries" | "none"
+    held_out_docs: frozenset[str] = frozenset()  # documents whose pseudo-queries are not trained
 
 
 def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig, supervised: bool,
@@ -62,7 +64,7 @@ def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig,
         if texts and texts[0].strip():
             qid = f"dev-pq-{doc.id}"
             queries[qid], qrels[qid] = texts[0], {doc.id: 1}
-    return DevSet(queries, qrels, {}, "held-out pseudo-queries")
+    return DevSet(queries, qrels, {}, "held-out pseudo-queries", frozenset(d.id for d in picked))
 
 
 def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig):

@@ -9,16 +9,20 @@ keyword queries from its salient sentences (:mod:`genir.views.querygen`).
 Building an index assigns docids, builds the training views, trains through the shared seq2seq
 layer (:func:`genir.seq2seq.fit.fit`) and writes the files of :mod:`genir.dsi.index_files`.
 Training checkpoints live outside the index (:func:`genir.seq2seq.fit.run_directory`): a build
-that is killed resumes from its last checkpoint when the same command is run again.
+that is killed resumes from its last checkpoint when the same command is run again. A collection
+without the ``queries_split`` qrels trains zero-shot (documents and pseudo-queries); the dev set of
+:mod:`genir.dsi.dev` chooses the checkpoint kept, the untrained (dense start) one included.
 
 Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
 
-* add (atomic docids whose output rows are document embeddings, ``docid_embeddings`` frozen or
-  init): each new document gets the next atomic docid, and its LM-head row is its embedding as a
-  build places it (:func:`genir.seq2seq.model.grow_output_vocab`: the same seeded projection when
-  the widths differ, rescaled to the docid rows' norm, which a frozen build gives every row), so
-  the new rows are those a build from scratch on the same documents starts from; nothing else in
-  the model changes. Other docid schemes need training to place a new document: refused.
+* add, atomic docids whose output rows are document embeddings (``docid_embeddings`` frozen or
+  init): each new document gets the next atomic docid and its LM-head row is placed as a build
+  places it (:func:`genir.seq2seq.model.grow_output_vocab`: the embedding itself under the dense
+  start; else the seeded projection, rescaled to the docid rows' norm);
+* add, rq docids: the new document is coded with the saved codebooks
+  (:class:`genir.dsi.rq_docids.RQDocids`) and its document token's row is its residual, so its
+  summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
+  Other docid schemes need training to place a new document: refused.
 * delete (any docid scheme): the document leaves the trie and the results; its docid stays
   reserved (:meth:`genir.dsi.docids.DocidScheme.delete`). The model is copied unchanged; exact
   atomic search masks the deleted rows.
@@ -116,7 +120,8 @@ class DSISearcher(Searcher):
                            pseudo_queries=pseudo_queries_setting(config, supervised),
                            queries_split=config.queries_split if supervised else "")
         pairs = [(text, scheme.sequence(docid))
-                 for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None)]
+                 for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
+                                                   dev.held_out_docs)]
         tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
         seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
                                 docid_embeddings=_docid_rows(scheme, docs, embeddings) if docid_embeddings != "none" else None,

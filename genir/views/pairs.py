@@ -69,26 +69,30 @@ def retrieval_examples(collection: Collection, qrels: Qrels) -> list[TextPair]:
     ]
 
 
-def salient_examples(docs: Sequence[Document], config: ViewConfig, generator: QueryGenerator) -> list[TextPair]:
-    """Rehearsal contents and pseudo-queries (written by ``generator``) of every document."""
+def salient_examples(docs: Sequence[Document], config: ViewConfig, generator: QueryGenerator,
+                     no_pseudo_queries: frozenset[str] = frozenset()) -> list[TextPair]:
+    """Rehearsal contents and pseudo-queries (written by ``generator``) of every document, but no
+    pseudo-queries for the documents in ``no_pseudo_queries`` (e.g. those whose queries are dev queries)."""
     salience = Salience(docs)
     pairs = [(s, d.id) for d in docs for s in salience.rehearsal_contents(d, config.rehearsal)]
     if config.pseudo_queries:
         queries = generator.pseudo_queries(docs, config.pseudo_queries, config.seed)
-        pairs += [(q, d.id) for d, qs in zip(docs, queries) for q in qs if q.strip()]
+        pairs += [(q, d.id) for d, qs in zip(docs, queries) if d.id not in no_pseudo_queries for q in qs if q.strip()]
     return pairs
 
 
 def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig,
-                   generator: QueryGenerator, queries: Qrels | None = None) -> list[TextPair]:
+                   generator: QueryGenerator, queries: Qrels | None = None,
+                   no_pseudo_queries: frozenset[str] = frozenset()) -> list[TextPair]:
     """All views of the configuration, shuffled with ``config.seed``; ``generator`` writes the pseudo-queries.
 
     The retrieval examples are those of ``queries`` (judgements) when given, e.g. the training split
-    less its dev part; else of the ``queries_split`` qrels.
+    less its dev part; else of the ``queries_split`` qrels. Documents in ``no_pseudo_queries`` get
+    no pseudo-queries (:func:`salient_examples`).
     """
     pairs = indexing_examples(docs, config)
     if config.rehearsal or config.pseudo_queries:
-        pairs += salient_examples(docs, config, generator)
+        pairs += salient_examples(docs, config, generator, no_pseudo_queries)
     if queries is None and config.queries_split:
         queries = collection.qrels(config.queries_split)
     if queries:
