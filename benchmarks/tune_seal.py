@@ -5,7 +5,7 @@ every combination of the given settings on the queries of ``--split`` (default `
 ``--dev-fraction`` on its dev carve (the queries a SEAL built with that ``dev_fraction`` and
 ``seed`` never trained on): keys are computed once per combination of the
 settings that change them (``query_ngram_prob``, ``query_ngram_words``, ``generated_ngrams``,
-``query_ngrams``) and ranked once per combination of the others (``alpha``, ``beta``,
+``query_ngrams``, ``pmi_lambda``, ``beams``) and ranked once per combination of the others (``alpha``, ``beta``,
 ``max_occurrences``). With ``--bm25 INDEX``, every SEAL run is also fused with BM25 for each
 ``--hybrid-weights`` value (a seal-hybrid index's own BM25 component when ``--bm25`` is not
 given). Prints a table (best first) and writes JSON.
@@ -30,7 +30,7 @@ from genir.retrieval.hybrid import HybridSearcher, fuse
 from genir.retrieval.searcher import Searcher, parse_config
 from genir.seal.hybrid import seal_component
 
-KEY_SETTINGS = ("query_ngram_prob", "query_ngram_words", "generated_ngrams", "query_ngrams")
+KEY_SETTINGS = ("query_ngram_prob", "query_ngram_words", "generated_ngrams", "query_ngrams", "pmi_lambda", "beams")
 DEPTH = 100
 
 

@@ -42,15 +42,19 @@ def genir(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def seal_index(tmp_path_factory):
+def tiny_seal_index(root):
+    """A seal index of the toy collection with a tiny T5 (``TINY``): ``(collection, index)`` under ``root``."""
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("seal")
     collection = write_beir(root / "toy", split="train")
     index = root / "idx"
     result = genir("index", "--method", "seal", "--collection", collection, "-o", index, *TINY)
     assert result.exit_code == 0, result.output
     return collection, index
+
+
+@pytest.fixture(scope="module")
+def seal_index(tmp_path_factory):
+    return tiny_seal_index(tmp_path_factory.mktemp("seal"))
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,9 @@ class BeamStep:
 
     Attributes:
         tokens: ``[B, K, t + 1]`` int64 generated prefixes (without the decoder start token).
-        scores: ``[B, K]`` float32 sums of token log-probabilities (no length penalty);
-            ``-inf`` where ``valid`` is False.
+        scores: ``[B, K]`` float32 sums of token log-probabilities (no length penalty), plus the
+            candidates' biases where the constraint gives them (``Candidates.bias``); ``-inf``
+            where ``valid`` is False.
         states: ``[B, K, S]`` int64 constraint states after each prefix.
         valid: ``[B, K]`` bool; whether the slot holds a continuation.
         ended: ``[B, K]`` bool; whether the prefix ends with ``eos``.

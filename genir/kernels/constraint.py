@@ -22,11 +22,15 @@ class Candidates:
         row_ptr: ``[N + 1]`` int64; the candidates of beam ``i`` are ``row_ptr[i]:row_ptr[i+1]``.
         tokens: ``[M]`` int64 token ids, ``M = row_ptr[-1]``.
         next_state: ``[M, S]`` int64; the state a beam reaches by emitting ``tokens[j]``.
+        bias: ``[M]`` float32 added to each candidate's logit where the top-k ranks it and to the
+            log-probability it adds to its beam's score (e.g. SEAL's PMI ranking,
+            :mod:`genir.seal.pmi`); None adds nothing.
     """
 
     row_ptr: torch.Tensor
     tokens: torch.Tensor
     next_state: torch.Tensor
+    bias: torch.Tensor | None = None
 
 
 class Constraint(ABC):

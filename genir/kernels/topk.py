@@ -3,7 +3,8 @@
 Given a beam's logits over the whole vocabulary and the CSR list of its allowed tokens (from a
 ``Constraint``), return its ``k`` best allowed tokens with their log-probabilities under the
 **full** softmax over the vocabulary (the scores beam search accumulates, as in unconstrained
-decoding), and the constraint state each token leads to.
+decoding), and the constraint state each token leads to. Candidates with a ``bias`` are ranked by
+``logit + bias`` and score ``log-probability + bias`` (torch backend only).
 
 Ranking (identical in every backend): by logit, higher first; equal logits by token id, lower
 first. Ranking by the logit rather than by ``logit - logsumexp`` keeps the order exact across
@@ -131,12 +132,15 @@ def constrained_topk(logits: torch.Tensor, candidates: Candidates, k: int, backe
     Returns:
         ``TopK`` with ``[N, k]`` slots.
     Raises:
-        ValueError: on an unknown backend or ``k < 1``.
+        ValueError: on an unknown backend, ``k < 1``, or candidates with a bias on the Triton backend.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if backend == "auto":
-        backend = "triton" if _auto_uses_triton(logits, candidates, k) else "torch"
+        # The Triton kernel reads no bias: biased candidates take the torch path.
+        backend = "triton" if candidates.bias is None and _auto_uses_triton(logits, candidates, k) else "torch"
+    if backend == "triton" and candidates.bias is not None:
+        raise ValueError("the Triton top-k takes no candidate bias; use backend='torch' or 'auto'")
     if backend == "torch":
         return topk_torch(logits, candidates, k)
     if backend == "triton":
@@ -190,24 +194,26 @@ def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
 
 def topk_torch(logits: torch.Tensor, candidates: Candidates, k: int) -> TopK:
     """Torch backend of :func:`constrained_topk` (same arguments and result)."""
-    tokens, next_state, valid = select_torch(logits, candidates, k)
-    chosen_logit = logits.gather(1, tokens.clamp(min=0)).float()
+    tokens, next_state, valid, bias = select_torch(logits, candidates, k)
+    chosen_logit = logits.gather(1, tokens.clamp(min=0)).float() + bias
     log_probs = torch.where(valid, chosen_logit - log_normalizer(logits).unsqueeze(1), float("-inf"))
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
 
 
 def select_torch(
     logits: torch.Tensor, candidates: Candidates, k: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The selection half of :func:`topk_torch`: which ``k`` allowed tokens, without their scores.
 
     Args:
         logits: ``[N, V]`` float32, bfloat16 or float16.
-        candidates: ``row_ptr [N + 1]``, ``tokens [M]``, ``next_state [M, S]``, int64.
+        candidates: ``row_ptr [N + 1]``, ``tokens [M]``, ``next_state [M, S]``, int64, and an
+            optional ``bias [M]`` float32 added to the ranking logits.
         k: slots per row.
     Returns:
-        ``tokens [N, k]`` int64, ``next_state [N, k, S]`` int64 (both ``-1`` in empty slots) and
-        ``valid [N, k]`` bool, best first by the module's ranking.
+        ``tokens [N, k]`` int64, ``next_state [N, k, S]`` int64 (both ``-1`` in empty slots),
+        ``valid [N, k]`` bool and the chosen candidates' ``bias [N, k]`` float32 (0 without one
+        and in empty slots), best first by the module's ranking.
     """
     n_rows = logits.shape[0]
     device = logits.device
@@ -215,7 +221,8 @@ def select_torch(
     degree = row_ptr[1:] - row_ptr[:-1]
     total = tokens.shape[0]
     row = torch.repeat_interleave(torch.arange(n_rows, device=device), degree, output_size=total)
-    key = ranking_key(logits[row, tokens].float(), tokens)
+    logit = logits[row, tokens].float()
+    key = ranking_key(logit if candidates.bias is None else logit + candidates.bias, tokens)
     # One padded [N, width] key matrix turns the ragged per-row top-k into a single topk call.
     width = max(k, int(degree.max()) if n_rows else 0)
     padded = torch.full((n_rows, width), _INT64_MIN, dtype=torch.int64, device=device)
@@ -227,4 +234,7 @@ def select_torch(
     filler = torch.full((1,), EMPTY_SLOT, dtype=torch.int64, device=device)
     top_tokens = torch.cat([tokens, filler])[position]
     top_state = torch.cat([next_state, filler.expand(1, next_state.shape[1])])[position]
-    return top_tokens, top_state, valid
+    if candidates.bias is None:
+        return top_tokens, top_state, valid, torch.zeros((n_rows, k), device=device)
+    top_bias = torch.cat([candidates.bias.float(), torch.zeros(1, device=device)])[position]
+    return top_tokens, top_state, valid, top_bias

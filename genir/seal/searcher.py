@@ -14,7 +14,10 @@ ids (its tokenizer is the model's), as it is for the default ``t5-config:`` mode
 Searching a query (:mod:`genir.seal.scoring` has the formulas):
 
 1. constrained beam search under the FM-index: every prefix a beam holds at any step is an n-gram
-   of the corpus, kept as a key with its summed log-probability and its FM-index range;
+   of the corpus, kept as a key with its summed log-probability and its FM-index range; with
+   ``pmi_lambda`` above 0, beams are ranked by ``log P(n|q) - pmi_lambda * log P(n)``
+   (:mod:`genir.seal.pmi`), so that frequent generic n-grams stop crowding them, while the keys
+   keep the model's ``log P(n|q)``;
 2. the query's own word n-grams (up to ``query_ngram_words`` words) that occur in the corpus are
    added as keys with ``P(n|q) = query_ngram_prob``;
 3. each key's documents come from the FM-index (``locate``), never from a scan of the corpus;
@@ -63,6 +66,7 @@ from genir.kernels.fmindex import FMIndex
 from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.retrieval.searcher import Change, Hit, Searcher, searcher_class
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
+from genir.seal.pmi import PMIConstraint, check_pmi_lambda
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
 from genir.seal.segments import (
     Segment,
@@ -114,6 +118,7 @@ class SEALConfig:
     seed: int = 0
     # search
     beams: int = 15
+    pmi_lambda: float = 0.0  # beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone
     max_ngram_tokens: int = 10
     generated_ngrams: bool = True  # keys from the model's beams
     query_ngrams: bool = True  # keys from the query's own word n-grams
@@ -141,6 +146,7 @@ class SEALSearcher(Searcher):
         super().__init__(config, manifest)
         from transformers import AutoTokenizer
 
+        check_pmi_lambda(config.pmi_lambda)
         self.directory = directory
         self.index = SegmentedFMIndex.load(directory, listed=manifest.files)
         try:
@@ -158,6 +164,7 @@ class SEALSearcher(Searcher):
         if not docs:
             raise GenirError(f"{collection.corpus_path}: the corpus is empty; nothing to index")
         check_token_table(config.token_table)
+        check_pmi_lambda(config.pmi_lambda)
         stats: dict[str, Any] = {"num_docs": len(docs)}
         if config.use_model and config.model_from:
             vocab = TextVocab(_copy_model(Path(config.model_from), collection, directory))
@@ -228,16 +235,20 @@ class SEALSearcher(Searcher):
         return found
 
     def _generated(self, queries: Sequence[str]) -> list[list[tuple[Ngram, float, Int64Array, Int64Array]]]:
-        """Every prefix the beams held at any step, with its summed log-probability and ``[S]`` range bounds."""
+        """Every prefix the beams held at any step, with its summed log-probability ``log P(n|q)`` and
+        ``[S]`` range bounds."""
         batch = self.tokenizer(list(queries), truncation=True, max_length=self.config.max_source_len, padding=True,
                                return_tensors="pt").to(self.model.device)
-        out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
+        pmi = PMIConstraint(self.constraint, self.index, self.config.pmi_lambda) if self.config.pmi_lambda else None
+        out = beam_search(self.model, batch["input_ids"], pmi or self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=self.config.beams, max_new_tokens=self.config.max_ngram_tokens + 1, record_steps=True)
         best: list[dict[Ngram, tuple[float, Int64Array, Int64Array]]] = [{} for _ in queries]
         for step in out.steps or []:
             live = (step.valid & ~step.ended).cpu().numpy()
-            tokens, scores = step.tokens.cpu().numpy(), step.scores.cpu().numpy()
-            lo, hi = self.constraint.ranges(step.states.cpu().numpy())  # [B, K, S] each
+            tokens, scores, states = step.tokens.cpu().numpy(), step.scores.cpu().numpy(), step.states.cpu().numpy()
+            if pmi is not None:  # the beams' scores hold the PMI biases: the keys' weights need log P(n|q)
+                scores = np.where(live, pmi.log_prob(scores, states), -np.inf)
+            lo, hi = self.constraint.ranges(states)  # [B, K, S] each
             for b, slot in zip(*live.nonzero()):
                 ngram = tuple(tokens[b, slot].tolist())
                 if float(scores[b, slot]) > best[b].get(ngram, (-np.inf,))[0]:
