@@ -109,7 +109,7 @@ def add(
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Add a collection's documents to an index without rebuilding it (bm25, dense, dsi with atomic docids).
+    """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi with atomic or rq docids).
 
     Old documents keep their docids; an id already in the index is an error and nothing is written.
     The index is replaced only once the new version is complete.
@@ -130,7 +130,7 @@ def delete(
     ids: Annotated[Path, typer.Option("--ids", help="File of document ids to delete, one per line.")],
     device: DeviceOpt = "auto",
 ) -> None:
-    """Delete documents from an index (bm25, dense, dsi): they are never returned again.
+    """Delete documents from an index (bm25, dense, seal, hybrid, dsi): they are never returned again.
 
     An id not in the index is an error and nothing is written. DSI keeps a deleted document's docid
     reserved. The index is replaced only once the new version is complete.

@@ -397,7 +397,7 @@ def build_index(
     """Build an index of ``collection`` at ``destination`` (atomically) and return its manifest.
 
     Models (embedding, encoder states, training) run on ``device`` (:mod:`genir.devices`);
-    ``devices > 1`` trains with one process per device (Lightning ``ddp_spawn``).
+    ``devices > 1`` embeds and trains with one process per device (Lightning ``ddp_spawn``).
     """
     cls = searcher_class(method)
     config = config if config is not None else cls.Config()

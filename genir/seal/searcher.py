@@ -397,7 +397,7 @@ def _copy_model(source: Path, collection: Collection, directory: Path) -> str:
         manifest = read_manifest(source, verify=True)
     except GenirError as e:
         raise GenirError(f"model_from={source}: {e}") from None
-    if manifest.method not in ("seal", "seal-hybrid") or not (source / MODEL_DIR).is_dir():
+    if manifest.method != "seal" or not (source / MODEL_DIR).is_dir():
         raise GenirError(f"model_from={source}: not a seal index with a trained model")
     if manifest.collection.get("sha256") != collection.fingerprint:
         raise GenirError(f"model_from={source}: that index was built from another corpus")
