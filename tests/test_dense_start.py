@@ -19,7 +19,7 @@ from genir.retrieval.encoder import TextEncoder
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
-from genir.seq2seq.selection import BestOnDev
+from genir.seq2seq.selection import BestOnDev, beats
 from genir.seq2seq.vocab import DECODER_START, EOS, PAD
 from genir.views.querygen import query_generator
 
@@ -134,7 +134,7 @@ def test_positions_restrict_each_step_to_its_own_tokens(toy, tmp_path):
     torch.testing.assert_close(loaded(**batch, decoder_input_ids=decoder_input).logits, logits)
 
 
-def test_best_on_dev_keeps_the_best_weights_the_untrained_ones_included():
+def test_best_on_dev_keeps_the_start_unless_training_beats_it_beyond_noise():
     class Module:
         def __init__(self):
             self.model = torch.nn.Linear(2, 1)
@@ -143,21 +143,30 @@ def test_best_on_dev_keeps_the_best_weights_the_untrained_ones_included():
         global_step, current_epoch = 0, 0
 
     module, trainer = Module(), Trainer()
-    scores = iter([0.5, 0.4, 0.45])  # before training, after epoch 1, after epoch 2
-    callback = BestOnDev(lambda model: next(scores))
-    start = module.model.weight.detach().clone()
+    per_query = iter([
+        [0.5, 0.5, 0.5, 0.5],  # before training
+        [0.4, 0.4, 0.4, 0.4],  # epoch 1: worse
+        [0.6, 0.4, 0.6, 0.5],  # epoch 2: a better mean, within noise of the start: not taken
+        [0.9, 0.8, 0.9, 0.7],  # epoch 3: beats the start by more than 2 standard errors
+        [0.7, 0.7, 0.7, 0.7],  # epoch 4: beats the start, but a lower mean than epoch 3
+    ])
+    callback = BestOnDev(lambda model: next(per_query))
     callback.on_train_start(trainer, module)
-    for epoch in (0, 1):
+    for epoch in range(4):
         with torch.no_grad():
             module.model.weight.add_(1.0)
         trainer.global_step, trainer.current_epoch = trainer.global_step + 10, epoch
+        if epoch == 2:
+            kept = module.model.weight.detach().clone()
         callback.on_train_epoch_end(trainer, module)
     callback.on_train_end(trainer, module)  # nothing trained since the last score: not scored again
-    assert callback.curve == [(0, 0, 0.5), (1, 10, 0.4), (2, 20, 0.45)] and callback.best == (0, 0, 0.5)
-    assert torch.equal(module.model.weight, start)
-    restored = BestOnDev(lambda model: 0.0)
+    assert [entry[:2] for entry in callback.curve] == [(0, 0), (1, 10), (2, 20), (3, 30), (4, 40)]
+    assert callback.best == callback.curve[3] and torch.equal(module.model.weight, kept)
+    restored = BestOnDev(lambda model: [0.0])
     restored.load_state_dict(callback.state_dict())
     assert restored.best == callback.best and restored.curve == callback.curve
+    assert not beats([0.6, 0.4, 0.6, 0.5], [0.5] * 4) and beats([0.9, 0.8, 0.9, 0.7], [0.5] * 4)
+    assert not beats([1.0], [0.0])  # one query proves nothing
 
 
 def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):

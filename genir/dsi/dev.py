@@ -68,15 +68,17 @@ def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig,
 
 
 def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig):
-    """``evaluate(model) -> nDCG@10`` on ``dev`` with the index's own search (None for an empty dev set)."""
+    """``evaluate(model) -> per-query nDCG@10`` on ``dev`` (in dev order) with the index's own search;
+    None for an empty dev set."""
     if not dev.queries:
         return None
     trie = DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS, vocab_size=scheme.vocab_size)
     ids, texts = list(dev.queries), list(dev.queries.values())
 
-    def score(model: PreTrainedModel) -> float:
+    def score(model: PreTrainedModel) -> list[float]:
         rankings = DocidDecoder(model, tokenizer, scheme, trie).search(texts, 10, config)
         run = {qid: [Hit(docid, s) for docid, s in ranking] for qid, ranking in zip(ids, rankings)}
-        return evaluate(run, dev.qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+        per_query = evaluate(run, dev.qrels, ("nDCG@10",)).per_query
+        return [per_query[qid]["nDCG@10"] for qid in ids]
 
     return score
