@@ -180,9 +180,9 @@ def test_bad_configurations_are_clear_errors_and_leave_nothing(dense_index, tmp_
 
 def test_auto_weight_is_never_chosen_on_queries_the_first_component_trained_on(dense_index, tmp_path):
     collection, _ = dense_index
-    # SEAL trains on every query of queries_split: none of them is held out to choose a weight on
+    # SEAL (dev_fraction=0 by default) trains on every query of queries_split: none is held out to choose a weight on
     config = parse_config(SEALHybridConfig, ["weight=auto"])
-    with pytest.raises(GenirError, match="trained on split 'train' holding out dev_fraction=None.*give the weight"):
+    with pytest.raises(GenirError, match="trained on split 'train' holding out dev_fraction=0.0.*give the weight"):
         build_index("seal-hybrid", Collection.open(collection), tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
 
