@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import TOY_DOCS, write_beir
+
 from genir.dsi.dev import dev_set
 from genir.dsi.docids import load_docid_scheme
 from genir.dsi.rq_docids import RQDocids
@@ -190,7 +190,7 @@ def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):
 
 
 def test_rq_index_grows_with_codes_from_its_codebooks(toy, tmp_path):
-    root, collection, docs, doc_vectors, query_vectors = toy
+    _, _, docs, doc_vectors, query_vectors = toy
     first = Collection.open(write_beir(tmp_path / "first", docs=TOY_DOCS[:4], split="train",
                                        qrels=[("q1", "d3", 1), ("q2", "d4", 1)]))
     config = parse_config(searcher_class("dsi").Config, {"docids": "rq", "rq_levels": 1, "rq_codes": 2, "max_epochs": 0})

@@ -1,6 +1,12 @@
 """DSI and SE-DSI: docid schemes, training views, query generation, Lightning training, search."""
 
-from genir.dsi.docids import AtomicDocids, DocidScheme, NaiveDocids, load_docid_scheme, new_docid_scheme
+from genir.dsi.docids import (
+           AtomicDocids,
+           DocidScheme,
+           NaiveDocids,
+           load_docid_scheme,
+           new_docid_scheme,
+)
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids

@@ -29,7 +29,11 @@ from typing import Any
 import numpy as np
 
 from genir.dsi.docids import Body, DocidScheme
-from genir.dsi.semantic_docids import embedding_matrix, one_openmp_thread, nearest_centroid
+from genir.dsi.semantic_docids import (
+    embedding_matrix,
+    nearest_centroid,
+    one_openmp_thread,
+)
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES

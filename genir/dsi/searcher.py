@@ -51,7 +51,12 @@ from genir.dsi.config import (
 )
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.dev import dev_evaluator, dev_set
-from genir.dsi.docids import AtomicDocids, DocidScheme, load_docid_scheme, new_docid_scheme
+from genir.dsi.docids import (
+    AtomicDocids,
+    DocidScheme,
+    load_docid_scheme,
+    new_docid_scheme,
+)
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.index_files import (
     DOCIDS_DIR,
@@ -71,7 +76,12 @@ from genir.retrieval.dense import dense_embeddings
 from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
-from genir.seq2seq.model import T5_PREFIX, build_seq2seq, freeze_output_embeddings, grow_output_vocab
+from genir.seq2seq.model import (
+    T5_PREFIX,
+    build_seq2seq,
+    freeze_output_embeddings,
+    grow_output_vocab,
+)
 from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
