@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,3 +70,34 @@ def run_under_triton_interpreter(script: str):
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def add_killed_before_its_manifest(index: Path, signals: Path):
+    """``genir add`` of one document to ``index`` in a child process that stalls where the new
+    version's manifest would be written (it signals through a file in the existing directory
+    ``signals``); yields the staging directory, then SIGKILLs the child."""
+    ready = signals / "ready"
+    script = f"""
+import time, pathlib
+import genir.retrieval.searcher as searcher_module
+from genir.indexer.collection import Document
+def stall(directory, manifest):
+    pathlib.Path({str(ready)!r}).write_text(str(directory))
+    time.sleep(600)
+searcher_module.write_manifest = stall
+searcher_module.add_documents({str(index)!r}, [Document("n1", "Giraffes", "long necks")], device="cpu")
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert child.poll() is None, "the child ended before writing"
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        yield Path(ready.read_text())
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()

@@ -10,17 +10,12 @@ SEAL index has no model (``use_model=false``); its segments are tested in test_s
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TOY_DOCS, write_beir
+from conftest import TOY_DOCS, add_killed_before_its_manifest, write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
@@ -278,33 +273,10 @@ def test_sigkill_during_add_leaves_the_old_index(index_copy, tmp_path):
     disk, its manifest is not): the old index loads and answers as before, and a later add succeeds."""
     index = index_copy("dense")
     (tmp_path / "signals").mkdir()
-    ready = tmp_path / "signals" / "ready"
     before = tree(index)
     expected = Searcher.load(index, device="cpu").batch_search(QUERIES, k=3)
-    script = f"""
-import time, pathlib
-import genir.retrieval.searcher as searcher_module
-from genir.indexer.collection import Document
-def stall(directory, manifest):
-    pathlib.Path({str(ready)!r}).write_text(str(directory))
-    time.sleep(600)
-searcher_module.write_manifest = stall
-searcher_module.add_documents({str(index)!r}, [Document("n1", "Giraffes", "long necks")], device="cpu")
-"""
-    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            assert child.poll() is None, "the child ended before writing"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        staging = Path(ready.read_text())
+    with add_killed_before_its_manifest(index, tmp_path / "signals") as staging:
         assert (staging / "embeddings.npy").is_file()
-        child.send_signal(signal.SIGKILL)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
     assert tree(index) == {**before, "<siblings>": tree(index)["<siblings>"]}  # staging leftovers aside
     assert Searcher.load(index, device="cpu").batch_search(QUERIES, k=3) == expected
     add_documents(index, docs_of(NEW_DOCS), device="cpu")  # the kill left no lock; stale staging is cleaned

@@ -11,18 +11,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TOY_DOCS, write_beir
+from conftest import TOY_DOCS, add_killed_before_its_manifest, write_beir
 from transformers import T5Config, T5ForConditionalGeneration
 from typer.testing import CliRunner
 
@@ -375,32 +370,10 @@ def test_a_failure_after_the_new_files_leaves_the_old_index(toy, operation, monk
 
 def test_sigkill_during_add_leaves_the_old_index(toy, tmp_path):
     (tmp_path / "signals").mkdir()
-    ready = tmp_path / "signals" / "ready"
     before = tree(toy)
     expected = Searcher.load(toy, device="cpu").batch_search(QUERIES, k=3)
-    script = f"""
-import time, pathlib
-import genir.retrieval.searcher as searcher_module
-from genir.indexer.collection import Document
-def stall(directory, manifest):
-    pathlib.Path({str(ready)!r}).write_text(str(directory))
-    time.sleep(600)
-searcher_module.write_manifest = stall
-searcher_module.add_documents({str(toy)!r}, [Document("n1", "Giraffes", "long necks")], device="cpu")
-"""
-    child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            assert child.poll() is None, "the child ended before writing"
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert (Path(ready.read_text()) / "segments" / "1" / "fmindex" / "header.json").is_file()
-        child.send_signal(signal.SIGKILL)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    with add_killed_before_its_manifest(toy, tmp_path / "signals") as staging:
+        assert (staging / "segments" / "1" / "fmindex" / "header.json").is_file()
     assert tree(toy) == {**before, "<siblings>": tree(toy)["<siblings>"]}  # staging leftovers aside
     assert Searcher.load(toy, device="cpu").batch_search(QUERIES, k=3) == expected
     Searcher.load(toy, device="cpu").add(docs_of(NEW_DOCS))
