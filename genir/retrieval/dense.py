@@ -39,7 +39,12 @@ import torch
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, resolve_model
+from genir.retrieval.encoder import (
+    DEFAULT_ENCODER,
+    TextEncoder,
+    document_cache,
+    resolve_model,
+)
 from genir.retrieval.searcher import Hit, Searcher
 
 if TYPE_CHECKING:
@@ -89,7 +94,8 @@ class DenseSearcher(Searcher):
         if embeddings is None or _is_folder(config.model):
             encoder = TextEncoder(config.model, config.max_length)
         if embeddings is None:
-            embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents")
+            embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents",
+                                        cache=document_cache())
         if _is_folder(config.model):  # the index must hold every file it loads
             encoder.model.save_pretrained(directory / ENCODER_DIR, safe_serialization=True)
             encoder.tokenizer.save_pretrained(directory / ENCODER_DIR)
@@ -119,7 +125,7 @@ class DenseSearcher(Searcher):
         import faiss
 
         started = time.perf_counter()
-        new = self.encoder.encode([d.contents for d in docs], self.config.batch_size)  # [n, d]
+        new = self.encoder.encode([d.contents for d in docs], self.config.batch_size, cache=document_cache())  # [n, d]
         encoding = time.perf_counter() - started
         embeddings = np.concatenate([np.load(self.directory / EMBEDDINGS, allow_pickle=False), new])
         index = faiss.read_index(str(self.directory / FAISS_INDEX))

@@ -13,8 +13,10 @@ files, so the result is the single-process one, rows in input order.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +24,17 @@ from tqdm.auto import tqdm
 
 from genir.devices import device_count, resolve_device
 from genir.errors import GenirError
+from genir.row_bank import banked_rows, weights_key
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def document_cache() -> Path:
+    """The row banks of document embeddings (``TextEncoder.encode(cache=...)``): builds and adds of
+    the same documents with the same encoder embed each document once."""
+    from genir.indexer.builtin_corpus import cache_dir
+
+    return cache_dir() / "embeddings"
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -69,16 +80,32 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: str | None = None,
+               cache: Path | None = None) -> np.ndarray:
         """Embed ``texts``; over :func:`genir.devices.device_count` processes when it is above 1.
 
         Args:
             progress: a progress bar's label (None: no bar); one process only.
+            cache: a directory of row banks (:mod:`genir.row_bank`): each text's vector is kept
+                there, addressed by its token ids, in a bank of this encoder's weights and
+                settings, and computed only when no earlier call stored it.
 
         Returns:
             ``[len(texts), dim]`` float32, rows in input order, L2-normalized if ``normalize``.
         """
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        if cache is None:
+            return self._encode_ids(ids, batch_size, progress)
+        bank = cache / f"{weights_key(self.model)}-{self.max_length}-{'unit' if self.normalize else 'raw'}"
+        digests = [hashlib.sha256(np.asarray(row, dtype=np.int64).tobytes()).digest()[:16] for row in ids]
+
+        def missing(rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            return self._encode_ids([ids[i] for i in rows], batch_size, progress), np.arange(len(rows) + 1, dtype=np.int64)
+
+        return banked_rows(bank, digests, np.ones(len(ids), dtype=np.int64), np.float32, missing)[0]
+
+    def _encode_ids(self, ids: list[list[int]], batch_size: int, progress: str | None) -> np.ndarray:
+        """``[len(ids), dim]`` float32 vectors of tokenized texts (:meth:`encode`)."""
         order = np.argsort([len(row) for row in ids], kind="stable")[::-1]
         batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
         count = device_count()
@@ -91,7 +118,7 @@ class TextEncoder:
         else:
             vectors = (self._embed([ids[i] for i in rows])
                        for rows in tqdm(batches, desc=progress, disable=progress is None, unit="batch"))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
         for rows, batch in zip(batches, vectors):
             out[rows] = batch.numpy()
         return out
