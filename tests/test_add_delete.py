@@ -51,7 +51,7 @@ def docs_of(records) -> list[Document]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """method -> a built index of the toy documents (never changed: tests work on copies), and
-    "naive": a DSI index with naive docids.
+    "naive", "semantic", "elaborative": DSI indexes with those docids (a tiny T5, one epoch).
 
     Everything that trains is built here, before any test starts the JVM in this process: a
     Lightning fit after pyserini's in-process JVM has started makes a later Lucene search crash
@@ -66,10 +66,11 @@ def built(tmp_path_factory):
         config = parse_config(searcher_class(method).Config, SETTINGS.get(method, []))
         build_index(method, collection, root / method, config, device="cpu")
         indexes[method] = root / method
-    config = parse_config(searcher_class("dsi").Config, ["model=t5-config:tiny", "docids=naive", "queries_split=",
-                                                         "max_epochs=1", "spans=0"])
-    build_index("dsi", collection, root / "naive", config, device="cpu")
-    indexes["naive"] = root / "naive"
+    for docids in ("naive", "semantic", "elaborative"):
+        config = parse_config(searcher_class("dsi").Config, ["model=t5-config:tiny", f"docids={docids}", "queries_split=",
+                                                             "max_epochs=1", "spans=0"])
+        build_index("dsi", collection, root / docids, config, device="cpu")
+        indexes[docids] = root / docids
     return indexes
 
 
@@ -211,10 +212,31 @@ def test_dsi_docids_never_collide_and_deleted_ones_stay_reserved(index_copy):
     assert read_manifest(index).stats["deleted_docids"] == 2
 
 
-def test_dsi_add_needs_atomic_embedding_rows(index_copy):
+@pytest.mark.parametrize("docids", ["semantic", "elaborative"])
+def test_dsi_semantic_and_elaborative_docids_place_new_documents_without_training(docids, built, index_copy):
+    """A new document gets a code (its path down the saved tree / a new description) that the trie
+    now holds; old documents keep their docids and the model is untouched."""
+    index = index_copy(docids)
+    old = Searcher.load(built[docids], device="cpu")
+    change = add_documents(index, docs_of(NEW_DOCS), device="cpu")
+    assert change.stats["add_optimizer_steps"] == 0 and change.num_docs_after == change.num_docs_before + len(NEW_DOCS)
+    grown = Searcher.load(index, device="cpu")
+    for docid in old.decoder.docids:
+        assert grown.scheme.sequence(docid) == old.scheme.sequence(docid)
+    new_ids = [r["_id"] for r in NEW_DOCS]
+    sequences = [grown.scheme.sequence(d) for d in new_ids]
+    assert len(set(map(tuple, sequences))) == len(sequences)
+    assert {grown.scheme.lookup(s) for s in sequences} == set(new_ids)  # the code names the new document only
+    hits = grown.batch_search(QUERIES, k=grown.num_docs)
+    assert all({h.docid for h in row} == set(old.decoder.docids) | set(new_ids) for row in hits)
+    old_state, new_state = old.model.state_dict(), grown.model.state_dict()
+    assert all(torch.equal(old_state[name], new_state[name][: old_state[name].shape[0]]) for name in old_state)
+
+
+def test_dsi_add_needs_docids_a_document_can_be_placed_by(index_copy):
     index = index_copy("naive")
     before = tree(index)
-    with pytest.raises(GenirError, match="naive docids.*not supported yet"):
+    with pytest.raises(GenirError, match="naive docids, which place a new document only by training"):
         add_documents(index, docs_of(NEW_DOCS), device="cpu")
     assert tree(index) == before
     delete_documents(index, ["d1"], device="cpu")  # deleting works for every scheme

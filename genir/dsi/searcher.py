@@ -22,7 +22,12 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
 * add, rq docids: the new document is coded with the saved codebooks
   (:class:`genir.dsi.rq_docids.RQDocids`) and its document token's row is its residual, so its
   summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
-  Other docid schemes need training to place a new document: refused.
+* add, semantic docids: the new document's code is its path down the saved k-means tree (nearest
+  centroid at each level) and the next free position in its leaf; elaborative docids: a new
+  description (the keyword describer, or ``querygen``'s). The trie grows; the model, untouched,
+  finds the new document as well as it generalizes to a code it never trained on (new position
+  tokens start near the mean of the existing rows).
+  Atomic docids without embedding rows and naive docids need training to place a new document: refused.
 * delete (any docid scheme): the document leaves the trie and the results; its docid stays
   reserved (:meth:`genir.dsi.docids.DocidScheme.delete`). The model is copied unchanged; exact
   atomic search masks the deleted rows.
@@ -45,6 +50,7 @@ from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
     dense_start_setting,
+    dev_margin_setting,
     docid_embeddings_mode,
     freeze_encoder_setting,
     pseudo_queries_setting,
@@ -68,12 +74,13 @@ from genir.dsi.index_files import (
     write_dsi_files,
 )
 from genir.dsi.rq_docids import RQDocids
+from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
 from genir.retrieval.dense import dense_embeddings
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
+from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import (
@@ -88,6 +95,8 @@ from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import query_generator
 
 log = logging.getLogger(__name__)
+
+ROW_SCHEME_CLASSES = (AtomicDocids, RQDocids)  # docid schemes whose output rows can be embeddings (config.ROW_SCHEMES)
 
 
 class DSISearcher(Searcher):
@@ -140,12 +149,13 @@ class DSISearcher(Searcher):
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
         select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config)
+        margin = dev_margin_setting(config, supervised)
         stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder,
-                    select=select)
+                    select=select, select_margin=margin)
         started = time.perf_counter()
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
         return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start,
-                "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind,
+                "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
                 "dev_queries": len(dev.queries), "pseudo_queries": views.pseudo_queries,
                 "embedding_seconds": round(embedding_seconds, 1), "write_seconds": round(time.perf_counter() - started, 1)}
 
@@ -171,24 +181,37 @@ class DSISearcher(Searcher):
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         mode = docid_embeddings_mode(self.config)
-        if not isinstance(self.scheme, (AtomicDocids, RQDocids)) or mode == "none":
-            raise GenirError(f"adding documents to a {self.method} index needs atomic or rq docids whose output rows are "
-                             f"embeddings (docid_embeddings=frozen or init); this one has {self.scheme.scheme} docids"
-                             + (f" with docid_embeddings={mode}" if isinstance(self.scheme, (AtomicDocids, RQDocids)) else "")
+        rows_placed = isinstance(self.scheme, ROW_SCHEME_CLASSES) and mode != "none"
+        if not rows_placed and not isinstance(self.scheme, (SemanticDocids, ElaborativeDocids)):
+            raise GenirError(f"adding documents to a {self.method} index needs docids a new document can be placed by: "
+                             "atomic or rq docids whose output rows are embeddings (docid_embeddings=frozen or init), "
+                             f"semantic or elaborative docids; this one has {self.scheme.scheme} docids"
+                             + (f" with docid_embeddings={mode}" if isinstance(self.scheme, ROW_SCHEME_CLASSES) else "")
                              + ", which place a new document only by training: not supported yet")
         started = time.perf_counter()
-        embeddings = _new_embeddings(docs, self.config)  # [n, d]
+        embeddings = _new_embeddings(docs, self.config) if rows_placed or isinstance(self.scheme, SemanticDocids) else None  # [n, d]
         embedding_seconds = time.perf_counter() - started
         started = time.perf_counter()
+        if isinstance(self.scheme, ElaborativeDocids):
+            # Keyword descriptions weigh words by their idf over the documents added together.
+            self.scheme.describer = query_generator(self.config.querygen, docs, self.config.pseudo_query_words).descriptions
         first = self.scheme.num_docs
         self.scheme.extend(docs, embeddings)
-        rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, RQDocids) else embeddings
+        rows = None
+        if rows_placed:
+            rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, RQDocids) else embeddings
         grow_output_vocab(self.model, self.scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
         files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme)
         return {**files, "add_embedding_seconds": round(embedding_seconds, 3),
                 "add_write_seconds": round(time.perf_counter() - started, 3), "add_optimizer_steps": 0}
+
+    def save_model(self, stats: dict[str, Any]) -> None:
+        """Write this index again with its model as it is now in memory (trained or refitted in place
+        since it was opened; :mod:`genir.continual.runner`), atomically as :meth:`add` writes;
+        ``stats`` join the manifest's."""
+        self._change("update", [], lambda staging: {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats})
 
     def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
         self.scheme.delete(ids)
@@ -214,14 +237,14 @@ def _new_embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
             raise GenirError(f"this index's rows came from the dense index {config.embeddings_from} (embeddings_from), "
                              "which is gone: the new documents cannot be embedded alike") from None
         model, max_length = dense.get("model", DEFAULT_ENCODER), int(dense.get("max_length", 256))
-    return TextEncoder(model, max_length).encode([d.contents for d in docs])
+    return TextEncoder(model, max_length).encode([d.contents for d in docs], cache=document_cache())
 
 
 def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     """``[len(docs), d]`` float32 document embeddings (semantic docids, docid rows), reused when possible."""
     if config.embeddings_from:
         return dense_embeddings(Path(config.embeddings_from), [d.id for d in docs])
-    return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents")
+    return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents", cache=document_cache())
 
 
 def _new_scheme(config: DSIConfig) -> DocidScheme:

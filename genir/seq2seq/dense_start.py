@@ -98,8 +98,7 @@ class DenseStartDecoder(BertLMHeadModel):
             return_dict=True,
             **kwargs,
         )
-        query = pooled_query(encoder_hidden_states, encoder_attention_mask)  # [B, H]
-        z = query.unsqueeze(1) + self.residual(outputs.last_hidden_state)  # [B, T, H]
+        z = self.vectors(outputs.last_hidden_state, encoder_hidden_states, encoder_attention_mask)  # [B, T, H]
         head = self.cls.predictions.decoder
         logits = self.log_scale.exp() * nn.functional.linear(z, head.weight)  # [B, T, V]
         if head.bias is not None:
@@ -111,6 +110,15 @@ class DenseStartDecoder(BertLMHeadModel):
         return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=outputs.cache,
                                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions,
                                                  cross_attentions=outputs.cross_attentions)
+
+    def vectors(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                encoder_attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """``z`` ``[B, T, H]``: the dense query vector plus the residual of the decoder's ``hidden`` ``[B, T, H]``.
+
+        Position ``t``'s logits are ``exp(log_scale) * z[:, t] @ W.T + b`` (before the position mask).
+        """
+        query = pooled_query(encoder_hidden_states, encoder_attention_mask)  # [B, H]
+        return query.unsqueeze(1) + self.residual(hidden)
 
     def _mask_positions(self, logits: torch.Tensor, past: int) -> torch.Tensor:
         """``logits`` ``[B, T, V]`` with every token its position may not emit at the lowest value."""
