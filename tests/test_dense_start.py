@@ -167,6 +167,18 @@ def test_best_on_dev_keeps_the_start_unless_training_beats_it_beyond_noise():
     assert restored.best == callback.best and restored.curve == callback.curve
     assert not beats([0.6, 0.4, 0.6, 0.5], [0.5] * 4) and beats([0.9, 0.8, 0.9, 0.7], [0.5] * 4)
     assert not beats([1.0], [0.0])  # one query proves nothing
+    # margin 0: a better mean is enough (the default with training queries), never a worse or equal one
+    assert beats([0.6, 0.4, 0.6, 0.5], [0.5] * 4, margin=0) and not beats([0.5, 0.5, 0.6, 0.4], [0.5] * 4, margin=0)
+
+
+def test_dev_margin_is_zero_with_training_queries_and_two_without():
+    from genir.dsi.config import DSIConfig, dev_margin_setting
+
+    assert dev_margin_setting(DSIConfig(), supervised=True) == 0.0
+    assert dev_margin_setting(DSIConfig(), supervised=False) == 2.0
+    assert dev_margin_setting(DSIConfig(dev_margin="1.5"), supervised=True) == 1.5
+    with pytest.raises(GenirError, match="dev_margin"):
+        dev_margin_setting(DSIConfig(dev_margin="-1"), supervised=True)
 
 
 def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):

@@ -28,7 +28,7 @@ from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
 from genir.seq2seq.model_io import save_seq2seq
 from genir.seq2seq.sam import SAMSeq2SeqModule
-from genir.seq2seq.selection import BestOnDev, Evaluate
+from genir.seq2seq.selection import BestOnDev, Evaluate, Z
 from genir.seq2seq.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
 
 
@@ -59,7 +59,8 @@ class TrainSettings:
 
 
 def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, *, frozen_encoder: bool = False,
-        sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None) -> dict[str, Any]:
+        sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None,
+        select_margin: float = Z) -> dict[str, Any]:
     """Train ``seq2seq.model`` on ``pairs`` with Lightning (in place), then drop the run's checkpoints.
 
     Args:
@@ -73,7 +74,8 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
         sam_rho: above 0, every step is sharpness-aware (:mod:`genir.seq2seq.sam`).
         progress: Lightning's progress bar.
         select: a dev score of the model (higher is better): the model is scored before training
-            and after each epoch, and ends with the best weights (:class:`~genir.seq2seq.selection.BestOnDev`).
+            and after each epoch, and ends with the best weights (:class:`~genir.seq2seq.selection.BestOnDev`);
+            a trained checkpoint must beat the start by ``select_margin`` standard errors.
     The run uses the current device (:func:`genir.devices.resolve_device`), the frozen
     encoder's states included.
     Returns:
@@ -98,7 +100,7 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     started = time.perf_counter()
     datamodule.setup("fit")  # tokenizing and the frozen encoder's states, timed apart from the steps
     setup_seconds = time.perf_counter() - started
-    selection = BestOnDev(select) if select is not None else None
+    selection = BestOnDev(select, select_margin) if select is not None else None
     trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
                     precision=precision, seed=settings.seed, ckpt_path="last" if resume else None,
                     enable_progress_bar=progress, callbacks=[selection] if selection else [], **_placement(device))

@@ -4,9 +4,9 @@ after every epoch, and puts the best weights back when training ends.
 The score is any ``evaluate(model) -> per-query scores`` (higher is better), e.g. a dev split's
 nDCG@10 per query (:func:`genir.dsi.dev.dev_evaluator`); a checkpoint's score is their mean.
 Scoring the untrained model first makes "training only adds" a rule rather than a hope: a trained
-checkpoint can replace the start only if it beats it by more than noise, i.e. if the mean of its
-paired per-query differences from the start exceeds ``Z = 2`` standard errors (a one-sided test
-at about 2.5%); among those, the best mean wins. With a dense start
+checkpoint can replace the start only if the mean of its paired per-query differences from the
+start exceeds ``margin`` standard errors (``Z = 2``: a one-sided test at about 2.5%, beating it by
+more than noise; 0: beating it on average); among those, the best mean wins. With a dense start
 (:mod:`genir.seq2seq.dense_start`) an index thus keeps the dense retriever unless dev shows that
 training helped. A run stopped by ``max_time`` mid-epoch is scored once more at its end. Only
 trainable parameters are kept (frozen ones cannot differ); the best copy and the curve are part of
@@ -24,18 +24,18 @@ import torch
 from transformers import PreTrainedModel
 
 Evaluate = Callable[[PreTrainedModel], Sequence[float]]
-Z = 2.0  # standard errors a trained checkpoint must beat the untrained start by
+Z = 2.0  # standard errors a trained checkpoint must beat the untrained start by, unless told otherwise
 
 
-def beats(candidate: Sequence[float], start: Sequence[float]) -> bool:
-    """Whether per-query ``candidate`` scores beat ``start``'s by more than ``Z`` standard errors (paired)."""
+def beats(candidate: Sequence[float], start: Sequence[float], margin: float = Z) -> bool:
+    """Whether per-query ``candidate`` scores beat ``start``'s by more than ``margin`` standard errors (paired)."""
     differences = [c - s for c, s in zip(candidate, start, strict=True)]
     n = len(differences)
     if n < 2:
         return False
     mean = sum(differences) / n
     spread = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1))
-    return mean > Z * spread / math.sqrt(n)
+    return mean > margin * spread / math.sqrt(n)
 
 
 class BestOnDev(L.Callback):
@@ -43,11 +43,12 @@ class BestOnDev(L.Callback):
 
     After fitting, :attr:`curve` is ``[(trained epochs, optimizer steps, mean score), ...]`` in order
     and :attr:`best` the entry whose weights the model holds: the best mean among the start and the
-    checkpoints that :func:`beats` it (ties keep the earlier one).
+    checkpoints that :func:`beats` it by ``margin`` (ties keep the earlier one).
     """
 
-    def __init__(self, evaluate: Evaluate) -> None:
+    def __init__(self, evaluate: Evaluate, margin: float = Z) -> None:
         self.evaluate = evaluate
+        self.margin = margin
         self.curve: list[tuple[int, int, float]] = []
         self.best: tuple[int, int, float] | None = None
         self._start: list[float] = []  # the untrained model's per-query scores
@@ -62,7 +63,7 @@ class BestOnDev(L.Callback):
         self.curve.append((epochs, step, value))
         if not self._start:
             self._start = scores
-        elif not beats(scores, self._start):
+        elif not beats(scores, self._start, self.margin):
             return
         if self.best is None or value > self.best[2]:
             self.best = self.curve[-1]
