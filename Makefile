@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels bench-dsi bench-seal continual-scifact continual-scifact-v2 clean
+.PHONY: demo test bench-scifact bench-kernels bench-dsi bench-seal continual-scifact clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -58,25 +58,22 @@ bench-seal: $(VENV)/.installed
 	$(BIN)/python -m genir.seal.diagnostic bench-out/seal-scifact/indexes/seal --collection $(SHARED)/scifact \
 		--split test --out bench-out/seal-scifact/diagnostic.json
 
-## Continual indexing (DSI++) on a 300-document SciFact subset: every method with and without SAM, one core
-## (54 minutes measured): bench-out/continual-scifact/results.md, results.json, curves.png. Rerun to resume.
+## DSI++ on all of SciFact with the default dsi recipe (README "Continual indexing"): D0 = half the corpus, five
+## updates of ~518 documents. add / add+fit (no model training), finetune / genreplay with and without SAM, reindex
+## (a fresh build of every document so far at each step). Supervised (each part's train queries), then zero-shot
+## (no queries; max_epochs=2 for D0 and reindex, the CPU budget) on SciFact and cranfield. ~2 hours on 2 cores.
+## bench-out/continual/<run>/results.md, results.json, curves.png. Rerun to resume.
+CONTINUAL := OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false $(BIN)/genir continual
 continual-scifact: $(VENV)/.installed
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/genir continual \
-		--collection $(SHARED)/scifact -o bench-out/continual-scifact --steps 5 \
-		--method finetune,genreplay,reindex,replay,finetune+sam,genreplay+sam,replay+sam,reindex+sam \
-		--set judged_only=true --set max_docs=300 --set first_words=24 --set max_source_len=32 --set spans=0 \
-		--set initial_epochs=30 --set update_epochs=10 --set warmup_steps=50 --resume
-
-## The same subset, no SAM, genreplay recipe v2: one keyword pseudo-query per document among every part's
-## training views (pseudo_queries=1, D0 included) and replay_ratio=1.5 (genreplay stays at 1/3 of reindex's
-## updates). bench-out/continual-scifact-v2/results.md, results.json, curves.png. Rerun to resume.
-continual-scifact-v2: $(VENV)/.installed
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false $(BIN)/genir continual \
-		--collection $(SHARED)/scifact -o bench-out/continual-scifact-v2 --steps 5 \
-		--method finetune,genreplay,reindex \
-		--set judged_only=true --set max_docs=300 --set first_words=24 --set max_source_len=32 --set spans=0 \
-		--set initial_epochs=30 --set update_epochs=10 --set warmup_steps=50 \
-		--set pseudo_queries=1 --set replay_ratio=1.5 --resume
+	test -f $(DSI_EMB)/manifest.json || $(BIN)/genir index -m dense -c $(SHARED)/scifact -o $(DSI_EMB)
+	$(CONTINUAL) --collection $(SHARED)/scifact -o bench-out/continual/scifact \
+		--method add,add+fit,reindex,finetune,genreplay,finetune+sam,genreplay+sam \
+		--set embeddings_from=$(DSI_EMB) --resume
+	$(CONTINUAL) --collection $(SHARED)/scifact -o bench-out/continual/scifact-zs \
+		--method add,add+fit,reindex,genreplay --set queries_split= --set max_epochs=2 \
+		--set embeddings_from=$(DSI_EMB) --resume
+	$(CONTINUAL) --collection $(SHARED)/cranfield --allow-empty-docs -o bench-out/continual/cranfield-zs \
+		--method add,add+fit,reindex,genreplay --set queries_split= --set max_epochs=2 --resume
 
 clean:
 	rm -rf indexes bench-out .pytest_cache

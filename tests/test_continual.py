@@ -27,9 +27,14 @@ from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.encoder import resolve_model
+from genir.retrieval.encoder import TextEncoder, resolve_model
 from genir.retrieval.searcher import Searcher
-from genir.seq2seq.model import build_seq2seq, grow_output_vocab, output_embedding_layers
+from genir.seq2seq.model import (
+    build_seq2seq,
+    grow_output_vocab,
+    output_embedding_layers,
+)
+from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.querygen import KeywordQueryGenerator
 
 runner = CliRunner()
@@ -187,75 +192,105 @@ def test_sam_steps_with_the_gradient_at_the_ascent_point():
 def test_update_examples_per_method():
     new = [(f"new {i}", f"n{i}") for i in range(4)]
     earlier_indexing = [(f"old view {i}", f"o{i}") for i in range(6)]
-    earlier = earlier_indexing + [("old query", "o0")]
     earlier_docs = [Document(f"o{i}", f"Title {i}", f"Old document {i} about subject{i} and more words.") for i in range(6)]
     memory = GenerativeMemory(KeywordQueryGenerator(earlier_docs, pool=2))
-    args = (new, earlier, earlier_indexing, earlier_docs, 1.5, memory)
+    args = (new, earlier_indexing, earlier_docs, 1.5, memory)
     assert sorted(update_examples("finetune", *args, seed=0)) == sorted(new)
-    assert sorted(update_examples("reindex", *args, seed=0)) == sorted(earlier + new)
     replay = update_examples("replay", *args, seed=0)
     assert len(replay) == 4 + 6 and set(replay) - set(new) <= set(earlier_indexing)
     generated = update_examples("genreplay", *args, seed=0)
     replayed = [p for p in generated if p not in new]
     assert len(replayed) == 6 and all(doc_id.startswith("o") and text for text, doc_id in replayed)
-    assert not set(replayed) & set(earlier)  # pseudo-queries, not stored examples
+    assert not set(replayed) & set(earlier_indexing)  # pseudo-queries, not stored examples
     assert update_examples("genreplay", *args, seed=0) == generated  # seeded
-    with pytest.raises(GenirError, match="unknown continual method"):
+    with pytest.raises(GenirError, match="unknown replay method"):
         update_examples("distill", *args, seed=0)
 
 
 # -- end to end ------------------------------------------------------------------------------
 
-TINY = ["--set", "model=t5-config:tiny", "--set", "initial_epochs=60", "--set", "update_epochs=30", "--set", "lr=3e-3",
-        "--set", "update_lr=3e-3", "--set", "warmup_steps=0", "--set", "batch_size=8", "--set", "spans=0",
-        "--set", "docid_embeddings=false", "--set", "eval_split=train"]
+FAST = ["--set", "batch_size=8", "--set", "spans=0", "--set", "eval_split=train", "--set", "eval_docs=0",
+        "--set", "fit_iterations=5", "--set", "update_epochs=2"]
 
 
-def test_two_step_run_end_to_end_writes_searchable_indexes_and_a_report(tmp_path):
+def test_run_end_to_end_grows_with_add_as_a_build_from_scratch_would_rank(tmp_path):
+    """D0 and reindex untrained (max_epochs=0): the dense start, so an index grown by ``add`` must
+    rank exactly as the index built from scratch on the same documents."""
     torch.set_num_threads(1)
     collection = toy(tmp_path)
     out = tmp_path / "run"
-    result = genir("continual", "-c", collection, "-o", out, "--method", "finetune,genreplay+sam", "--steps", "2", *TINY)
+    result = genir("continual", "-c", collection, "-o", out, "--method", "add,add+fit,finetune+sam,genreplay,reindex",
+                   "--steps", "2", "--set", "max_epochs=0", *FAST)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "results.json").read_text())
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["split"]["documents"] == [4, 2, 2]
-    assert protocol["generative_memory"] == "keyword queries (salience fallback)"
-    for label in ("finetune", "genreplay+sam"):
-        row = report["methods"][label]
-        matrix = row["measures"]["index Hits@1"]["matrix"]
-        assert len(matrix) == 3 and matrix[0][1] is None and all(0 <= v <= 1 for r, vs in enumerate(matrix) for v in vs[: r + 1])
-        assert set(row["measures"]["index Hits@10"]) >= {"A", "F", "LA"}
+    methods = report["methods"]
+    assert methods["add"]["updates"] == methods["add+fit"]["updates"] == 0
+    for label in ("finetune+sam", "genreplay"):
         steps = json.loads((out / label / "run.json").read_text())["steps"]
-        # Updates are optimizer steps: ceil(examples / batch of 8) per epoch, 30 epochs per update.
-        assert row["updates"] == sum(s["updates"] for s in steps) == sum(-(-s["examples"] // 8) * 30 for s in steps)
-    assert report["methods"]["genreplay+sam"]["sam"] is True
-    assert (out / "results.md").read_text().count("| finetune |") == 1 and (out / "curves.png").stat().st_size > 1000
-    assert (out / "d0").is_dir() and (out / "d0-sam").is_dir()
+        # Optimizer steps: ceil(examples / batch of 8) per epoch, 2 epochs per update.
+        assert methods[label]["updates"] == sum(-(-s["examples"] // 8) * 2 for s in steps) > 0
+    assert methods["finetune+sam"]["sam"] is True
+    matrix = methods["add"]["measures"]["index Hits@1"]["matrix"]
+    assert len(matrix) == 3 and matrix[0][1] is None and all(0 <= v <= 1 for r, vs in enumerate(matrix) for v in vs[: r + 1])
+    assert methods["add"]["measures"]["train nDCG@10"]["of_reindex"] == pytest.approx(1.0)
+    assert methods["add"]["final"] == methods["reindex"]["final"] and set(methods["add"]["final"]) == {"train Hits@10", "train nDCG@10"}
+    assert (out / "results.md").read_text().count("| add |") == 2 and (out / "curves.png").stat().st_size > 1000
     # Every step's index is a normal dsi index that names only documents indexed by then.
     part_of = {d: j for j, ids in enumerate(protocol["part_doc_ids"]) for d in ids}
+    texts = ["zebras", "bread", "steam trains", "how do I parse json"]
     for step in (1, 2):
-        searcher = Searcher.load(out / "finetune" / f"step-{step}")
         indexed = {d for d, j in part_of.items() if j <= step}
-        assert searcher.method == "dsi" and set(searcher.decoder.docids) == indexed
-        for hits in searcher.batch_search(["zebras", "bread", "steam trains"], k=len(indexed)):
-            assert len(hits) == len(indexed) and {h.docid for h in hits} == indexed
-    newest = [d for d, j in part_of.items() if j == 2]
-    docs = {d["_id"]: f"{d['title']} {d['text']}" for d in TOY_DOCS + MORE_DOCS}
-    top = Searcher.load(out / "finetune" / "step-2").batch_search([docs[d] for d in newest], k=1)
-    assert [hits[0].docid for hits in top] == newest  # fine-tuning memorizes what it just saw
-    assert genir("search", out / "genreplay+sam" / "step-2", "bread", "-k", "3").exit_code == 0
-    # --resume reuses the finished runs; without it, an existing run directory is refused.
-    again = genir("continual", "-c", collection, "-o", out, "--method", "finetune", "--steps", "2", *TINY, "--resume")
+        grown, scratch = Searcher.load(out / "add" / f"step-{step}"), Searcher.load(out / "reindex" / f"step-{step}")
+        assert grown.method == "dsi" and set(grown.decoder.docids) == indexed
+        ranked = grown.batch_search(texts, k=len(indexed))
+        assert all({h.docid for h in hits} == indexed for hits in ranked)
+        assert [[h.docid for h in hits] for hits in ranked] == [[h.docid for h in hits] for hits in scratch.batch_search(texts, k=len(indexed))]
+    # The part collections are BEIR folders a user can index: D0..D2 with their training queries.
+    upto = Collection.open(out / "collections" / "upto-2")
+    assert set(upto.doc_ids) == set(part_of) and set(upto.qrels("train")) == {"q1", "q2", "q3", "q4", "q5"}
+    assert genir("search", out / "add+fit" / "step-2", "bread", "-k", "3").exit_code == 0
+    # --resume reuses every finished step; without it, an existing run directory is refused.
+    again = genir("continual", "-c", collection, "-o", out, "--method", "add", "--steps", "2", "--set", "max_epochs=0",
+                  *FAST, "--resume")
     assert again.exit_code == 0 and "reusing" in again.output
-    refused = genir("continual", "-c", collection, "-o", out, "--method", "finetune", "--steps", "2", *TINY)
+    refused = genir("continual", "-c", collection, "-o", out, "--method", "add", "--steps", "2", "--set", "max_epochs=0", *FAST)
     assert refused.exit_code == 2 and "already exists" in refused.output
+
+
+def test_fitted_rows_answer_their_own_queries_and_leave_old_documents_theirs():
+    """Rows of new documents set far off are fitted back: each new document's own text finds it
+    first, every old document's text still finds that document, and old rows do not move."""
+    from genir.dsi.row_fit import first_position_vectors, fit_new_rows
+
+    torch.manual_seed(0)
+    docs = [f"{d['title']} {d['text']}" for d in TOY_DOCS + MORE_DOCS]
+    rows = np.zeros((FIRST_TOKEN + len(docs), 384), dtype=np.float32)
+    rows[FIRST_TOKEN:] = TextEncoder().encode(docs)
+    seq2seq = build_seq2seq("bert2bert:all-MiniLM-L6-v2", len(rows), docid_embeddings=rows, dense_start=True,
+                            position_starts=[FIRST_TOKEN], decoder_layers=1, seed=0)
+    model, tokenizer = seq2seq.model.eval(), seq2seq.tokenizer
+    tokens = torch.arange(FIRST_TOKEN, FIRST_TOKEN + len(docs))
+    new = tokens[-2:]
+    head = output_embedding_layers(model)[1]
+    with torch.no_grad():
+        head.weight[new] = torch.nn.functional.normalize(torch.randn(2, head.weight.shape[1]), dim=1)  # lost rows
+    before = head.weight.detach().clone()
+    z = first_position_vectors(model, tokenizer, docs, 64)  # [8, H]
+    top = lambda: (z @ head.weight[tokens].detach().T).argmax(1)
+    assert top()[-2:].tolist() != [6, 7]
+    stats = fit_new_rows(model, z[-2:], new, z[:-2], tokens[:-2], tokens, new, proximity=0.01, iterations=50)
+    assert stats["fit_objective_after"] < stats["fit_objective_before"]
+    assert top().tolist() == list(range(len(docs)))
+    assert torch.equal(head.weight[:FIRST_TOKEN + 6], before[:FIRST_TOKEN + 6])
 
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "distill"], "unknown continual method 'distill'"),
-    (["--set", "docids=elaborative"], "supports atomic, naive, semantic docids"),
-    (["--set", "docids=naive"], "docid_embeddings=true needs atomic docids"),
+    (["--method", "add+sam"], "add trains no update"),
+    (["--set", "docids=semantic"], "needs atomic or rq docids"),
+    (["--set", "no_such_key=1"], "unknown option 'no_such_key'"),
     (["--measure", "MRR"], "unknown --measure 'MRR'"),
     (["--steps", "9", "--set", "eval_split=train"], "cannot make D0"),
 ])

@@ -20,27 +20,33 @@ def continual(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory: indexes per step, results.json/.md, curves.png.")],
     method: Annotated[str, typer.Option(
         "--method", "-m",
-        help="finetune (new documents only: lower bound) | replay (plus earlier indexing examples) | genreplay (plus "
-             "pseudo-queries of earlier documents) | reindex (every document so far: upper bound). Comma-separated to "
-             "compare several; METHOD+sam runs that one with SAM.",
-    )] = "genreplay",
-    sam: Annotated[bool, typer.Option("--sam", help="Train every listed method (and its D0 model) with sharpness-aware minimization.")] = False,
+        help="add (genir add: new rows from embeddings, no training) | add+fit (add, then the new rows fitted to "
+             "their pseudo-queries, IncDSI) | finetune (add, then train on the new documents and queries) | replay (plus "
+             "earlier indexing examples) | genreplay (plus pseudo-queries of earlier documents) | reindex (a fresh build "
+             "of every document so far: upper bound). Comma-separated to compare several; finetune/replay/genreplay+sam "
+             "trains that update with SAM.",
+    )] = "add,reindex",
+    sam: Annotated[bool, typer.Option("--sam", help="Train every listed update (finetune, replay, genreplay) with sharpness-aware minimization.")] = False,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Updates D1..Dn after D0 (n).")] = 5,
     settings: Annotated[Optional[list[str]], typer.Option(
-        "--set", "-s", help="Option KEY=VALUE (repeatable): docids, model, max_docs, judged_only, docid_embeddings, "
-                            "embeddings_from, initial_epochs, update_epochs, replay_ratio, querygen, sam_rho, eval_split, "
-                            "eval_docs... (all of them, with defaults: genir.continual.ContinualConfig, README).",
+        "--set", "-s", help="Option KEY=VALUE (repeatable). The run's: d0_fraction, max_docs, judged_only, queries_split "
+                            "('' = zero-shot), update_epochs, update_lr, replay_ratio, sam_rho, fit_queries, "
+                            "fit_proximity, eval_split, eval_docs, seed (genir.continual.ContinualConfig); any other key "
+                            "is the dsi index's (docids, embeddings_from, max_epochs...: genir.dsi.DSIConfig, README).",
     )] = None,
-    measure: Annotated[str, typer.Option("--measure", help="Measure of the plot and of the a_(n,j) tables.")] = "index Hits@10",
+    measure: Annotated[str, typer.Option(
+        "--measure", help="Measure of the plot and of the a_(n,j) tables; auto: nDCG@10 of eval_split's queries "
+                          "(index Hits@10 without them).")] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the D0 models and finished methods of an interrupted run with the same settings.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Continual indexing (DSI++): train a DSI index on D0, update it with D1..Dn, measure forgetting.
+    """Continual indexing (DSI++): build a DSI index of D0, grow it with D1..Dn, measure forgetting.
 
     The collection is split into D0 (half the documents) and n equal updates, each with the queries whose
-    relevant documents it completes.
+    relevant documents it completes. D0's index and reindex's are built by the dsi method's recipe (its
+    checkpoint chosen on a dev split of their own training queries, or of held-out pseudo-queries zero-shot).
 
     After each step the index is scored on every part so far: a_(n,j) is indexing accuracy (a document's first
     words -> its own docid: index Hits@1, Hits@10) and Hits@10 / nDCG@10 of the part's eval_split queries.
@@ -55,18 +61,25 @@ def continual(
     from genir.continual.report import write_report
     from genir.continual.runner import ContinualConfig, MethodRun, run_continual
     from genir.devices import using_device
+    from genir.dsi.config import DSIConfig
     from genir.errors import GenirError
     from genir.indexer.collection import Collection
     from genir.retrieval.searcher import parse_config
 
-    config = dataclasses.replace(parse_config(ContinualConfig, settings or []), steps=steps)
+    own = {f.name for f in dataclasses.fields(ContinualConfig)}
+    settings = settings or []
+    mine = [s for s in settings if s.partition("=")[0].strip() in own]
+    config = dataclasses.replace(parse_config(ContinualConfig, mine), steps=steps)
+    dsi = parse_config(DSIConfig, [s for s in settings if s not in mine])
     runs = [MethodRun.parse(entry, sam) for entry in method.split(",") if entry.strip()]
     known = measure_names(config.eval_split) if config.eval_split else measure_names("")[:2]
+    if measure == "auto":
+        measure = known[-1]
     if measure not in known:
         raise GenirError(f"unknown --measure {measure!r} (choose from {', '.join(known)})")
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
     with using_device(device):
-        result = run_continual(coll, config, runs, output, overwrite=overwrite, resume=resume,
+        result = run_continual(coll, config, dsi, runs, output, overwrite=overwrite, resume=resume,
                                log=lambda line: err.print(line, markup=False, highlight=False))
     md, js, png = write_report(result, output, measure)[1], output / "results.json", output / "curves.png"
     out.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)

@@ -1,7 +1,5 @@
-"""What an update trains on, per method: the new documents' examples, and what is replayed.
+"""What an update that trains learns from, per method: the new documents' examples, and what is replayed.
 
-* ``reindex``: every example of ``D0..Dn`` (the upper bound: nothing is new to the model but the
-  documents of ``Dn``, and nothing old is left out).
 * ``finetune``: the examples of ``Dn`` alone (the lower bound: sequential fine-tuning).
 * ``replay``: the examples of ``Dn`` plus ``replay_ratio`` times as many indexing examples drawn
   uniformly from earlier parts (experience replay: old examples kept in a buffer).
@@ -9,8 +7,9 @@
   earlier documents, drawn afresh at each update from a query generator (DSI++'s generative
   memory: nothing of the old training data is stored, only the documents).
 
-Without a trained query generator, the generative memory writes keyword queries from each
-document's salient sentences (:meth:`genir.views.salience.Salience.keyword_queries`).
+(Re-indexing, the upper bound, builds a new index of every document instead:
+:mod:`genir.continual.runner`.) Without a trained query generator, the generative memory writes
+keyword queries from each document's salient sentences (:meth:`genir.views.salience.Salience.keyword_queries`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from genir.indexer.collection import Document
 from genir.views.pairs import TextPair
 from genir.views.querygen import QueryGenerator
 
-METHODS = ("finetune", "replay", "genreplay", "reindex")
+REPLAY_METHODS = ("finetune", "replay", "genreplay")
 
 
 class GenerativeMemory:
@@ -62,7 +61,6 @@ class GenerativeMemory:
 def update_examples(
     method: str,
     new: Sequence[TextPair],
-    earlier: Sequence[TextPair],
     earlier_indexing: Sequence[TextPair],
     earlier_docs: Sequence[Document],
     replay_ratio: float,
@@ -72,9 +70,8 @@ def update_examples(
     """The training examples of one update, shuffled with ``seed``.
 
     Args:
-        method: one of :data:`METHODS`.
+        method: one of :data:`REPLAY_METHODS`.
         new: the examples of the new part (its indexing views and its training queries).
-        earlier: every example of the earlier parts (all of it trained again by ``reindex``).
         earlier_indexing: the indexing examples of the earlier parts (the ``replay`` buffer).
         earlier_docs: the documents of the earlier parts (the generative memory's corpus).
         replay_ratio: replayed examples per new example (``replay``, ``genreplay``).
@@ -83,16 +80,14 @@ def update_examples(
     Raises:
         GenirError: an unknown method or a negative ratio.
     """
-    if method not in METHODS:
-        raise GenirError(f"unknown continual method {method!r} (choose from {', '.join(METHODS)})")
+    if method not in REPLAY_METHODS:
+        raise GenirError(f"unknown replay method {method!r} (choose from {', '.join(REPLAY_METHODS)})")
     if replay_ratio < 0:
         raise GenirError(f"replay_ratio must be >= 0, got {replay_ratio}")
     rng = random.Random(seed)
     count = round(replay_ratio * len(new))
     if method == "finetune":
         pairs = list(new)
-    elif method == "reindex":
-        pairs = [*earlier, *new]
     elif method == "replay":
         pairs = [*new, *rng.choices(list(earlier_indexing), k=count if earlier_indexing else 0)]
     else:

@@ -1,5 +1,6 @@
-"""The report of a continual run: ``results.json``, ``results.md`` (A_n, F_n, LA_n, updates,
-minutes per method) and ``curves.png`` (the a_{n,j} curves, one panel per method).
+"""The report of a continual run: ``results.json``, ``results.md`` (A_n, F_n, LA_n, A_n as a share
+of re-indexing's, optimizer steps and minutes per method) and ``curves.png`` (the a_{n,j} curves,
+one panel per method).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ RESULTS_JSON, RESULTS_MD, CURVES_PNG = "results.json", "results.md", "curves.png
 
 
 def summarize(result: dict[str, Any]) -> dict[str, Any]:
-    """Per method label: per measure the matrix and ``{A, F, LA}`` at the last step, and the costs."""
+    """Per method label: per measure the matrix, ``{A, F, LA}`` at the last step and ``A`` over
+    re-indexing's ``A`` (``of_reindex``, when ``reindex`` ran), and the costs."""
     runs = result["runs"]
-    reindex = next((r["updates"] for r in runs.values() if r["method"] == "reindex" and not r["sam"]), None)
+    reindex = next((r for r in runs.values() if r["method"] == "reindex" and not r["sam"]), None)
     table: dict[str, Any] = {}
     for label, run in runs.items():
         measures = {}
@@ -30,9 +32,16 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         table[label] = {
             "method": run["method"], "sam": run["sam"], "measures": measures,
             "updates": run["updates"], "initial_updates": run["initial"]["updates"],
-            "update_minutes": run["train_seconds"] / 60, "initial_minutes": run["initial"]["train_seconds"] / 60,
-            "fewer_updates_than_reindex": reindex / run["updates"] if reindex and run["updates"] else None,
+            "update_minutes": run["seconds"] / 60, "initial_minutes": run["initial"]["seconds"] / 60,
+            "fewer_updates_than_reindex": reindex["updates"] / run["updates"] if reindex and run["updates"] else None,
+            "final": run.get("final", {}),
         }
+    if reindex is not None:
+        anchor = table[reindex["label"]]["measures"]
+        for row in table.values():
+            for measure, scores in row["measures"].items():
+                a, ref = scores.get("A"), anchor[measure].get("A")
+                scores["of_reindex"] = a / ref if a is not None and ref else None
     return table
 
 
@@ -61,16 +70,24 @@ def markdown(result: dict[str, Any], table: dict[str, Any], headline: str) -> st
         f"documents per part {split['documents']}; generative memory: {result['protocol']['generative_memory']}.",
         "",
         "| method | " + " | ".join(f"{m}: A_{steps} / F_{steps} / LA_{steps}" for m in measures)
-        + f" | updates D1..D{steps} | fewer than reindex | minutes D1..D{steps} | D0 updates / minutes |",
-        "|---|" + "---:|" * (len(measures) + 4),
+        + f" | {headline}: A_{steps} / reindex's | optimizer steps D1..D{steps} | fewer than reindex "
+        f"| minutes D1..D{steps} | D0 steps / minutes |",
+        "|---|" + "---:|" * (len(measures) + 5),
     ]
     for label, row in table.items():
         cells = [" / ".join(_cell(row["measures"][m][key]) for key in ("A", "F", "LA")) for m in measures]
         ratio = row["fewer_updates_than_reindex"]
         lines.append(
-            f"| {label} | " + " | ".join(cells) + f" | {row['updates']} | {'n/a' if ratio is None else f'{ratio:.1f}x'} "
+            f"| {label} | " + " | ".join(cells) + f" | {_cell(row['measures'][headline].get('of_reindex'))} "
+            f"| {row['updates']} | {'n/a' if ratio is None else f'{ratio:.1f}x'} "
             f"| {row['update_minutes']:.1f} | {row['initial_updates']} / {row['initial_minutes']:.1f} |"
         )
+    finals = sorted({name for row in table.values() for name in row["final"]})
+    if finals:
+        lines += ["", f"The index after D{steps} on every query at once (a grown index beside one built from scratch):", "",
+                  "| method | " + " | ".join(finals) + " |", "|---|" + "---:|" * len(finals)]
+        lines += [f"| {label} | " + " | ".join(_cell(row["final"].get(name)) for name in finals) + " |"
+                  for label, row in table.items()]
     if table:
         lines += ["", f"a_(n,j) of {headline} (row n: after the update with D_n; column j: part D_j):", ""]
         for label, row in table.items():

@@ -1,20 +1,33 @@
-"""Continual indexing runs: train on D0, update with D1..Dn by one method, score after every step.
+"""Continual indexing runs with the DSI recipe: build on D0, grow with D1..Dn by one method, score every step.
+
+Every index of a run is a ``dsi`` index of the default recipe (or of the ``dsi`` settings given):
+the D0 index is ``genir index -m dsi`` of D0, and updates go through the same paths a user has.
+
+* ``add``: :meth:`~genir.retrieval.searcher.Searcher.add` (a new document's row is its embedding,
+  or its residual under its saved rq code); zero optimizer steps.
+* ``add+fit``: ``add``, then the new documents' rows fitted to their queries (first words,
+  pseudo-queries, and the update's training queries) against the stored training queries and
+  first words of earlier documents (:mod:`genir.dsi.row_fit`, IncDSI's idea); the model is not trained.
+* ``finetune``, ``replay``, ``genreplay``: ``add``, then the model trained ``update_epochs`` on the
+  update's examples (:mod:`genir.continual.replay`: the new part's views and training queries, plus
+  what each replays), optionally with SAM (``+sam``). The rows stay as the recipe keeps them
+  (frozen by default), so training moves the decoder, which every document shares.
+* ``reindex``: a fresh build of D0..Dn with the recipe, its checkpoint chosen on its own dev split
+  (the upper bound, and the index built from scratch that a grown one is compared with).
 
 A run directory holds:
 
-* ``protocol.json``: the settings, the split (document ids per part, query counts), and what
-  the generative memory used;
-* ``d0/`` (and ``d0-sam/`` when a method runs with SAM): the index trained on ``D0``, shared by
-  every method of the run, and ``d0.json`` its costs and scores (SAM runs start from a model trained with SAM on ``D0`` too, since
-  DSI++'s point is the flatter minimum SAM finds from the start);
-* ``LABEL/step-J/`` for each method label (``finetune``, ``genreplay+sam``...) and update ``J``:
-  the index after the update, a normal ``dsi`` index (``genir search``, ``genir run``,
-  ``Searcher.load``), written atomically; ``LABEL/run.json``: its accuracy rows and costs.
+* ``protocol.json``: the settings (continual and dsi), the split, and the generative memory;
+* ``collections/upto-J/``: a BEIR folder of the documents of D0..DJ with the training queries of
+  those parts (none in a zero-shot run) and their ``eval_split`` queries: what D0 and ``reindex``
+  build from, and a collection a user can index or evaluate as it is;
+* ``d0/`` and ``d0.json``: the D0 index (shared by every method) and its costs and scores;
+* ``LABEL/step-J/`` and ``LABEL/step-J.json``: the index after update J (a normal ``dsi`` index:
+  ``genir search``, ``genir run``, ``Searcher.load``) and that step's costs and scores;
+  ``LABEL/run.json``: the method's rows and costs.
 
-Every index of the run is built with the DSI machinery (docid schemes' ``assign``/``extend``, the
-shared seq2seq layer's :func:`~genir.seq2seq.fit.fit`, and :func:`~genir.dsi.index_files.write_dsi_files`).
-With ``resume``, the D0 indexes and finished method runs of an interrupted run with the same
-settings and collection are reused; an unfinished method run starts again from D0.
+With ``resume``, every finished step (its index and record) of an interrupted run with the same
+settings is reused and the run goes on from there.
 """
 
 from __future__ import annotations
@@ -31,82 +44,72 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from transformers import AutoTokenizer
+import torch
 
-from genir.continual.evaluation import evaluate_parts
+from genir.continual.evaluation import QUERY_MEASURES, evaluate_parts
 from genir.continual.protocol import ContinualSplit, split_collection
-from genir.continual.replay import METHODS, GenerativeMemory, update_examples
+from genir.continual.replay import REPLAY_METHODS, GenerativeMemory, update_examples
 from genir.continual.report import finite
-from genir.dsi.config import DSIConfig
-from genir.dsi.docids import DocidScheme, load_docid_scheme, new_docid_scheme
-from genir.dsi.index_files import DOCIDS_DIR, MODEL_DIR, TOKENIZER_DIR, write_dsi_files
+from genir.dsi.config import (
+    DSIConfig,
+    docid_embeddings_mode,
+    freeze_encoder_setting,
+    pseudo_queries_setting,
+)
+from genir.dsi.docids import AtomicDocids
+from genir.dsi.row_fit import first_position_vectors, fit_new_rows
+from genir.dsi.searcher import DSISearcher
 from genir.errors import GenirError
-from genir.indexer.artifact import Manifest, atomic_directory, read_json_record, write_manifest
-from genir.indexer.collection import Collection, Document
-from genir.retrieval.dense import dense_embeddings
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
-from genir.retrieval.searcher import Searcher
+from genir.indexer.artifact import read_json_record
+from genir.indexer.collection import Collection, Document, Qrels, write_beir
+from genir.retrieval.evaluation import evaluate
+from genir.retrieval.searcher import Searcher, build_index
 from genir.seq2seq.fit import TrainSettings, fit
-from genir.seq2seq.model import T5_PREFIX, Seq2Seq, build_seq2seq, grow_output_vocab
-from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.model import Seq2Seq, freeze_output_embeddings
 from genir.seq2seq.sam import DEFAULT_RHO
-from genir.views.pairs import TextPair, ViewConfig, indexing_examples, salient_examples
+from genir.views.pairs import TextPair, ViewConfig, indexing_examples, training_pairs
 from genir.views.querygen import query_generator
 
 PROTOCOL_FILE = "protocol.json"
 RUN_FILE = "run.json"
 _FORMAT = "genir.continual"
-_FORMAT_VERSION = 1
-SCHEMES = ("atomic", "naive", "semantic")
+_FORMAT_VERSION = 2
+GROWING_METHODS = ("add", "add+fit")
+METHODS = (*GROWING_METHODS, *REPLAY_METHODS, "reindex")
+TRAIN_SPLIT = "train"  # the qrels split the part collections carry their training queries in
 
 
 @dataclass
 class ContinualConfig:
+    """The protocol, the updates and the evaluation; the index itself is a :class:`~genir.dsi.config.DSIConfig`."""
+
     # -- protocol
     steps: int = 5  # updates D1..Dn
     d0_fraction: float = 0.5
     max_docs: int = 0  # 0: every document
     judged_only: bool = False  # draw documents among those some query judges relevant
-    # -- docids and model (as the dsi method's options)
-    docids: str = "atomic"  # atomic | naive | semantic
-    model: str = "t5-config:small"
-    tokenizer: str = DEFAULT_ENCODER
-    docid_embeddings: bool = True  # atomic: start each document's token from its embedding
-    embeddings_from: str = ""  # a dense index of the collection whose embeddings are reused
-    # -- training views
-    first_words: int = 64
-    spans: int = 2
-    span_words: int = 32
-    rehearsal: int = 0
-    pseudo_queries: int = 0
-    pseudo_query_words: int = 8
-    queries_split: str = "train"  # each part's queries of this split are trained with it ("" for none)
-    retrieval_repeats: int = 1
-    # -- training
-    max_source_len: int = 64
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    initial_epochs: int = 30  # on D0
-    update_epochs: int = 10  # per update, over that update's examples
-    update_lr: float = 1e-3
+    queries_split: str = "train"  # each part's queries of this split train with it ("": zero-shot)
+    # -- updates that train (finetune, replay, genreplay)
+    update_epochs: int = 1
+    update_lr: float = 3e-4
     update_warmup_steps: int = 10
-    precision: str = "32-true"
     sam_rho: float = DEFAULT_RHO  # radius of SAM, for the methods run with SAM
-    # -- methods
     replay_ratio: float = 1.0  # replayed examples per new example (replay, genreplay)
-    querygen: str = ""  # the generative memory's query generator; keyword queries without one
-    memory_queries: int = 3  # keyword queries per document the fallback draws from
+    memory_queries: int = 3  # keyword queries per document the generative memory draws from
+    # -- add+fit
+    fit_queries: int = 4  # pseudo-queries per new document its row is fitted to (with its first words)
+    fit_old_queries: int = 2000  # at most this many queries of earlier documents constrain the new rows
+    fit_proximity: float = 1.0  # pull toward the row's embedding
+    fit_iterations: int = 30
     # -- evaluation
     eval_split: str = "test"  # queries scored per part
-    eval_docs: int = 0  # documents per part scored for indexing accuracy (0: all)
-    beams: int = 10
+    eval_docs: int = 200  # documents per part scored for indexing accuracy (0: all)
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class MethodRun:
-    """One method of a run: ``finetune``, ``replay``, ``genreplay`` or ``reindex``, with or without SAM."""
+    """One method of a run (:data:`METHODS`), with or without SAM."""
 
     method: str
     sam: bool = False
@@ -117,24 +120,15 @@ class MethodRun:
 
     @classmethod
     def parse(cls, text: str, sam: bool = False) -> MethodRun:
-        """``METHOD`` or ``METHOD+sam``; ``sam`` turns SAM on for every entry."""
-        name, plus, suffix = text.strip().partition("+")
-        if name not in METHODS or (plus and suffix != "sam"):
-            raise GenirError(f"unknown continual method {text.strip()!r} (choose from {', '.join(METHODS)}, each optionally with +sam)")
-        return cls(name, sam or bool(plus))
-
-
-@dataclass
-class Part:
-    """A part's documents and training examples (source text, document id)."""
-
-    docs: list[Document]
-    indexing: list[TextPair]  # indexing views (and rehearsal/pseudo-queries, when configured)
-    queries: list[TextPair]  # its training queries
-
-    @property
-    def examples(self) -> list[TextPair]:
-        return self.indexing + self.queries
+        """``METHOD`` or ``METHOD+sam``; ``sam`` turns SAM on for every method that trains an update."""
+        text = text.strip()
+        name, with_sam = (text[: -len("+sam")], True) if text.endswith("+sam") else (text, False)
+        if name not in METHODS:
+            raise GenirError(f"unknown continual method {text!r} (choose from {', '.join(METHODS)}; "
+                             f"{', '.join(REPLAY_METHODS)} optionally with +sam)")
+        if with_sam and name not in REPLAY_METHODS:
+            raise GenirError(f"{name} trains no update: +sam applies to {', '.join(REPLAY_METHODS)}")
+        return cls(name, with_sam or (sam and name in REPLAY_METHODS))
 
 
 Log = Callable[[str], None]
@@ -143,6 +137,7 @@ Log = Callable[[str], None]
 def run_continual(
     collection: Collection,
     config: ContinualConfig,
+    dsi: DSIConfig,
     methods: Sequence[MethodRun],
     output: str | Path,
     overwrite: bool = False,
@@ -150,14 +145,14 @@ def run_continual(
     log: Log = print,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the protocol for each method; write the indexes and ``LABEL/run.json`` under ``output``.
+    """Run the protocol for each method; write the indexes and records under ``output``.
 
     Returns:
         ``{"protocol": ..., "runs": {label: run record}}`` (what the report is made of).
     Raises:
         GenirError: bad settings or input, or ``output`` exists (without ``overwrite``/``resume``).
     """
-    _check_config(config)
+    _check_config(config, dsi)
     if not methods:
         raise GenirError("no continual method given")
     if len({m.label for m in methods}) != len(methods):
@@ -166,179 +161,238 @@ def run_continual(
     splits = tuple(dict.fromkeys(s for s in (config.queries_split, config.eval_split) if s))
     split = split_collection(collection, config.steps, config.d0_fraction, splits, config.max_docs, config.judged_only, config.seed)
     # Keyword queries weigh words by their idf over every document of the run.
-    memory = GenerativeMemory(query_generator(config.querygen, [d for part in split.parts for d in part],
-                                              config.pseudo_query_words, pool=config.memory_queries))
-    fingerprint = _fingerprint(collection, config)
+    memory = GenerativeMemory(query_generator(dsi.querygen, [d for part in split.parts for d in part],
+                                              dsi.pseudo_query_words, pool=config.memory_queries))
+    fingerprint = _fingerprint(collection, config, dsi)
     _prepare_output(output, fingerprint, overwrite, resume)  # after every input check: bad input leaves no directory
     protocol = {
         "format": _FORMAT, "format_version": _FORMAT_VERSION, "fingerprint": fingerprint,
         "collection": {"name": collection.name, "path": str(collection.corpus_path.resolve()), "sha256": collection.fingerprint},
-        "config": dataclasses.asdict(config), "split": split.describe(),
+        "config": dataclasses.asdict(config), "dsi": dataclasses.asdict(dsi), "split": split.describe(),
         "part_doc_ids": [[d.id for d in part] for part in split.parts],
         "generative_memory": memory.kind,
     }
     _write_json(output / PROTOCOL_FILE, protocol)
     log(f"parts: {split.describe()}")
-    run = _Run(collection, config, split, memory, output, log, progress)
+    run = _Run(collection, config, dsi, split, memory, output, log, progress)
     records = {m.label: run.method(m, resume) for m in methods}
     return {"protocol": protocol, "runs": records}
 
 
 class _Run:
-    """The state one run shares across its methods: parts, examples, embeddings, D0 models."""
+    """The state one run shares across its methods: parts, their examples and collections, the D0 index."""
 
-    def __init__(self, collection: Collection, config: ContinualConfig, split: ContinualSplit, memory: GenerativeMemory,
-                 output: Path, log: Log, progress: bool) -> None:
-        self.collection, self.config, self.split, self.memory = collection, config, split, memory
+    def __init__(self, collection: Collection, config: ContinualConfig, dsi: DSIConfig, split: ContinualSplit,
+                 memory: GenerativeMemory, output: Path, log: Log, progress: bool) -> None:
+        self.collection, self.config, self.dsi, self.split, self.memory = collection, config, dsi, split, memory
         self.output, self.log, self.progress = output, log, progress
-        self.views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)})
-        self.parts = [self._part(docs, j) for j, docs in enumerate(split.parts)]
-        self.embeddings = _embeddings(split.parts, config) if config.docids == "semantic" or self._atomic_vectors else None
-        shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(DSIConfig) if hasattr(config, f.name)}
-        # Continual runs start atomic rows from the document embeddings and train them (new rows must move).
-        shared["docid_embeddings"] = "init" if self._atomic_vectors else "none"
-        self.dsi_config = DSIConfig(**shared)
-        self.queries = collection.queries if config.eval_split else {}
-        self.doc_views = [self._eval_views(part.docs, j) for j, part in enumerate(self.parts)]
+        self.supervised = bool(config.queries_split)
+        self.train_qrels = split.qrels[config.queries_split] if self.supervised else [{} for _ in split.parts]
+        self.eval_qrels = split.qrels[config.eval_split] if config.eval_split else [{} for _ in split.parts]
+        self.queries = collection.queries if (self.supervised or config.eval_split) else {}
+        self.views = ViewConfig(**{f.name: getattr(dsi, f.name) for f in dataclasses.fields(ViewConfig)
+                                   if f.name not in ("pseudo_queries", "queries_split")},
+                                pseudo_queries=pseudo_queries_setting(dsi, self.supervised), queries_split="")
+        self.doc_views = [self._eval_views(docs, j) for j, docs in enumerate(split.parts)]
 
-    @property
-    def _atomic_vectors(self) -> bool:
-        return self.config.docids == "atomic" and self.config.docid_embeddings
+    # -- the parts -----------------------------------------------------------------------
+    def examples(self, j: int) -> list[TextPair]:
+        """Part ``j``'s training examples as a build makes them: its documents' views and its training queries."""
+        views = dataclasses.replace(self.views, seed=self.dsi.seed + j)
+        return training_pairs(self.collection, self.split.parts[j], views, self.memory.generator, self.train_qrels[j])
 
-    def _part(self, docs: list[Document], j: int) -> Part:
-        views = dataclasses.replace(self.views, seed=self.config.seed + j)
-        indexing = indexing_examples(docs, views)
-        if views.rehearsal or views.pseudo_queries:
-            indexing += salient_examples(docs, views, self.memory.generator)
-        queries: list[TextPair] = []
-        if self.config.queries_split:
-            qrels = self.split.qrels[self.config.queries_split][j]
-            texts = self.collection.queries
-            queries = [(texts[q], d) for q, judged in qrels.items() for d, g in judged.items() if g > 0] * self.config.retrieval_repeats
-        return Part(docs, indexing, queries)
+    def part_collection(self, j: int) -> Collection:
+        """``collections/upto-J``: D0..DJ with the training and ``eval_split`` queries of those parts (written once)."""
+        path = self.output / "collections" / f"upto-{j}"
+        if not (path / "corpus.jsonl").is_file():
+            qrels = {TRAIN_SPLIT: _merged(self.train_qrels[: j + 1])} if self.supervised else {}
+            if self.config.eval_split:
+                qrels[self.config.eval_split] = _merged(self.eval_qrels[: j + 1])
+            write_beir(path, [d for part in self.split.parts[: j + 1] for d in part], self.queries, qrels)
+        return Collection.open(path, allow_empty_docs=True)
 
     def _eval_views(self, docs: list[Document], j: int) -> dict[str, str]:
-        """Document id -> the memorization query (the first-words view), for a sample of the part."""
+        """Document id -> the memorization query (its first words), for a sample of the part."""
         chosen = docs
         if self.config.eval_docs and len(docs) > self.config.eval_docs:
             rng = np.random.default_rng(self.config.seed + j)
             chosen = [docs[i] for i in sorted(rng.choice(len(docs), self.config.eval_docs, replace=False))]
-        return {d.id: " ".join(d.contents.split()[: self.config.first_words]) for d in chosen if d.contents.split()}
+        return {d.id: " ".join(d.contents.split()[: self.dsi.first_words]) for d in chosen if d.contents.split()}
 
     # -- D0 ------------------------------------------------------------------------------
-    def initial(self, sam: bool, resume: bool) -> tuple[Path, dict[str, Any]]:
-        """The index trained on D0 (with SAM or not), trained now or reused, and its record (costs, row 0)."""
-        directory = self.output / ("d0-sam" if sam else "d0")
-        record_path = directory.with_name(f"{directory.name}.json")
-        if resume and record_path.is_file() and (directory / "manifest.json").is_file():
-            self.log(f"reusing {directory}")
+    def initial(self) -> tuple[Path, dict[str, Any]]:
+        """The D0 index, built now or reused, and its record (costs, row 0)."""
+        directory, record_path = self.output / "d0", self.output / "d0.json"
+        if record_path.is_file() and (directory / "manifest.json").is_file():
             return directory, json.loads(record_path.read_text(encoding="utf-8"))
-        self.log(f"training on D0 ({len(self.parts[0].docs)} documents){' with SAM' if sam else ''}")
-        scheme = new_docid_scheme(self.config.docids)
-        vectors0 = self.embeddings[0] if self.embeddings is not None else None
-        scheme.assign(self.parts[0].docs, vectors0)
-        vectors = None
-        if self._atomic_vectors:  # as the dsi method: each document's token row starts from its embedding
-            vectors = np.zeros((scheme.vocab_size, vectors0.shape[1]), dtype=np.float32)
-            vectors[[scheme.sequence(d.id)[0] for d in self.parts[0].docs]] = vectors0
-        tokenizer = self.config.tokenizer if self.config.model.startswith(T5_PREFIX) else None
-        seq2seq = build_seq2seq(self.config.model, scheme.vocab_size, tokenizer=tokenizer, docid_embeddings=vectors, seed=self.config.seed)
-        pairs = list(self.parts[0].examples)
-        random.Random(self.config.seed).shuffle(pairs)
-        stats = self._train(seq2seq, scheme, pairs, sam, initial=True, run_name=directory.name)
-        self._save_index(directory, seq2seq, scheme, {"continual": {"step": 0, "sam": sam, **stats}})
-        record = {**stats, "row": self._evaluate(directory, 0)}
+        self.log(f"building the D0 index ({len(self.split.parts[0])} documents)")
+        record = {**self._build(directory, 0), "row": None}
+        record["row"] = self._evaluate(directory, 0)
         _write_json(record_path, record)
         return directory, record
+
+    def _build(self, directory: Path, j: int) -> dict[str, Any]:
+        """Build ``directory`` from ``collections/upto-J`` with the dsi recipe; its costs."""
+        manifest = build_index("dsi", self.part_collection(j), directory, self.dsi, overwrite=True, device=None)
+        stats = manifest.stats
+        return {"updates": int(stats.get("train_steps", 0)), "seconds": round(float(stats["build_seconds"]), 1),
+                "examples": int(stats.get("train_pairs", 0)), "dev_best": stats.get("dev_best")}
 
     # -- one method ----------------------------------------------------------------------
     def method(self, spec: MethodRun, resume: bool) -> dict[str, Any]:
         directory = self.output / spec.label
-        if resume and (directory / RUN_FILE).is_file():
-            self.log(f"reusing {directory / RUN_FILE}")
-            return json.loads((directory / RUN_FILE).read_text(encoding="utf-8"))
-        d0, initial = self.initial(spec.sam, resume)
-        rows = [initial["row"]]
-        seq2seq = Seq2Seq(load_seq2seq(d0 / MODEL_DIR), AutoTokenizer.from_pretrained(d0 / TOKENIZER_DIR))
-        scheme = load_docid_scheme(d0 / DOCIDS_DIR)
-        steps: list[dict[str, Any]] = []
-        for j in range(1, len(self.parts)):
-            part = self.parts[j]
-            vectors = self.embeddings[j] if self.embeddings is not None else None
-            scheme.extend(part.docs, vectors)
-            grow_output_vocab(seq2seq.model, scheme.vocab_size, vectors if self._atomic_vectors else None, seed=self.config.seed)
-            earlier = self.parts[:j]
-            pairs = update_examples(
-                spec.method, part.examples, [p for e in earlier for p in e.examples], [p for e in earlier for p in e.indexing],
-                [d for e in earlier for d in e.docs], self.config.replay_ratio, self.memory, seed=self.config.seed * 1000 + j,
-            )
-            self.log(f"{spec.label}: update {j}/{len(self.parts) - 1} ({len(part.docs)} new documents, {len(pairs)} examples)")
-            stats = self._train(seq2seq, scheme, pairs, spec.sam, initial=False, run_name=f"{spec.label}-{j}")
-            step_dir = directory / f"step-{j}"
-            self._save_index(step_dir, seq2seq, scheme,
-                             {"continual": {"method": spec.method, "sam": spec.sam, "step": j, **stats}})
-            started = time.perf_counter()
-            rows.append(self._evaluate(step_dir, j))
-            steps.append({**stats, "eval_seconds": round(time.perf_counter() - started, 1)})
+        d0, initial = self.initial()
+        rows, steps = [initial["row"]], []
+        previous = d0
+        for j in range(1, len(self.split.parts)):
+            step_dir, record_path = directory / f"step-{j}", directory / f"step-{j}.json"
+            if resume and record_path.is_file() and (step_dir / "manifest.json").is_file():
+                self.log(f"reusing {step_dir}")
+                record = json.loads(record_path.read_text(encoding="utf-8"))
+            else:
+                self.log(f"{spec.label}: update {j}/{len(self.split.parts) - 1} ({len(self.split.parts[j])} new documents)")
+                record = self._step(spec, j, previous, step_dir)
+                record["row"] = self._evaluate(step_dir, j)
+                _write_json(record_path, record)
+            rows.append(record.pop("row"))
+            steps.append(record)
+            previous = step_dir
         record = {
             "method": spec.method, "sam": spec.sam, "label": spec.label,
-            "initial": {k: initial[k] for k in ("updates", "train_seconds", "examples")},
-            "steps": steps, "rows": rows,
+            "initial": {k: initial[k] for k in ("updates", "seconds", "examples")},
+            "steps": steps, "rows": rows, "final": self._final_scores(previous),
             "updates": sum(s["updates"] for s in steps),
-            "train_seconds": round(sum(s["train_seconds"] for s in steps), 1),
+            "seconds": round(sum(s["seconds"] for s in steps), 1),
         }
         _write_json(directory / RUN_FILE, record)
         return record
 
-    # -- pieces --------------------------------------------------------------------------
-    def _train(self, seq2seq: Seq2Seq, scheme: DocidScheme, pairs: list[TextPair], sam: bool, initial: bool,
-               run_name: str) -> dict[str, Any]:
-        """Train ``seq2seq.model`` in place on ``pairs``; its optimizer steps, wall seconds and example count."""
-        config = self.config
-        targets = [(text, scheme.sequence(doc_id)) for text, doc_id in pairs]
-        settings = TrainSettings.of(config, max_epochs=config.initial_epochs if initial else config.update_epochs,
-                                    lr=config.lr if initial else config.update_lr,
-                                    warmup_steps=config.warmup_steps if initial else config.update_warmup_steps)
-        # resume=False: a leftover of a killed run must not be resumed into another model.
-        stats = fit(seq2seq, targets, settings, self.output / ".train" / run_name, sam_rho=config.sam_rho if sam else 0.0,
-                    resume=False, progress=self.progress)
-        return {"updates": stats["train_steps"], "train_seconds": stats["train_seconds"], "examples": len(targets)}
+    def _step(self, spec: MethodRun, j: int, previous: Path, step_dir: Path) -> dict[str, Any]:
+        """Update ``j`` of ``spec`` from the index at ``previous`` into ``step_dir``; its costs."""
+        if spec.method == "reindex":
+            return self._build(step_dir, j)
+        if step_dir.exists():
+            shutil.rmtree(step_dir)  # a step left unfinished by a killed run: never a user's directory
+        shutil.copytree(previous, step_dir)
+        started = time.perf_counter()
+        searcher = Searcher.load(step_dir, device=None)
+        change = searcher.add(self.split.parts[j])
+        record: dict[str, Any] = {"updates": 0, "examples": 0, "add_seconds": change.seconds,
+                                  "add_embedding_seconds": change.stats.get("add_embedding_seconds")}
+        if spec.method == "add+fit":
+            record.update(self._fit_rows(searcher, j))
+        elif spec.method in REPLAY_METHODS:
+            record.update(self._train(searcher, spec, j))
+        record["seconds"] = round(time.perf_counter() - started, 1)
+        searcher.close()
+        return record
 
-    def _save_index(self, directory: Path, seq2seq: Seq2Seq, scheme: DocidScheme, stats: dict[str, Any]) -> None:
-        """Write a ``dsi`` index of the documents indexed so far, atomically (the files ``DSISearcher.build`` writes)."""
-        with atomic_directory(directory, overwrite=True) as staging:
-            files = write_dsi_files(staging, seq2seq.model, seq2seq.tokenizer, scheme)
-            write_manifest(staging, Manifest(
-                method="dsi", config=dataclasses.asdict(self.dsi_config),
-                stats={**files, **stats},
-                collection={"name": self.collection.name, "path": str(self.collection.corpus_path.resolve()),
-                            "sha256": self.collection.fingerprint},
-            ))
+    def _train(self, searcher: DSISearcher, spec: MethodRun, j: int) -> dict[str, Any]:
+        """Train the grown index's model on update ``j``'s examples and write it; the optimizer steps."""
+        earlier = range(j)
+        pairs = update_examples(
+            spec.method, self.examples(j),
+            [p for i in earlier for p in indexing_examples(self.split.parts[i], dataclasses.replace(self.views, seed=self.dsi.seed + i))],
+            [d for i in earlier for d in self.split.parts[i]], self.config.replay_ratio, self.memory,
+            seed=self.config.seed * 1000 + j,
+        )
+        if docid_embeddings_mode(self.dsi) == "frozen":
+            freeze_output_embeddings(searcher.model)
+        targets = [(text, searcher.scheme.sequence(doc_id)) for text, doc_id in pairs]
+        settings = TrainSettings.of(self.dsi, max_epochs=self.config.update_epochs, lr=self.config.update_lr,
+                                    warmup_steps=self.config.update_warmup_steps, max_time=None)
+        # resume=False: a leftover of a killed run must not be resumed into another model.
+        stats = fit(Seq2Seq(searcher.model, searcher.tokenizer), targets, settings, self.output / ".train" / f"{spec.label}-{j}",
+                    frozen_encoder=freeze_encoder_setting(self.dsi), sam_rho=self.config.sam_rho if spec.sam else 0.0,
+                    resume=False, progress=self.progress)
+        searcher.save_model({"continual": {"method": spec.label, "step": j, "train_steps": stats["train_steps"]}})
+        return {"updates": stats["train_steps"], "examples": len(targets), "train_seconds": stats["train_seconds"]}
+
+    def _fit_rows(self, searcher: DSISearcher, j: int) -> dict[str, Any]:
+        """Fit the rows of update ``j``'s documents (:mod:`genir.dsi.row_fit`) and write them."""
+        if not isinstance(searcher.scheme, AtomicDocids):
+            raise GenirError("add+fit fits atomic docids' rows: run it with docids=atomic")
+        started = time.perf_counter()
+        scheme, config = searcher.scheme, self.config
+        new_docs = self.split.parts[j]
+        new = indexing_examples(new_docs, dataclasses.replace(self.views, spans=0))
+        queries = self.memory.generator.pseudo_queries(new_docs, config.fit_queries, config.seed + j)
+        new += [(q, d.id) for d, qs in zip(new_docs, queries) for q in qs if q.strip()]
+        # The update's training queries (IncDSI's queries of the new documents): those of a new
+        # document pull its row; those of an old one (a query owned by this part may judge both) constrain.
+        arriving = {d.id for d in new_docs}
+        update_queries = _retrieval_pairs(self.queries, self.train_qrels[j])
+        new += [p for p in update_queries if p[1] in arriving]
+        old = [p for p in update_queries if p[1] not in arriving]
+        old += [p for i in range(j) for p in _retrieval_pairs(self.queries, self.train_qrels[i])]
+        old += indexing_examples([d for i in range(j) for d in self.split.parts[i]], dataclasses.replace(self.views, spans=0))
+        if len(old) > config.fit_old_queries:
+            old = random.Random(config.seed + j).sample(old, config.fit_old_queries)
+        token = {docid: scheme.sequence(docid)[0] for docid in searcher.decoder.docids}
+
+        def vectors(pairs: list[TextPair]) -> torch.Tensor:
+            return first_position_vectors(searcher.model, searcher.tokenizer, [text for text, _ in pairs], self.dsi.max_source_len)
+
+        stats = fit_new_rows(
+            searcher.model, vectors(new), torch.tensor([token[d] for _, d in new]), vectors(old),
+            torch.tensor([token[d] for _, d in old], dtype=torch.int64), torch.tensor(sorted(token.values())),
+            torch.tensor([token[d.id] for d in new_docs]), config.fit_proximity, config.fit_iterations,
+        )
+        searcher.save_model({"continual": {"method": "add+fit", "step": j, **stats}})
+        return {**stats, "fit_queries": len(new), "fit_old_queries": len(old), "fit_seconds": round(time.perf_counter() - started, 1)}
+
+    def _final_scores(self, directory: Path) -> dict[str, float]:
+        """The last index on every ``eval_split`` query at once (as ``genir eval`` scores a run of the
+        whole collection): what a grown index is compared on with one built from scratch."""
+        qrels = _merged(self.eval_qrels)
+        if not qrels:
+            return {}
+        searcher = Searcher.load(directory, device=None)
+        try:
+            run = dict(zip(qrels, searcher.batch_search([self.queries[q] for q in qrels], min(10, searcher.num_docs))))
+        finally:
+            searcher.close()
+        scores = evaluate(run, qrels, measures=list(QUERY_MEASURES)).aggregate
+        return {f"{self.config.eval_split} {m}": float(scores[m]) for m in QUERY_MEASURES}
 
     def _evaluate(self, directory: Path, n: int) -> dict[str, list[float]]:
         """Row ``n`` of every measure, searched through the saved index as a user would."""
-        searcher = Searcher.load(directory)
-        qrels = self.split.qrels[self.config.eval_split][: n + 1] if self.config.eval_split else [{}] * (n + 1)
-        k = min(10, searcher.scheme.num_docs)
-        row = evaluate_parts(searcher, self.doc_views[: n + 1], qrels, self.queries, self.config.eval_split, k)
+        searcher = Searcher.load(directory, device=None)
+        try:
+            k = min(10, searcher.num_docs)
+            row = evaluate_parts(searcher, self.doc_views[: n + 1], self.eval_qrels[: n + 1], self.queries,
+                                 self.config.eval_split, k)
+        finally:
+            searcher.close()
         self.log("  " + ", ".join(f"{name} " + " ".join(f"{v:.3f}" for v in values) for name, values in row.items()))
         return row
 
 
-def _check_config(config: ContinualConfig) -> None:
-    if config.docids not in SCHEMES:
-        raise GenirError(f"continual indexing supports {', '.join(SCHEMES)} docids, not {config.docids!r}")
-    if config.docid_embeddings and config.docids != "atomic":
-        raise GenirError("docid_embeddings=true needs atomic docids (one output token per document); set docid_embeddings=false")
-    for name in ("initial_epochs", "update_epochs", "batch_size", "max_source_len", "first_words", "beams"):
+def _retrieval_pairs(queries: dict[str, str], qrels: Qrels) -> list[TextPair]:
+    return [(queries[qid], doc_id) for qid, judged in qrels.items() for doc_id, grade in judged.items() if grade > 0]
+
+
+def _merged(parts: Sequence[Qrels]) -> Qrels:
+    return {qid: judged for qrels in parts for qid, judged in qrels.items()}
+
+
+def _check_config(config: ContinualConfig, dsi: DSIConfig) -> None:
+    if docid_embeddings_mode(dsi) == "none":
+        raise GenirError(f"continual runs grow the index with add, which needs atomic or rq docids whose rows are "
+                         f"embeddings; docids={dsi.docids} with docid_embeddings={dsi.docid_embeddings} places a new "
+                         "document only by training")
+    for name in ("update_epochs", "fit_iterations"):
         if getattr(config, name) < 1:
             raise GenirError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("fit_queries", "fit_old_queries", "eval_docs"):
+        if getattr(config, name) < 0:
+            raise GenirError(f"{name} cannot be negative, got {getattr(config, name)}")
     if config.sam_rho <= 0:
         raise GenirError(f"sam_rho must be positive, got {config.sam_rho}")
 
 
-def _fingerprint(collection: Collection, config: ContinualConfig) -> str:
-    text = json.dumps([collection.fingerprint, dataclasses.asdict(config)], sort_keys=True)
+def _fingerprint(collection: Collection, config: ContinualConfig, dsi: DSIConfig) -> str:
+    text = json.dumps([collection.fingerprint, dataclasses.asdict(config), dataclasses.asdict(dsi)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -361,19 +415,9 @@ def _prepare_output(output: Path, fingerprint: str, overwrite: bool, resume: boo
     output.mkdir(parents=True)
 
 
-def _embeddings(parts: list[list[Document]], config: ContinualConfig) -> list[np.ndarray]:
-    """Per part, ``[len(part), d]`` float32 document embeddings (reused from a dense index when given)."""
-    docs = [d for part in parts for d in part]
-    if config.embeddings_from:
-        vectors = dense_embeddings(Path(config.embeddings_from), [d.id for d in docs])
-    else:
-        vectors = TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents")
-    bounds = np.cumsum([0] + [len(part) for part in parts])
-    return [vectors[bounds[j]:bounds[j + 1]] for j in range(len(parts))]
-
-
 def _write_json(path: Path, record: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
     from genir.atomic_files import atomic_write_text
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(finite(record), indent=1) + "\n")

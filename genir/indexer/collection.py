@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -298,3 +298,24 @@ class Collection:
         """The queries judged in ``split`` (id -> text), in qrels order."""
         queries = self.queries
         return {qid: queries[qid] for qid in self.qrels(split)}
+
+
+def write_beir(path: Path, docs: Sequence[Document], queries: dict[str, str], qrels: dict[str, Qrels]) -> None:
+    """Write a BEIR folder at ``path``: ``docs``, the queries some ``qrels`` split judges (texts from
+    ``queries``), and ``qrels/<split>.tsv`` per split. Written beside and renamed into place, so a
+    reader sees the whole folder or none (an existing folder at ``path`` is replaced)."""
+    from genir.atomic_files import atomic_dir
+
+    with atomic_dir(path, replace=True) as staging:
+        (staging / "qrels").mkdir()
+        with (staging / "corpus.jsonl").open("w", encoding="utf-8") as out:
+            for d in docs:
+                out.write(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n")
+        asked = sorted({qid for judged in qrels.values() for qid in judged})
+        with (staging / "queries.jsonl").open("w", encoding="utf-8") as out:
+            for qid in asked:
+                out.write(json.dumps({"_id": qid, "text": queries[qid]}) + "\n")
+        for split, judged in qrels.items():
+            lines = [f"{qid}\t{doc}\t{grade}\n" for qid, grades in judged.items() for doc, grade in grades.items()]
+            (staging / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(lines), encoding="utf-8")
+
