@@ -66,8 +66,13 @@ def continual(
     from genir.indexer.collection import Collection
     from genir.retrieval.searcher import parse_config
 
-    own = {f.name for f in dataclasses.fields(ContinualConfig)}
+    own = [f.name for f in dataclasses.fields(ContinualConfig)]
     settings = settings or []
+    for entry in settings:
+        key = entry.partition("=")[0].strip()
+        if key not in own and key not in {f.name for f in dataclasses.fields(DSIConfig)}:
+            raise GenirError(f"unknown option {key!r}: neither the run's ({', '.join(own)}) nor the dsi index's "
+                             "(genir.dsi.config.DSIConfig, README)")
     mine = [s for s in settings if s.partition("=")[0].strip() in own]
     config = dataclasses.replace(parse_config(ContinualConfig, mine), steps=steps)
     dsi = parse_config(DSIConfig, [s for s in settings if s not in mine])
