@@ -43,6 +43,7 @@ def test_sharded_encoding_builds_the_single_process_embeddings(tmp_path, monkeyp
         return real(work, count, devices, accelerator, batch_size)
 
     monkeypatch.setattr(sharded, "predict_sharded", spy)
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))  # embeddings cached by earlier builds would skip the encoding
     coll = Collection.open(write_beir(tmp_path / "c"))
     config = parse_config(searcher_class("dense").Config, ["batch_size=2"])
     build_index("dense", coll, tmp_path / "idx", config, device="cpu", devices=2)
