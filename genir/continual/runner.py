@@ -67,7 +67,13 @@ from genir.retrieval.searcher import Searcher, build_index
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import Seq2Seq, freeze_output_embeddings
 from genir.seq2seq.sam import DEFAULT_RHO
-from genir.views.pairs import TextPair, ViewConfig, indexing_examples, training_pairs
+from genir.views.pairs import (
+    TextPair,
+    ViewConfig,
+    indexing_examples,
+    retrieval_examples,
+    training_pairs,
+)
 from genir.views.querygen import query_generator
 
 PROTOCOL_FILE = "protocol.json"
@@ -321,10 +327,10 @@ class _Run:
         # The update's training queries (IncDSI's queries of the new documents): those of a new
         # document pull its row; those of an old one (a query owned by this part may judge both) constrain.
         arriving = {d.id for d in new_docs}
-        update_queries = _retrieval_pairs(self.queries, self.train_qrels[j])
+        update_queries = retrieval_examples(self.collection, self.train_qrels[j])
         new += [p for p in update_queries if p[1] in arriving]
         old = [p for p in update_queries if p[1] not in arriving]
-        old += [p for i in range(j) for p in _retrieval_pairs(self.queries, self.train_qrels[i])]
+        old += [p for i in range(j) for p in retrieval_examples(self.collection, self.train_qrels[i])]
         old += indexing_examples([d for i in range(j) for d in self.split.parts[i]], dataclasses.replace(self.views, spans=0))
         if len(old) > config.fit_old_queries:
             old = random.Random(config.seed + j).sample(old, config.fit_old_queries)
@@ -366,10 +372,6 @@ class _Run:
             searcher.close()
         self.log("  " + ", ".join(f"{name} " + " ".join(f"{v:.3f}" for v in values) for name, values in row.items()))
         return row
-
-
-def _retrieval_pairs(queries: dict[str, str], qrels: Qrels) -> list[TextPair]:
-    return [(queries[qid], doc_id) for qid, judged in qrels.items() for doc_id, grade in judged.items() if grade > 0]
 
 
 def _merged(parts: Sequence[Qrels]) -> Qrels:
