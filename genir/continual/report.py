@@ -22,7 +22,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     """Per method label: per measure the matrix, ``{A, F, LA}`` at the last step and ``A`` over
     re-indexing's ``A`` (``of_reindex``, when ``reindex`` ran), and the costs."""
     runs = result["runs"]
-    reindex = next((r for r in runs.values() if r["method"] == "reindex" and not r["sam"]), None)
+    reindex = next((r for r in runs.values() if r["method"] == "reindex"), None)
     table: dict[str, Any] = {}
     for label, run in runs.items():
         measures = {}
