@@ -282,15 +282,17 @@ class _Run:
         shutil.copytree(previous, step_dir)
         started = time.perf_counter()
         searcher = Searcher.load(step_dir, device=None)
-        change = searcher.add(self.split.parts[j])
-        record: dict[str, Any] = {"updates": 0, "examples": 0, "add_seconds": change.seconds,
-                                  "add_embedding_seconds": change.stats.get("add_embedding_seconds")}
-        if spec.method == "add+fit":
-            record.update(self._fit_rows(searcher, j))
-        elif spec.method in REPLAY_METHODS:
-            record.update(self._train(searcher, spec, j))
+        try:
+            change = searcher.add(self.split.parts[j])
+            record: dict[str, Any] = {"updates": 0, "examples": 0, "add_seconds": change.seconds,
+                                      "add_embedding_seconds": change.stats.get("add_embedding_seconds")}
+            if spec.method == "add+fit":
+                record.update(self._fit_rows(searcher, j))
+            elif spec.method in REPLAY_METHODS:
+                record.update(self._train(searcher, spec, j))
+        finally:
+            searcher.close()
         record["seconds"] = round(time.perf_counter() - started, 1)
-        searcher.close()
         return record
 
     def _train(self, searcher: DSISearcher, spec: MethodRun, j: int) -> dict[str, Any]:
