@@ -99,17 +99,37 @@ class DenseStartDecoder(BertLMHeadModel):
             **kwargs,
         )
         z = self.vectors(outputs.last_hidden_state, encoder_hidden_states, encoder_attention_mask)  # [B, T, H]
-        head = self.cls.predictions.decoder
-        logits = self.log_scale.exp() * nn.functional.linear(z, head.weight)  # [B, T, V]
-        if head.bias is not None:
-            logits = logits + head.bias
-        logits = self._mask_positions(logits, past)
+        span = self._one_step_span(z.shape[1], past)
+        if span is None:
+            logits = self._mask_positions(self._logits(z, slice(None)), past)  # [B, T, V]
+        else:
+            # One decoding step at a known position: only its own tokens' rows are multiplied (a code
+            # level's few rows instead of every document's), the rest get the lowest logit as the mask gives.
+            part = self._logits(z, span)  # [B, 1, span]
+            logits = part.new_full((*part.shape[:2], self.cls.predictions.decoder.weight.shape[0]), torch.finfo(part.dtype).min)
+            logits[..., span] = part
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=outputs.cache,
                                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions,
                                                  cross_attentions=outputs.cross_attentions)
+
+    def _logits(self, z: torch.Tensor, rows: slice) -> torch.Tensor:
+        """``exp(log_scale) * z @ W[rows].T + b[rows]``: ``z`` ``[B, T, H]`` -> ``[B, T, len(rows)]``."""
+        head = self.cls.predictions.decoder
+        logits = self.log_scale.exp() * nn.functional.linear(z, head.weight[rows])
+        return logits + head.bias[rows] if head.bias is not None else logits
+
+    def _one_step_span(self, steps: int, past: int) -> slice | None:
+        """The tokens a single step at position ``past`` may emit, as a slice; None without positions or for several steps."""
+        starts = getattr(self.config, POSITIONS_KEY, None)
+        if not starts or steps != 1:
+            return None
+        if past >= len(starts):
+            return slice(EOS, EOS + 1)
+        end = starts[past + 1] if past + 1 < len(starts) else self.cls.predictions.decoder.weight.shape[0]
+        return slice(starts[past], end)
 
     def vectors(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 encoder_attention_mask: torch.Tensor | None) -> torch.Tensor:
