@@ -29,22 +29,29 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
 
-## DSI on SciFact test beside BM25 and dense (README "DSI and SE-DSI"): atomic and rq docids with the dense start,
-## supervised (train queries less a seeded 10% dev split, which chooses the checkpoint) and zero-shot (queries_split=:
-## documents + 4 keyword pseudo-queries each, 200 held-out pseudo-queries as dev); each fused with BM25 (hybrid: the
-## weight chosen on the same dev split, 0.5 zero-shot); naive and semantic docids as the DSI paper's baselines.
-## Rerun to reuse built indexes; the dense index's embeddings are reused by every DSI entry. ~2 hours on 2 cores.
+## DSI on SciFact test beside BM25 and dense (README "DSI and SE-DSI"): atomic, rq and semantic docids with the dense
+## start, supervised (train queries less a seeded 10% dev split, which chooses the checkpoint) and zero-shot
+## (queries_split=: documents + 4 keyword pseudo-queries each, 200 held-out pseudo-queries as dev); atomic and rq fused
+## with BM25 (hybrid: the weight chosen on the same dev split, 0.5 zero-shot); naive and semantic-digits docids as the
+## DSI paper's baselines. Rerun to reuse built indexes; the dense index's embeddings are reused by every DSI entry.
+## ~2 hours on 2 cores. The table: bench-out/dsi-scifact/bench.md (and bench.json).
 DSI_OUT := bench-out/dsi-scifact
 DSI_EMB := $(DSI_OUT)/indexes/dense
 bench-dsi: $(VENV)/.installed
-	$(BIN)/genir bench --collection $(SHARED)/scifact --split test --output $(DSI_OUT) --reuse \
-		--methods bm25,dense,atomic=dsi,rq=dsi,atomic-zs=dsi,rq-zs=dsi,hybrid,hybrid-zs=hybrid,naive=dsi,semantic=dsi \
-		--set atomic.embeddings_from=$(DSI_EMB) --set rq.embeddings_from=$(DSI_EMB) --set rq.docids=rq \
+	OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false $(BIN)/genir bench --collection $(SHARED)/scifact --split test \
+		--output $(DSI_OUT) --reuse \
+		--methods bm25,dense,atomic=dsi,rq=dsi,semantic=dsi,hybrid,hybrid-rq=hybrid,atomic-zs=dsi,rq-zs=dsi,semantic-zs=dsi,hybrid-zs=hybrid,naive=dsi,semantic-digits=dsi \
+		--set atomic.embeddings_from=$(DSI_EMB) \
+		--set rq.embeddings_from=$(DSI_EMB) --set rq.docids=rq \
+		--set semantic.embeddings_from=$(DSI_EMB) --set semantic.docids=semantic \
+		--set hybrid.of=dsi --set hybrid.of_from=$(DSI_OUT)/indexes/atomic \
+		--set hybrid-rq.of=dsi --set hybrid-rq.of_from=$(DSI_OUT)/indexes/rq \
 		--set atomic-zs.embeddings_from=$(DSI_EMB) --set atomic-zs.queries_split= \
 		--set rq-zs.embeddings_from=$(DSI_EMB) --set rq-zs.docids=rq --set rq-zs.queries_split= \
-		--set hybrid.of=dsi --set hybrid.of_from=$(DSI_OUT)/indexes/atomic \
+		--set semantic-zs.embeddings_from=$(DSI_EMB) --set semantic-zs.docids=semantic --set semantic-zs.queries_split= \
 		--set hybrid-zs.of=dsi --set hybrid-zs.of_from=$(DSI_OUT)/indexes/atomic-zs --set hybrid-zs.queries_split= \
-		--set naive.docids=naive --set semantic.docids=semantic --set semantic.embeddings_from=$(DSI_EMB)
+		--set naive.docids=naive \
+		--set semantic-digits.docids=semantic-digits --set semantic-digits.embeddings_from=$(DSI_EMB)
 
 ## SEAL on SciFact test: BM25, SEAL (trains for an hour), SEAL + BM25, and the two ablations (no query n-grams;
 ## no model: FM-index + query n-grams alone), which reuse SEAL's trained model, then the diagnostic (the share of

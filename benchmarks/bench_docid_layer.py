@@ -1,11 +1,12 @@
-"""The docid layer alone: output-table bytes and search latency of atomic vs rq docids.
+"""The docid layer alone: output-table bytes and search latency of atomic vs rq vs semantic docids.
 
 Documents are random unit vectors (the cost of the docid layer and the trie, not of retrieval
 quality): at SciFact's size (5,183) and at 1,000,000. For each size and scheme a dense-start
 model (:mod:`genir.seq2seq.dense_start`, MiniLM encoder, 2-layer decoder) is built with the
-vectors as its rows (rq: codebooks and residuals), then searched: atomic by one decoder step and
-a top-k (``atomic_search=first``), rq by summed-logit beam search over its trie with ``max(k, 100)``
-beams. Bytes are the LM head and the decoder's input embedding (float32) plus the saved trie.
+vectors as its rows (rq, semantic: code vectors and residuals), then searched: atomic by one decoder
+step and a top-k (``atomic_search=first``), rq and semantic by summed-logit beam search over their trie
+with ``max(k, 100)`` beams. Each scheme has the recipe's settings (``DSIConfig``: rq 1 x 64, semantic
+2 levels of at most 10 clusters). Bytes are the LM head and the decoder's input embedding (float32) plus the saved trie.
 
     python benchmarks/bench_docid_layer.py [--sizes 5183,1000000] [--queries 20]
 
@@ -25,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genir.dsi.coded_docids import CodedDocids
 from genir.dsi.config import DSIConfig
 from genir.dsi.decoding import DocidDecoder
-from genir.dsi.docids import new_docid_scheme
+from genir.dsi.searcher import new_scheme
 from genir.indexer.collection import Document
 from genir.kernels.trie import DocidTrie
 from genir.seq2seq.model import build_seq2seq
@@ -46,10 +48,10 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple[int, ...]) -> dict:
     docs = [Document(str(i), "", "") for i in range(len(vectors))]
-    scheme = new_docid_scheme(scheme_name, **({"levels": 1, "codes": 256} if scheme_name == "rq" else {}))
+    scheme = new_scheme(DSIConfig(docids=scheme_name))
     started = time.perf_counter()
     scheme.assign(docs, vectors)
-    if scheme_name == "rq":
+    if isinstance(scheme, CodedDocids):
         rows, starts = scheme.token_vectors(vectors), scheme.position_starts()
     else:
         rows = np.zeros((scheme.vocab_size, vectors.shape[1]), dtype=np.float32)
@@ -91,10 +93,10 @@ def main() -> None:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         vectors = unit_vectors(size, 384)
-        for scheme in ("atomic", "rq"):
+        for scheme in ("atomic", "rq", "semantic"):
             rows.append(measure(scheme, vectors, queries, (10, 100)))
             row = rows[-1]
-            print(f"{row['scheme']:<7} {row['docs']:>9,} docs  table {row['table_bytes'] / 2**20:>8.1f} MiB  "
+            print(f"{row['scheme']:<8} {row['docs']:>9,} docs  table {row['table_bytes'] / 2**20:>8.1f} MiB  "
                   f"trie {row['trie_bytes'] / 2**20:>7.1f} MiB  k=10 {row['median_ms_per_query']['k=10']:>8.1f} ms  "
                   f"k=100 {row['median_ms_per_query']['k=100']:>8.1f} ms  (setup {row['setup_seconds']} s)", flush=True)
     RESULTS.mkdir(exist_ok=True)

@@ -51,7 +51,7 @@ def docs_of(records) -> list[Document]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """method -> a built index of the toy documents (never changed: tests work on copies), and
-    "naive", "semantic", "elaborative": DSI indexes with those docids (a tiny T5, one epoch).
+    "naive", "semantic-digits", "elaborative": DSI indexes with those docids (a tiny T5, one epoch).
 
     Everything that trains is built here, before any test starts the JVM in this process: a
     Lightning fit after pyserini's in-process JVM has started makes a later Lucene search crash
@@ -66,7 +66,7 @@ def built(tmp_path_factory):
         config = parse_config(searcher_class(method).Config, SETTINGS.get(method, []))
         build_index(method, collection, root / method, config, device="cpu")
         indexes[method] = root / method
-    for docids in ("naive", "semantic", "elaborative"):
+    for docids in ("naive", "semantic-digits", "elaborative"):
         config = parse_config(searcher_class("dsi").Config, ["model=t5-config:tiny", f"docids={docids}", "queries_split=",
                                                              "max_epochs=1", "spans=0"])
         build_index("dsi", collection, root / docids, config, device="cpu")
@@ -212,7 +212,7 @@ def test_dsi_docids_never_collide_and_deleted_ones_stay_reserved(index_copy):
     assert read_manifest(index).stats["deleted_docids"] == 2
 
 
-@pytest.mark.parametrize("docids", ["semantic", "elaborative"])
+@pytest.mark.parametrize("docids", ["semantic-digits", "elaborative"])
 def test_dsi_semantic_and_elaborative_docids_place_new_documents_without_training(docids, built, index_copy):
     """A new document gets a code (its path down the saved tree / a new description) that the trie
     now holds; old documents keep their docids and the model is untouched."""

@@ -22,8 +22,8 @@ from genir.continual import (
     split_collection,
     update_examples,
 )
+from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import EOS, new_docid_scheme
-from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
@@ -115,9 +115,9 @@ def _docs(prefix: str, n: int) -> list[Document]:
     return [Document(f"{prefix}{i}", "", f"document {prefix} number {i}") for i in range(n)]
 
 
-@pytest.mark.parametrize("scheme_name", ["atomic", "naive", "semantic"])
+@pytest.mark.parametrize("scheme_name", ["atomic", "naive", "semantic-digits"])
 def test_new_docids_never_collide_and_the_grown_trie_names_only_real_documents(scheme_name):
-    scheme = SemanticDocids(k=2, c=3) if scheme_name == "semantic" else new_docid_scheme(scheme_name)
+    scheme = DigitSemanticDocids(k=2, c=3) if scheme_name == "semantic-digits" else new_docid_scheme(scheme_name)
     rng = np.random.default_rng(0)
     parts = [_docs("a", 9), _docs("b", 5), _docs("c", 7)]
     scheme.assign(parts[0], rng.normal(size=(9, 4)).astype(np.float32))
@@ -289,7 +289,7 @@ def test_fitted_rows_answer_their_own_queries_and_leave_old_documents_theirs():
 @pytest.mark.parametrize("args, message", [
     (["--method", "distill"], "unknown continual method 'distill'"),
     (["--method", "add+sam"], "add trains no update"),
-    (["--set", "docids=semantic"], "needs atomic or rq docids"),
+    (["--set", "docids=semantic-digits"], "needs atomic, rq or semantic docids"),
     (["--set", "no_such_key=1"], "unknown option 'no_such_key': neither the run's"),
     (["--measure", "MRR"], "unknown --measure 'MRR'"),
     (["--steps", "9", "--set", "eval_split=train"], "cannot make D0"),

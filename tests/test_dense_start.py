@@ -10,6 +10,7 @@ from conftest import TOY_DOCS, write_beir
 from genir.dsi.dev import dev_set
 from genir.dsi.docids import load_docid_scheme
 from genir.dsi.rq_docids import RQDocids
+from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
@@ -40,7 +41,8 @@ def dense_ranking(docs, doc_vectors, query_vectors):
     return [[docs[i].id for i in row] for row in np.argsort(-(query_vectors @ doc_vectors.T), axis=1, kind="stable")]
 
 
-@pytest.mark.parametrize("docids, options", [("atomic", {}), ("rq", {"rq_levels": 2, "rq_codes": 2})])
+@pytest.mark.parametrize("docids, options", [("atomic", {}), ("rq", {"rq_levels": 2, "rq_codes": 2}),
+                                             ("semantic", {"semantic_levels": 2, "semantic_k": 2})])
 def test_untrained_index_ranks_exactly_as_the_dense_baseline(toy, docids, options):
     root, collection, docs, doc_vectors, query_vectors = toy
     config = parse_config(searcher_class("dsi").Config, {"docids": docids, "max_epochs": 0, **options})
@@ -49,7 +51,7 @@ def test_untrained_index_ranks_exactly_as_the_dense_baseline(toy, docids, option
     searcher = Searcher.load(root / docids, device="cpu")
     got = [[hit.docid for hit in hits] for hits in searcher.batch_search(QUERIES, len(docs))]
     assert got == dense_ranking(docs, doc_vectors, query_vectors)
-    if docids == "rq":  # summed logits = scale * q . d, the dense score itself
+    if docids != "atomic":  # summed logits = scale * q . d, the dense score itself
         scores = np.array([[hit.score for hit in hits] for hits in searcher.batch_search(QUERIES, len(docs))])
         dense = np.sort(query_vectors @ doc_vectors.T, axis=1)[:, ::-1]
         np.testing.assert_allclose(scores, 20.0 * dense, atol=1e-3)
@@ -79,6 +81,35 @@ def test_rq_codes_round_trip_and_new_documents_use_the_same_codebooks(toy, tmp_p
         RQDocids(codes=6)
 
 
+def test_semantic_codes_are_tree_paths_tied_to_centroids_and_new_documents_descend_the_same_tree(toy, tmp_path):
+    _, _, docs, doc_vectors, _ = toy
+    scheme = SemanticDocids(k=2, levels=2, seed=0)
+    scheme.assign(docs[:4], doc_vectors[:4])
+    before = scheme.sequences()
+    starts = scheme.level_starts()  # level 1, level 2, then documents: one token per cluster
+    assert starts[0] == 2 and starts[1] - starts[0] == 2 and scheme.first_doc_token == starts[2]
+    scheme.save(tmp_path / "semantic")
+    loaded = load_docid_scheme(tmp_path / "semantic")
+    assert isinstance(loaded, SemanticDocids) and loaded.sequences() == before
+    loaded.extend(docs[4:], doc_vectors[4:])
+    assert {d: s for d, s in loaded.sequences().items() if d in before} == before  # old docids never change
+    for doc, x in zip(docs[4:], doc_vectors[4:]):  # nearest child centroid at every level
+        first, second, own, _ = loaded.sequence(doc.id)
+        level1 = np.arange(starts[0], starts[1])
+        assert first == level1[np.argmin(((loaded.centroids[level1 - 2] - x) ** 2).sum(1))]
+        children = np.nonzero(loaded.parent == first - 2)[0] + 2
+        assert second == children[np.argmin(((loaded.centroids[children - 2] - x) ** 2).sum(1))]
+        assert own == loaded.first_doc_token + docs.index(doc)
+    rows = loaded.token_vectors(doc_vectors)
+    for i, doc in enumerate(docs):  # a docid's rows sum to its document's embedding
+        path = loaded.sequence(doc.id)[:-1]
+        np.testing.assert_allclose(rows[path].sum(0), doc_vectors[i], atol=1e-5)
+        np.testing.assert_allclose(rows[path[:2]].sum(0), loaded.centroids[path[1] - 2], atol=1e-6)  # the leaf's centroid
+    np.savez(tmp_path / "semantic" / "docid_scheme.npz", parent=np.array([-1, 0, 0, 1, 5]), centroids=loaded.centroids[:5])
+    with pytest.raises(GenirError, match="parent listed before it"):
+        load_docid_scheme(tmp_path / "semantic")
+
+
 def _random_residual_model(doc_vectors, scheme):
     """A dense-start model over ``scheme``'s rows with a non-zero residual (so the decoder matters)."""
     seq2seq = build_seq2seq("bert2bert:all-MiniLM-L6-v2", scheme.vocab_size, docid_embeddings=scheme.token_vectors(doc_vectors),
@@ -89,9 +120,10 @@ def _random_residual_model(doc_vectors, scheme):
     return seq2seq
 
 
-def test_summed_logit_beam_search_equals_exhaustive_scoring(toy):
+@pytest.mark.parametrize("new_scheme", [lambda: RQDocids(levels=2, codes=2), lambda: SemanticDocids(k=2, levels=2)])
+def test_summed_logit_beam_search_equals_exhaustive_scoring(toy, new_scheme):
     _, _, docs, doc_vectors, _ = toy
-    scheme = RQDocids(levels=2, codes=2)
+    scheme = new_scheme()
     scheme.assign(docs, doc_vectors)
     seq2seq = _random_residual_model(doc_vectors, scheme)
     model = seq2seq.model.eval()
@@ -201,14 +233,16 @@ def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):
     assert len(TOY_DOCS) == Searcher.load(tmp_path / "idx").num_docs
 
 
-def test_rq_index_grows_with_codes_from_its_codebooks(toy, tmp_path):
+@pytest.mark.parametrize("options", [{"docids": "rq", "rq_levels": 1, "rq_codes": 2},
+                                     {"docids": "semantic", "semantic_levels": 2, "semantic_k": 2}])
+def test_coded_index_grows_with_codes_from_its_codebooks_or_tree(toy, tmp_path, options):
     _, _, docs, doc_vectors, query_vectors = toy
     first = Collection.open(write_beir(tmp_path / "first", docs=TOY_DOCS[:4], split="train",
                                        qrels=[("q1", "d3", 1), ("q2", "d4", 1)]))
-    config = parse_config(searcher_class("dsi").Config, {"docids": "rq", "rq_levels": 1, "rq_codes": 2, "max_epochs": 0})
-    build_index("dsi", first, tmp_path / "rq", config, device="cpu")
-    searcher = Searcher.load(tmp_path / "rq", device="cpu")
+    config = parse_config(searcher_class("dsi").Config, {**options, "max_epochs": 0})
+    build_index("dsi", first, tmp_path / "idx", config, device="cpu")
+    searcher = Searcher.load(tmp_path / "idx", device="cpu")
     searcher.add([Document(d["_id"], d["title"], d["text"]) for d in TOY_DOCS[4:]])
-    grown = Searcher.load(tmp_path / "rq", device="cpu")
+    grown = Searcher.load(tmp_path / "idx", device="cpu")
     got = [[hit.docid for hit in hits] for hits in grown.batch_search(QUERIES, len(docs))]
     assert got == dense_ranking(docs, doc_vectors, query_vectors)  # new rows = residuals: still exact dense

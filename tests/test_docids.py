@@ -22,7 +22,8 @@ from genir.dsi.docids import (
     NaiveDocids,
     load_docid_scheme,
 )
-from genir.dsi.semantic_docids import SemanticDocids, position_from_tokens, position_tokens
+from genir.dsi.digit_semantic_docids import DigitSemanticDocids, position_from_tokens, position_tokens
+from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 
@@ -31,7 +32,8 @@ SCHEMES: dict[str, Callable[[], DocidScheme]] = {
     "atomic": AtomicDocids,
     "naive": NaiveDocids,
     # Small k and c so that tiny corpora still build trees several levels deep.
-    "semantic": lambda: SemanticDocids(k=3, c=4, seed=7),
+    "semantic-digits": lambda: DigitSemanticDocids(k=3, c=4, seed=7),
+    "semantic": lambda: SemanticDocids(k=3, levels=2, seed=7),
 }
 
 doc_ids = st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=40, unique=True)
@@ -126,7 +128,9 @@ def test_a_scheme_saved_before_assignment_loads_and_assigns(name, tmp_path):
     loaded = load_docid_scheme(tmp_path / "s")
     assert loaded.num_docs == 0
     loaded.assign(documents(["a", "b"]), random_embeddings(2))
-    assert loaded.sequences() == {"a": [2, EOS], "b": [3, EOS]}
+    fresh = SCHEMES[name]()
+    fresh.assign(documents(["a", "b"]), random_embeddings(2))
+    assert loaded.sequences() == fresh.sequences() and len(set(map(tuple, fresh.sequences().values()))) == 2
 
 
 @pytest.mark.parametrize("name", SCHEMES)
@@ -184,7 +188,7 @@ def test_naive_writes_the_assignment_position_in_decimal_digits():
 
 
 # -- semantic ------------------------------------------------------------------------------
-def leaf_sizes(scheme: SemanticDocids) -> Counter:
+def leaf_sizes(scheme: DigitSemanticDocids) -> Counter:
     """Documents per leaf, for docids given at assignment (a one-token leaf position)."""
     return Counter(tuple(seq[:-2]) for seq in scheme.sequences().values())
 
@@ -192,7 +196,7 @@ def leaf_sizes(scheme: SemanticDocids) -> Counter:
 def test_semantic_is_deterministic_and_respects_the_leaf_size():
     ids = [str(i) for i in range(300)]
     x = random_embeddings(300, seed=1)
-    first, second = SemanticDocids(k=4, c=10, seed=3), SemanticDocids(k=4, c=10, seed=3)
+    first, second = DigitSemanticDocids(k=4, c=10, seed=3), DigitSemanticDocids(k=4, c=10, seed=3)
     first.assign(documents(ids), x)
     second.assign(documents(ids), x)
     assert first.sequences() == second.sequences()
@@ -215,7 +219,7 @@ def test_semantic_is_deterministic_and_respects_the_leaf_size():
 )
 def test_semantic_degenerate_embeddings_still_give_valid_docids(x):
     ids = [f"d{i}" for i in range(len(x))]
-    scheme = SemanticDocids(k=10, c=2)
+    scheme = DigitSemanticDocids(k=10, c=2)
     scheme.assign(documents(ids), x)
     check_scheme(scheme, ids)
     assert max(leaf_sizes(scheme).values()) <= 2
@@ -223,13 +227,13 @@ def test_semantic_degenerate_embeddings_still_give_valid_docids(x):
 
 def test_semantic_clusters_in_use_are_numbered_from_zero():
     x = np.repeat(random_embeddings(2, seed=5), 30, axis=0)
-    scheme = SemanticDocids(k=10, c=30)
+    scheme = DigitSemanticDocids(k=10, c=30)
     scheme.assign(documents([str(i) for i in range(60)]), x)
     assert {seq[0] for seq in scheme.sequences().values()} == {2, 3}
 
 
 def test_semantic_small_corpus_is_one_leaf():
-    scheme = SemanticDocids()
+    scheme = DigitSemanticDocids()
     scheme.assign(documents(["a", "b", "c"]), random_embeddings(3))
     assert scheme.sequences() == {"a": [2, EOS], "b": [3, EOS], "c": [4, EOS]}
 
@@ -239,7 +243,7 @@ def test_semantic_extend_descends_to_the_nearest_centroid():
     centers = np.eye(3, DIM, dtype=np.float32) * 100.0
     blob = np.repeat(np.arange(3), 40)
     x = (centers[blob] + rng.normal(size=(120, DIM))).astype(np.float32)
-    scheme = SemanticDocids(k=10, c=5, seed=0)
+    scheme = DigitSemanticDocids(k=10, c=5, seed=0)
     scheme.assign(documents([f"d{i}" for i in range(120)]), x)
     first_token = np.array([seq[0] for seq in scheme.sequences().values()])
     for b in range(3):
@@ -252,7 +256,7 @@ def test_semantic_extend_descends_to_the_nearest_centroid():
 
 
 def test_semantic_full_leaf_overflows_into_longer_positions():
-    scheme = SemanticDocids(k=3, c=2)
+    scheme = DigitSemanticDocids(k=3, c=2)
     scheme.assign(documents(["a", "b"]), random_embeddings(2))
     scheme.extend(documents([f"n{i}" for i in range(8)]), random_embeddings(8, seed=1))
     seqs = check_scheme(scheme, ["a", "b"] + [f"n{i}" for i in range(8)])
@@ -275,7 +279,7 @@ def test_leaf_positions_have_one_spelling_each(position, c):
 
 
 def test_semantic_rejects_bad_embeddings_and_configuration():
-    scheme = SemanticDocids(k=3, c=2)
+    scheme = DigitSemanticDocids(k=3, c=2)
     with pytest.raises(GenirError, match="need document embeddings"):
         scheme.assign(documents(["a"]))
     with pytest.raises(GenirError, match=r"shape \[2, dim\]"):
@@ -287,7 +291,7 @@ def test_semantic_rejects_bad_embeddings_and_configuration():
         scheme.extend(documents(["d"]), np.ones((1, DIM + 1)))
     for bad in ({"k": 1}, {"c": 0}, {"niter": 0}, {"seed": 1.5}):
         with pytest.raises(GenirError):
-            SemanticDocids(**bad)
+            DigitSemanticDocids(**bad)
 
 
 # -- damaged files ---------------------------------------------------------------------------
@@ -315,13 +319,13 @@ def rewrite(directory: Path, change: Callable[[dict], None]) -> None:
         (lambda r: r["sequences"].__setitem__(1, r["sequences"][0]), "share a sequence"),
         (lambda r: r["docids"].__setitem__(1, "d0"), "appears twice"),
         (lambda r: r["sequences"][0].insert(0, 2.0), "not a docid token"),
-        (lambda r: r.update(config={"k": 1}), "bad semantic configuration"),
+        (lambda r: r.update(config={"k": 1}), "bad semantic-digits configuration"),
         (lambda r: r.update(vocab_size=7), "vocab_size"),
         (lambda r: r["sequences"].__setitem__(0, [11, 11, 11, EOS]), "does not lead to a taken position"),
     ],
 )
 def test_damaged_semantic_files_are_refused(tmp_path, change, message):
-    directory = saved(tmp_path, SemanticDocids(k=3, c=4))
+    directory = saved(tmp_path, DigitSemanticDocids(k=3, c=4))
     rewrite(directory, change)
     with pytest.raises(GenirError, match=message):
         load_docid_scheme(directory)
@@ -338,8 +342,8 @@ def test_sequences_another_scheme_would_give_are_refused(tmp_path, name):
 def test_missing_unreadable_or_mismatched_files_are_refused(tmp_path):
     with pytest.raises(GenirError, match="no such file"):
         load_docid_scheme(tmp_path / "nothing")
-    directory = saved(tmp_path, SemanticDocids(k=3, c=4))
-    with pytest.raises(GenirError, match="holds semantic docids, not atomic"):
+    directory = saved(tmp_path, DigitSemanticDocids(k=3, c=4))
+    with pytest.raises(GenirError, match="holds semantic-digits docids, not atomic"):
         AtomicDocids.load(directory)
     arrays = dict(np.load(directory / ARRAYS_FILE))
     np.savez(directory / ARRAYS_FILE, **{**arrays, "centroids": arrays["centroids"][:-1]})

@@ -149,7 +149,7 @@ def test_atomic_docid_embeddings_start_from_document_embeddings(tmp_path):
     assert torch.allclose(cosine, torch.ones(len(docs)), atol=1e-4)
     result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "bad", "--docids", "naive",
                    "--set", "docid_embeddings=frozen")
-    assert result.exit_code == 2 and "needs atomic or rq docids" in result.output
+    assert result.exit_code == 2 and "needs atomic, rq or semantic docids" in result.output
     result = genir("index", "-m", "dsi", "-c", collection, "-o", tmp_path / "bad", "--set", "freeze_encoder=maybe")
     assert result.exit_code == 2 and "choose true, false or auto" in result.output
     assert not (tmp_path / "bad").exists()

@@ -58,3 +58,28 @@ def test_tied_and_frozen_through_training_and_save_load(token_table, tmp_path, m
     with torch.no_grad():
         expected = built.model(**batch, decoder_input_ids=start).logits
         assert torch.allclose(loaded(**batch, decoder_input_ids=start).logits, expected, atol=1e-5)
+
+
+def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypatch):
+    """SE-DSI with ``model=minilm-tokens``: the elaborative docids are MiniLM token ids, which the decoder's
+    tied table holds, so the index trains, saves, loads tied and frozen, and every hit is a real document."""
+    from conftest import TOY_DOCS, write_beir
+
+    from genir.indexer.collection import Collection
+    from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    collection = Collection.open(write_beir(tmp_path / "toy"))
+    config = parse_config(searcher_class("se-dsi").Config, {"model": "minilm-tokens", "queries_split": "", "max_epochs": 1})
+    build_index("se-dsi", collection, tmp_path / "idx", config, device="cpu")
+    searcher = Searcher.load(tmp_path / "idx", device="cpu")
+    assert tied_token_table(searcher.model)
+    words = searcher.model.get_encoder().get_input_embeddings().weight
+    assert torch.equal(table(searcher.model)[FIRST_TOKEN:], words)  # frozen: still MiniLM's rows after training
+    hits = searcher.search("striped zebras", k=3)
+    assert len(hits) == 3 and {h.docid for h in hits} <= {d["_id"] for d in TOY_DOCS}
+    with pytest.raises(GenirError, match="needs elaborative docids"):
+        bad = parse_config(searcher_class("dsi").Config, {"model": "minilm-tokens", "max_epochs": 0})
+        build_index("dsi", collection, tmp_path / "bad", bad, device="cpu")
+    assert not (tmp_path / "bad").exists()

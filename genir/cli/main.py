@@ -81,7 +81,7 @@ def index(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --output.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
-    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|naive|semantic|elaborative (= --set docids=...).")] = None,
+    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|rq|semantic|naive|semantic-digits|elaborative (= --set docids=...).")] = None,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
     device: DeviceOpt = "auto",
     devices: DevicesOpt = 1,
@@ -109,7 +109,7 @@ def add(
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi with atomic or rq docids).
+    """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi with atomic, rq or semantic docids).
 
     Old documents keep their docids; an id already in the index is an error and nothing is written.
     The index is replaced only once the new version is complete.

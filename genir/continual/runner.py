@@ -382,7 +382,7 @@ def _merged(parts: Sequence[Qrels]) -> Qrels:
 
 def _check_config(config: ContinualConfig, dsi: DSIConfig) -> None:
     if docid_embeddings_mode(dsi) == "none":
-        raise GenirError(f"continual runs grow the index with add, which needs atomic or rq docids whose rows are "
+        raise GenirError(f"continual runs grow the index with add, which needs atomic, rq or semantic docids whose rows are "
                          f"embeddings; docids={dsi.docids} with docid_embeddings={dsi.docid_embeddings} places a new "
                          "document only by training")
     for name in ("update_epochs", "fit_iterations"):

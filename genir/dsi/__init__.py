@@ -1,5 +1,7 @@
 """DSI and SE-DSI: docid schemes, training views, query generation, Lightning training, search."""
 
+from genir.dsi.coded_docids import CodedDocids
+from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import (
            AtomicDocids,
            DocidScheme,
@@ -11,5 +13,6 @@ from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
 
-__all__ = ["AtomicDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids", "RQDocids", "SemanticDocids",
+__all__ = ["AtomicDocids", "CodedDocids", "DigitSemanticDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids",
+           "RQDocids", "SemanticDocids",
            "load_docid_scheme", "new_docid_scheme"]

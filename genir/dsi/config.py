@@ -20,18 +20,23 @@ from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
 
 @dataclass
 class DSIConfig:
-    docids: str = "atomic"  # atomic | rq | naive | semantic | elaborative
+    docids: str = "atomic"  # atomic | rq | semantic | naive | semantic-digits | elaborative
     rq_levels: int = 1  # rq docids: codebooks before the document's own token
     rq_codes: int = 64  # rq docids: codewords per codebook (a power of two); 1 x 64 chosen on dev (benchmarks/tune_rq.py)
+    semantic_levels: int = 2  # semantic docids: depth of the k-means tree before the document's own token
+    semantic_k: int = 10  # semantic docids: most clusters per node (DSI's 10)
     # The default recipe (README, "DSI recipe"): pretrained MiniLM encoder, frozen; a two-layer
     # decoder; atomic docids whose output rows are the documents' MiniLM embeddings, frozen.
-    model: str = "bert2bert:all-MiniLM-L6-v2"  # or t5-config:tiny|small|base, or a HF seq2seq name/path
+    # or t5-config:tiny|small|base, a HF seq2seq name/path, or minilm-tokens (elaborative docids: a decoder
+    # writing MiniLM's tokens through its tied word-embedding table, genir.seq2seq.token_space)
+    model: str = "bert2bert:all-MiniLM-L6-v2"
+    token_table: str = "frozen"  # minilm-tokens: its tied MiniLM token table is frozen or trained (train)
     decoder_layers: int = 2  # layers of the bert2bert decoder
     freeze_encoder: str = "auto"  # true | false | auto (= true unless the encoder is built from scratch, t5-config:)
     tokenizer: str = DEFAULT_ENCODER  # the encoder's tokenizer for t5-config: models
     embeddings_from: str = ""  # a dense index of the same corpus whose embeddings are reused (semantic docids, docid_embeddings)
-    # atomic and rq docids' output rows: frozen | init (start from the document embeddings / rq
-    # codebooks and residuals, then train) | none; auto = frozen for atomic and rq, none for the others
+    # atomic, rq and semantic docids' output rows: frozen | init (start from the document embeddings /
+    # code vectors and residuals, then train) | none; auto = frozen for those, none for the others
     docid_embeddings: str = "auto"
     # the decoder's output = the dense query vector + a residual that starts at zero (bert2bert
     # models with docid rows); auto = on where it applies
@@ -80,7 +85,7 @@ class SEDSIConfig(DSIConfig):
     rehearsal: int = 3
 
 
-ROW_SCHEMES = ("atomic", "rq")
+ROW_SCHEMES = ("atomic", "rq", "semantic")
 """Docid schemes whose output rows are vectors of the encoder's space."""
 
 
@@ -92,7 +97,7 @@ def docid_embeddings_mode(config: DSIConfig) -> str:
     if mode not in {"frozen", "init", "none"}:
         raise GenirError(f"docid_embeddings={mode!r}: choose frozen, init, none or auto")
     if mode != "none" and config.docids not in ROW_SCHEMES:
-        raise GenirError(f"docid_embeddings={mode} needs atomic or rq docids (output rows that are embeddings)")
+        raise GenirError(f"docid_embeddings={mode} needs atomic, rq or semantic docids (output rows that are embeddings)")
     return mode
 
 
@@ -105,7 +110,8 @@ def dense_start_setting(config: DSIConfig) -> bool:
     if value not in {"true", "false"}:
         raise GenirError(f"dense_start={config.dense_start!r}: choose true, false or auto")
     if value == "true" and not applies:
-        raise GenirError("dense_start=true needs a bert2bert model and atomic or rq docids with docid_embeddings frozen or init")
+        raise GenirError("dense_start=true needs a bert2bert model and atomic, rq or semantic docids with docid_embeddings "
+                         "frozen or init")
     return value == "true"
 
 

@@ -9,9 +9,9 @@ tokens. ``token_names()`` gives a readable name for each id.
 * ``naive``: DSI's "naive string" docids. Each document's position in assignment order is written
   in decimal, one token per digit (digit ``v`` is token ``2 + v``), then eos. Positions, not the
   collection's own id strings, so that any id works; the vocabulary is fixed at 12.
-* ``semantic``: DSI's hierarchical k-means (:mod:`genir.dsi.semantic_docids`).
-* ``rq``: residual-quantization codes of the document embedding, then the document's own token
-  (:mod:`genir.dsi.rq_docids`).
+* ``rq`` and ``semantic``: a code of the document embedding (residual quantization; a k-means
+  tree), then the document's own token, every token a vector (:mod:`genir.dsi.coded_docids`).
+* ``semantic-digits``: DSI's hierarchical k-means with shared digit tokens (:mod:`genir.dsi.digit_semantic_docids`).
 * ``elaborative``: SE-DSI's query-like descriptions (:mod:`genir.dsi.elaborative_docids`).
 
 Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
@@ -85,7 +85,7 @@ class DocidScheme(ABC):
         Args:
             docs: the corpus, in corpus order.
             embeddings: ``[len(docs), d]`` float32, rows aligned with ``docs``; read by the
-                semantic scheme, ignored by the others.
+                schemes that code embeddings (rq, semantic, semantic-digits), ignored by the others.
         Raises:
             GenirError: docids were already assigned, ``docs`` is empty, or an id repeats.
         """
@@ -102,7 +102,7 @@ class DocidScheme(ABC):
 
         Args:
             docs: the new documents, in corpus order.
-            embeddings: ``[len(docs), d]`` float32 rows aligned with ``docs`` (semantic scheme).
+            embeddings: ``[len(docs), d]`` float32 rows aligned with ``docs`` (as for :meth:`assign`).
         Raises:
             GenirError: nothing was assigned yet, or an id is already named or repeats.
         """
@@ -378,7 +378,7 @@ def load_docid_scheme(directory: str | Path) -> DocidScheme:
 
 
 def new_docid_scheme(name: str, **options: Any) -> DocidScheme:
-    """An empty scheme of the named kind (``atomic``, ``naive``, ``semantic``, ``rq``, ``elaborative``),
+    """An empty scheme of the named kind (``atomic``, ``rq``, ``semantic``, ``naive``, ``semantic-digits``, ``elaborative``),
     built with ``options`` (its constructor's arguments; the defaults otherwise)."""
     if name not in _SCHEMES:
         raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(_SCHEMES))})")

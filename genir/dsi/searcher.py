@@ -19,11 +19,11 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
   init): each new document gets the next atomic docid and its LM-head row is placed as a build
   places it (:func:`genir.seq2seq.model.grow_output_vocab`: the embedding itself under the dense
   start; else the seeded projection, rescaled to the docid rows' norm);
-* add, rq docids: the new document is coded with the saved codebooks
-  (:class:`genir.dsi.rq_docids.RQDocids`) and its document token's row is its residual, so its
-  summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
-* add, semantic docids: the new document's code is its path down the saved k-means tree (nearest
-  centroid at each level) and the next free position in its leaf; elaborative docids: a new
+* add, rq and semantic docids (:class:`genir.dsi.coded_docids.CodedDocids`): the new document is
+  coded with the saved codebooks or k-means tree and its document token's row is its residual, so
+  its summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
+* add, semantic-digits docids (DSI's): the new document's code is its path down the saved k-means
+  tree (nearest centroid at each level) and the next free position in its leaf; elaborative docids: a new
   description (the keyword describer, or ``querygen``'s). The trie grows; the model, untouched,
   finds the new document as well as it generalizes to a code it never trained on (new position
   tokens start near the mean of the existing rows).
@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genir.dsi.coded_docids import CodedDocids
 from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
@@ -57,6 +58,7 @@ from genir.dsi.config import (
 )
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.dev import dev_evaluator, dev_set
+from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import (
     AtomicDocids,
     DocidScheme,
@@ -85,24 +87,30 @@ from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
+    Seq2Seq,
     build_seq2seq,
     freeze_output_embeddings,
     grow_output_vocab,
 )
 from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.token_space import (
+    TOKEN_SPACE_MODEL,
+    build_token_space_seq2seq,
+    check_token_table,
+)
 from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import query_generator
 
 log = logging.getLogger(__name__)
 
-ROW_SCHEME_CLASSES = (AtomicDocids, RQDocids)  # docid schemes whose output rows can be embeddings (config.ROW_SCHEMES)
+ROW_SCHEME_CLASSES = (AtomicDocids, CodedDocids)  # docid schemes whose output rows can be embeddings (config.ROW_SCHEMES)
 
 
 class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
-    description = "DSI: seq2seq model generating docids under a docid trie (atomic | rq | naive | semantic | elaborative)"
+    description = "DSI: seq2seq model generating docids under a docid trie (atomic | rq | semantic | naive | semantic-digits | elaborative)"
 
     def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
@@ -122,14 +130,14 @@ class DSISearcher(Searcher):
                         collection.name, config.queries_split)
         docs = list(collection.docs())
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
-        scheme = _new_scheme(config)
+        scheme = new_scheme(config)
         if isinstance(scheme, ElaborativeDocids):
             scheme.describer = generator.descriptions
         docid_embeddings = docid_embeddings_mode(config)
         dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
         started = time.perf_counter()
-        needs_embeddings = config.docids in ("semantic", "rq") or docid_embeddings != "none"
+        needs_embeddings = config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
         embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
@@ -141,11 +149,14 @@ class DSISearcher(Searcher):
         pairs = [(text, scheme.sequence(docid))
                  for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
                                                    dev.held_out_docs)]
-        tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
-        seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
-                                docid_embeddings=_docid_rows(scheme, docs, embeddings) if docid_embeddings != "none" else None,
-                                dense_start=dense_start, position_starts=_position_starts(scheme) if dense_start else None,
-                                seed=config.seed)
+        if config.model == TOKEN_SPACE_MODEL:
+            seq2seq = _token_space_seq2seq(scheme, config)
+        else:
+            tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
+            seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
+                                    docid_embeddings=_docid_rows(scheme, docs, embeddings) if docid_embeddings != "none" else None,
+                                    dense_start=dense_start, position_starts=_position_starts(scheme) if dense_start else None,
+                                    seed=config.seed)
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
         select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config)
@@ -182,14 +193,14 @@ class DSISearcher(Searcher):
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         mode = docid_embeddings_mode(self.config)
         rows_placed = isinstance(self.scheme, ROW_SCHEME_CLASSES) and mode != "none"
-        if not rows_placed and not isinstance(self.scheme, (SemanticDocids, ElaborativeDocids)):
+        if not rows_placed and not isinstance(self.scheme, (DigitSemanticDocids, ElaborativeDocids)):
             raise GenirError(f"adding documents to a {self.method} index needs docids a new document can be placed by: "
-                             "atomic or rq docids whose output rows are embeddings (docid_embeddings=frozen or init), "
-                             f"semantic or elaborative docids; this one has {self.scheme.scheme} docids"
+                             "atomic, rq or semantic docids whose output rows are embeddings (docid_embeddings=frozen or "
+                             f"init), semantic-digits or elaborative docids; this one has {self.scheme.scheme} docids"
                              + (f" with docid_embeddings={mode}" if isinstance(self.scheme, ROW_SCHEME_CLASSES) else "")
                              + ", which place a new document only by training: not supported yet")
         started = time.perf_counter()
-        embeddings = _new_embeddings(docs, self.config) if rows_placed or isinstance(self.scheme, SemanticDocids) else None  # [n, d]
+        embeddings = _new_embeddings(docs, self.config) if rows_placed or isinstance(self.scheme, DigitSemanticDocids) else None  # [n, d]
         embedding_seconds = time.perf_counter() - started
         started = time.perf_counter()
         if isinstance(self.scheme, ElaborativeDocids):
@@ -199,7 +210,7 @@ class DSISearcher(Searcher):
         self.scheme.extend(docs, embeddings)
         rows = None
         if rows_placed:
-            rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, RQDocids) else embeddings
+            rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, CodedDocids) else embeddings
         grow_output_vocab(self.model, self.scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
@@ -247,17 +258,29 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents", cache=document_cache())
 
 
-def _new_scheme(config: DSIConfig) -> DocidScheme:
-    """An empty docid scheme of ``config.docids``, with the rq settings for rq."""
+def new_scheme(config: DSIConfig) -> DocidScheme:
+    """An empty docid scheme of ``config.docids``, with the rq and semantic settings for those."""
     if config.docids == "rq":
-        return new_docid_scheme("rq", levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
+        return RQDocids(levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
+    if config.docids == "semantic":
+        return SemanticDocids(k=config.semantic_k, levels=config.semantic_levels, seed=config.seed)
     return new_docid_scheme(config.docids)
 
 
+def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
+    """``model=minilm-tokens``: elaborative docids written in MiniLM's tokens, which the decoder's tied
+    table already holds (:mod:`genir.seq2seq.token_space`)."""
+    if not (isinstance(scheme, ElaborativeDocids) and scheme.tokenizer == DEFAULT_ENCODER):
+        raise GenirError(f"model={TOKEN_SPACE_MODEL} writes {DEFAULT_ENCODER}'s tokens: it needs elaborative docids "
+                         f"(se-dsi) in that tokenizer, not {scheme.scheme} docids")
+    check_token_table(config.token_table)
+    return build_token_space_seq2seq(token_table=config.token_table, decoder_layers=config.decoder_layers, seed=config.seed)
+
+
 def _docid_rows(scheme: DocidScheme, docs: list[Document], embeddings: np.ndarray) -> np.ndarray:
-    """``[vocab_size, d]`` float32 output rows: an atomic document's token = its embedding; rq tokens =
-    codewords and residuals (:meth:`genir.dsi.rq_docids.RQDocids.token_vectors`); pad and eos zero."""
-    if isinstance(scheme, RQDocids):
+    """``[vocab_size, d]`` float32 output rows: an atomic document's token = its embedding; rq and semantic
+    tokens = code vectors and residuals (:meth:`genir.dsi.coded_docids.CodedDocids.token_vectors`); pad and eos zero."""
+    if isinstance(scheme, CodedDocids):
         return scheme.token_vectors(embeddings)
     vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
     vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
@@ -265,7 +288,7 @@ def _docid_rows(scheme: DocidScheme, docs: list[Document], embeddings: np.ndarra
 
 
 def _position_starts(scheme: DocidScheme) -> list[int] | None:
-    """The first token of each docid position (atomic: one position; rq: its levels, then documents)."""
-    if isinstance(scheme, RQDocids):
+    """The first token of each docid position (atomic: one position; rq, semantic: code levels, then documents)."""
+    if isinstance(scheme, CodedDocids):
         return scheme.position_starts()
     return [FIRST_TOKEN] if isinstance(scheme, AtomicDocids) else None

@@ -1,288 +1,139 @@
-"""Semantic docids: DSI's hierarchical k-means over document embeddings.
+"""Semantic docids: a k-means tree over the document embeddings, every cluster a token tied to its centroid.
 
-The corpus is clustered into ``k`` groups (``faiss.Kmeans``, fixed seed), and every group larger
-than ``c`` documents is clustered again, recursively. A group of at most ``c`` documents is a
-leaf, and its documents are numbered ``0..size-1`` in corpus order. A docid is the path of
-cluster indices from the root, then the document's leaf position, one token per level; documents
-with similar embeddings share docid prefixes.
+A :class:`~genir.dsi.coded_docids.CodedDocids` scheme (docid layout, output rows and positions
+there): a document's code is its path down a tree of ``L`` levels (``levels``), then the
+document's own token.
 
-Tokens are shared across levels, as DSI shares its digits: token ``2 + v`` means the number
-``v`` wherever it stands, a cluster index (``v < k``) or a leaf position (``v < c``), so the
-vocabulary is ``2 + max(k, c)`` (102 for the defaults). A docid's depth in the tree decides what
-each token means, and the trie's prefix structure keeps the levels apart.
+* The tree: the corpus is clustered into at most ``k`` groups (``faiss.Kmeans``, fixed seed,
+  :func:`genir.dsi.kmeans.kmeans_split`), every group again into at most ``k``, down to depth
+  ``L``; every leaf is at depth ``L``, so position ``l`` always holds a level-``l`` cluster (the
+  per-position softmax of the dense start needs this; DSI's tree, whose leaves hold at most ``c``
+  documents at any depth, is :mod:`genir.dsi.digit_semantic_docids`).
+* Tokens: one per cluster (node), numbered level by level, parents in order, so level ``l``'s
+  tokens are one contiguous range. A node's vector is its centroid minus its parent's (a level-1
+  node: its centroid), so a path's vectors sum to its leaf's centroid and, with the document's
+  residual as its last row, to the document's embedding.
+* Coding (first and later documents alike): at every level, the child whose centroid is nearest
+  (squared L2) to the embedding, as the clustering labelled them; old codes never change.
 
-Robustness:
-
-* Clusters that k-means leaves empty are dropped and the rest renumbered ``0..g-1``, so every
-  cluster index in use names documents. Fewer than ``k`` documents get ``min(k, n)`` clusters.
-* If k-means puts every document into one cluster (identical or near-identical embeddings), the
-  group is split into ``k`` runs of equal size in corpus order instead, with the runs' means as
-  centroids, so the recursion always makes progress and ends.
-
-Extending (continual indexing): a new document descends from the root to the nearest centroid
-at each internal node (the same squared-L2 rule that placed the first documents) and takes its
-leaf's next free position. The centroids of every internal node are saved for this. A leaf never
-splits, since that would change old docids; once a leaf holds ``c`` documents, positions go on in
-bijective base ``c``: positions ``c .. c + c^2 - 1`` are written as two tokens ``[2 + q, 2 + r]``
-(``position - c = q * c + r``), the next ``c^3`` as three tokens, and so on. Each position has
-exactly one spelling and two positions of one leaf never share a spelling, so new docids stay
-unique and decodable, and the vocabulary never grows; only the sequences of documents that land
-in a full leaf get longer. A corpus that grows far past its first assignment is better served by
-assigning again.
+Arrays (``docid_scheme.npz``): ``parent`` ``[nodes]`` int64 (the parent node's index, ``-1`` at
+level 1; each parent before its children, levels in order) and ``centroids`` ``[nodes, dim]``
+float32 (each node's centroid, not the difference).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genir.dsi.docids import FIRST_TOKEN, SPECIAL_TOKEN_NAMES, Body, DocidScheme
+from genir.dsi.coded_docids import CodedDocids
+from genir.dsi.docids import Body
+from genir.dsi.kmeans import embedding_matrix, kmeans_split, nearest_centroid
 from genir.errors import GenirError
 from genir.indexer.collection import Document
+from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES
 
 
-@dataclass(eq=False)
-class _Node:
-    """A cluster: internal (``centroids`` of its children) or a leaf (``size`` positions taken)."""
-
-    centroids: np.ndarray | None = None  # [len(children), d] float32; None for a leaf
-    children: list[_Node] = field(default_factory=list)
-    size: int = 0
-
-
-class SemanticDocids(DocidScheme):
-    """Hierarchical k-means docids.
+class SemanticDocids(CodedDocids):
+    """k-means tree codes then the document's own token (module docstring).
 
     Args:
-        k: clusters per internal node (DSI: 10).
-        c: most documents in a leaf (DSI: 100).
+        k: most clusters per node.
+        levels: depth ``L`` of the tree (code positions before the document token).
         seed: seed of every k-means run; the same embeddings and seed give the same docids.
         niter: k-means iterations per node.
     """
 
     scheme = "semantic"
-    array_names = ("parent", "leaf_size", "centroids")
+    array_names = ("parent", "centroids")
 
-    def __init__(self, k: int = 10, c: int = 100, seed: int = 0, niter: int = 25):
+    def __init__(self, k: int = 10, levels: int = 2, seed: int = 0, niter: int = 25):
         super().__init__()
-        for name, value, least in (("k", k, 2), ("c", c, 1), ("niter", niter, 1)):
+        for name, value, least in (("k", k, 2), ("levels", levels, 1), ("niter", niter, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise GenirError(f"semantic docids need an integer {name} >= {least}, got {value!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise GenirError(f"semantic docids need an integer seed, got {seed!r}")
-        self.k, self.c, self.seed, self.niter = k, c, seed, niter
-        self._root = _Node()
-        self._dim = 0
+        self.k, self.tree_levels, self.seed, self.niter = k, levels, seed, niter
+        self._set_tree(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
 
-    @property
-    def vocab_size(self) -> int:
-        return FIRST_TOKEN + max(self.k, self.c)
+    def _set_tree(self, parent: np.ndarray, centroids: np.ndarray) -> None:
+        self.parent, self.centroids = parent, centroids
+        self._children: dict[int, np.ndarray] = {}
+        for p in np.unique(parent):
+            self._children[int(p)] = np.nonzero(parent == p)[0]
+        depth = np.zeros(len(parent), dtype=np.int64)
+        for i, p in enumerate(parent):
+            depth[i] = 0 if p < 0 else depth[p] + 1
+        self._depth = depth
+        counts = np.bincount(depth, minlength=self.tree_levels)[:self.tree_levels]
+        self._starts = [FIRST_TOKEN + int(s) for s in np.concatenate([[0], np.cumsum(counts)])]
+        vectors = centroids.copy()
+        inner = parent >= 0
+        vectors[inner] -= centroids[parent[inner]]
+        self._vectors = vectors
+
+    def level_starts(self) -> list[int]:
+        return self._starts
+
+    def code_vectors(self) -> np.ndarray:
+        return self._vectors
 
     def token_names(self) -> list[str]:
-        return SPECIAL_TOKEN_NAMES + [str(v) for v in range(max(self.k, self.c))]
+        nodes = [f"<l{depth}:{i}>" for i, depth in enumerate(self._depth)]
+        return SPECIAL_TOKEN_NAMES + nodes + [f"<doc:{docid}>" for docid in self._docids]
 
     def config(self) -> dict[str, Any]:
-        return {"k": self.k, "c": self.c, "seed": self.seed, "niter": self.niter}
+        return {"k": self.k, "levels": self.tree_levels, "seed": self.seed, "niter": self.niter}
 
-    # -- first assignment ------------------------------------------------------------------
     def _assign_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
         x = embedding_matrix(embeddings, len(docs), dim=None)
-        root = _Node()
-        bodies: list[Body] = [()] * len(docs)
-        pending: list[tuple[_Node, np.ndarray, Body]] = [(root, np.arange(len(docs)), ())]
-        # Each node depends only on its own rows, so the processing order does not matter.
-        while pending:
-            node, rows, path = pending.pop()
-            if len(rows) <= self.c:
-                node.size = len(rows)
-                for position, row in enumerate(rows):
-                    bodies[row] = path + position_tokens(position, self.c)
-                continue
-            node.centroids, labels = self._split(x[rows])
-            node.children = [_Node() for _ in range(len(node.centroids))]
-            for j, child in enumerate(node.children):
-                pending.append((child, rows[labels == j], path + (FIRST_TOKEN + j,)))
-        self._root, self._dim = root, x.shape[1]
-        return bodies
+        parent: list[int] = []
+        centroids: list[np.ndarray] = []
+        frontier = [(-1, np.arange(len(docs)))]  # (node, its documents' rows); -1 = the root
+        for _ in range(self.tree_levels):
+            below = []
+            for node, rows in frontier:
+                node_centroids, labels = kmeans_split(x[rows], self.k, self.seed, self.niter)
+                for j, centroid in enumerate(node_centroids):
+                    below.append((len(parent), rows[labels == j]))
+                    parent.append(node)
+                    centroids.append(centroid)
+            frontier = below
+        self._set_tree(np.array(parent, dtype=np.int64), np.stack(centroids).astype(np.float32))
+        return self._bodies_of(x)
 
-    def _split(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Partition the documents of one node into at least two non-empty clusters.
+    def code(self, x: np.ndarray) -> np.ndarray:
+        tokens = np.zeros((len(x), self.tree_levels), dtype=np.int64)
+        current = np.full(len(x), -1, dtype=np.int64)
+        for level in range(self.tree_levels):
+            for node in np.unique(current):
+                rows = np.nonzero(current == node)[0]
+                children = self._children[int(node)]
+                tokens[rows, level] = children[nearest_centroid(self.centroids[children], x[rows])]
+            current = tokens[:, level]
+        return tokens + FIRST_TOKEN
 
-        Args:
-            points: ``[m, d]`` float32, ``m >= 2``.
-        Returns:
-            centroids ``[g, d]`` float32 and labels ``[m]`` int64 in ``[0, g)``, ``2 <= g <= k``,
-            every label in use.
-        """
-        import faiss  # only semantic docids need it: other schemes load without FAISS
-
-        m, d = points.shape
-        k = min(self.k, m)
-        # min_points_per_centroid=1: small nodes are expected here; faiss would warn about each.
-        kmeans = faiss.Kmeans(d, k, niter=self.niter, seed=self.seed, min_points_per_centroid=1)
-        with one_openmp_thread():
-            kmeans.train(points)
-        labels = nearest_centroid(kmeans.centroids, points)
-        used = np.unique(labels)
-        if len(used) >= 2:
-            return np.ascontiguousarray(kmeans.centroids[used]), np.searchsorted(used, labels)
-        # One cluster took every document (identical or near-identical embeddings): split them
-        # into k runs in corpus order instead, so that the recursion still ends.
-        labels = np.repeat(np.arange(k), [len(run) for run in np.array_split(np.arange(m), k)])
-        centroids = np.stack([points[labels == j].mean(axis=0) for j in range(k)]).astype(np.float32)
-        return centroids, labels
-
-    # -- continual indexing ----------------------------------------------------------------
-    def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
-        x = embedding_matrix(embeddings, len(docs), dim=self._dim)
-        bodies = []
-        for row in x:
-            node, path = self._root, []
-            while node.children:
-                j = int(nearest_centroid(node.centroids, row[None])[0])
-                path.append(FIRST_TOKEN + j)
-                node = node.children[j]
-            bodies.append(tuple(path) + position_tokens(node.size, self.c))
-            node.size += 1
-        return bodies
-
-    # -- persistence -----------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {"dim": self._dim}
+    def _code_is_valid(self, code: Body) -> bool:
+        nodes = [t - FIRST_TOKEN for t in code]
+        return all(self.parent[node] == (nodes[level - 1] if level else -1) for level, node in enumerate(nodes))
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        """The tree in breadth-first order (a parent before its children, siblings by index).
-
-        ``parent``: ``[nodes]`` int64, ``-1`` for the root; ``leaf_size``: ``[nodes]`` int64,
-        positions taken in each leaf (0 for internal nodes); ``centroids``: ``[nodes - 1, d]``
-        float32, the centroid of node ``i`` in row ``i - 1``.
-        """
-        order, parent, rows = [self._root], [-1], []
-        for i, node in enumerate(order):  # grows while iterating: a breadth-first walk
-            for j, child in enumerate(node.children):
-                order.append(child)
-                parent.append(i)
-                rows.append(node.centroids[j])
-        centroids = np.stack(rows) if rows else np.zeros((0, self._dim), dtype=np.float32)
-        return {
-            "parent": np.array(parent, dtype=np.int64),
-            "leaf_size": np.array([node.size for node in order], dtype=np.int64),
-            "centroids": centroids.astype(np.float32),
-        }
+        return {"parent": self.parent, "centroids": self.centroids}
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
-        dim = state.get("dim")
-        parent, leaf_size, centroids = arrays["parent"], arrays["leaf_size"], arrays["centroids"]
+        parent, centroids = arrays["parent"], arrays["centroids"]
         n = len(parent)
-        # dim is 0 only for a scheme saved before its first assignment.
-        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 0:
-            raise GenirError(f"{path}: semantic state needs a non-negative integer 'dim', got {dim!r}")
-        if (
-            parent.ndim != 1 or n < 1 or parent.dtype.kind != "i" or parent[0] != -1
-            or leaf_size.shape != (n,) or leaf_size.dtype.kind != "i" or (leaf_size < 0).any()
-            or centroids.shape != (n - 1, dim) or centroids.dtype != np.float32
-        ):
-            raise GenirError(
-                f"{path}: inconsistent docid tree arrays (parent {parent.shape} {parent.dtype}, "
-                f"leaf_size {leaf_size.shape} {leaf_size.dtype}, centroids {centroids.shape} {centroids.dtype}, dim {dim})"
-            )
-        if not (parent[1:] >= 0).all() or not (parent[1:] < np.arange(1, n)).all():
-            raise GenirError(f"{path}: docid tree arrays do not list each parent before its children")
-        nodes = [_Node(size=int(size)) for size in leaf_size]
-        rows: list[list[int]] = [[] for _ in range(n)]
-        for i in range(1, n):
-            nodes[parent[i]].children.append(nodes[i])
-            rows[parent[i]].append(i - 1)
-        for node, node_rows in zip(nodes, rows):
-            if node_rows:
-                node.centroids, node.size = centroids[node_rows], 0
-        self._root, self._dim = nodes[0], dim
-
-    def _check_restored(self, path: Path) -> None:
-        for docid, body in zip(self._docids, self._bodies):
-            node, depth = self._root, 0
-            while node.children and depth < len(body) and body[depth] - FIRST_TOKEN < len(node.children):
-                node = node.children[body[depth] - FIRST_TOKEN]
-                depth += 1
-            position = position_from_tokens(body[depth:], self.c) if not node.children else None
-            if position is None or position >= node.size:
-                raise GenirError(f"{path}: the sequence of document {docid!r} does not lead to a taken position of a leaf of the docid tree")
-
-
-def position_tokens(position: int, c: int) -> Body:
-    """A leaf position in bijective base ``c``: one token below ``c``, then two, three ...
-
-    ``0..c-1`` -> ``[2 + p]``; ``c..c+c^2-1`` -> two tokens; every position has one spelling.
-    """
-    length, span = 1, c
-    while position >= span:
-        position -= span
-        length += 1
-        span *= c
-    digits = []
-    for _ in range(length):
-        position, digit = divmod(position, c)
-        digits.append(FIRST_TOKEN + digit)
-    return tuple(reversed(digits))
-
-
-def position_from_tokens(tokens: Body, c: int) -> int | None:
-    """Inverse of :func:`position_tokens`; None if ``tokens`` is not a position's spelling."""
-    if not tokens or not all(FIRST_TOKEN <= t < FIRST_TOKEN + c for t in tokens):
-        return None
-    offset = sum(c**i for i in range(1, len(tokens)))
-    value = 0
-    for t in tokens:
-        value = value * c + t - FIRST_TOKEN
-    return offset + value
-
-
-def nearest_centroid(centroids: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid (squared L2; ties to the lowest index) of each point.
-
-    Args:
-        centroids: ``[g, d]`` float32.
-        points: ``[m, d]`` float32.
-    Returns:
-        ``[m]`` int64.
-    """
-    # ||x||^2 is the same for every centroid of a point, so it does not change the argmin.
-    distances = (centroids * centroids).sum(axis=1)[None, :] - 2.0 * (points @ centroids.T)
-    return distances.argmin(axis=1).astype(np.int64)
-
-
-@contextmanager
-def one_openmp_thread() -> Iterator[None]:
-    """Run faiss on one thread, then restore its thread count.
-
-    faiss trains on at most ``256 * k`` sampled points per node, so threads gain little, while
-    OpenMP's waiting threads cost much on shared cores: the 17 k-means runs of SciFact's 5,183
-    docs took 13.6 s on 2 busy cores with 2 threads and 0.3 s with one.
-    """
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
-def embedding_matrix(embeddings: np.ndarray | None, n: int, dim: int | None) -> np.ndarray:
-    """Check and return ``embeddings`` as a contiguous ``[n, dim]`` float32 array."""
-    if embeddings is None:
-        raise GenirError("these docids need document embeddings ([num_docs, dim] float32)")
-    x = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if x.ndim != 2 or x.shape[0] != n or x.shape[1] < 1:
-        raise GenirError(f"expected embeddings of shape [{n}, dim] for {n} documents, got {list(x.shape)}")
-    if dim is not None and x.shape[1] != dim:
-        raise GenirError(f"expected {dim}-dimensional embeddings (as at assignment), got {x.shape[1]}")
-    if not np.isfinite(x).all():
-        raise GenirError("document embeddings contain NaN or infinite values")
-    return x
+        if (parent.ndim != 1 or parent.dtype.kind != "i" or centroids.dtype != np.float32 or centroids.ndim != 2
+                or len(centroids) != n or (n and not ((parent >= -1) & (parent < np.arange(n))).all())):
+            raise GenirError(f"{path}: inconsistent docid tree arrays (parent {parent.shape} {parent.dtype}, "
+                             f"centroids {centroids.shape} {centroids.dtype}): each node needs a parent listed before it")
+        self._set_tree(parent.astype(np.int64), centroids)
+        depth = self._depth
+        inner = np.unique(parent[parent >= 0])
+        if n and ((np.diff(depth) < 0).any() or depth.max() != self.tree_levels - 1
+                  or len(inner) != int((depth < self.tree_levels - 1).sum())):
+            raise GenirError(f"{path}: the docid tree is not {self.tree_levels} levels deep with its nodes level by level "
+                             "and every node above the last level a parent")

@@ -38,6 +38,7 @@ class BenchRow:
     index_dir: str
     run_file: str
     config: dict
+    dev: str = ""  # what the build chose on its dev split (dev_summary), empty if it chose nothing
 
 
 COLUMNS = [
@@ -49,7 +50,19 @@ COLUMNS = [
     ("build s", "build_seconds", "{:.1f}"),
     ("index MB", "size_mb", "{:.1f}"),
     ("queries/s", "queries_per_second", "{:.1f}"),
+    ("chosen on dev", "dev", "{}"),
 ]
+
+
+def dev_summary(stats: dict) -> str:
+    """What a build chose on its dev split, from its manifest ``stats``: a seq2seq index's checkpoint
+    (``dev_best`` = [epochs, steps, dev nDCG@10]; epoch 0 is the untrained start), a hybrid's weight."""
+    best = stats.get("dev_best")
+    if isinstance(best, list) and len(best) == 3:
+        return f"epoch {best[0]} (dev nDCG@10 {best[2]:.4f}, {stats.get('dev_queries', '?')} queries)"
+    if stats.get("weight_source") == "dev":
+        return f"weight {stats['weight']:.2f} (dev nDCG@10 {stats['dev_ndcg10']:.4f})"
+    return ""
 
 
 def parse_entries(entries: Sequence[str]) -> dict[str, str]:
@@ -140,7 +153,7 @@ def run_bench(
             size_mb=index_size_bytes(index_dir) / 2**20,
             queries_per_second=len(queries) / elapsed,
             num_queries=len(queries), index_dir=str(index_dir), run_file=str(run_file),
-            config=searcher.manifest.config,
+            config=searcher.manifest.config, dev=dev_summary(searcher.manifest.stats),
         ))
         log(f"[{label}] nDCG@10 {scores['nDCG@10']:.4f}")
     return rows
