@@ -97,7 +97,10 @@ def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, me
         except subprocess.TimeoutExpired:
             process.send_signal(how)
             _, stderr = process.communicate(timeout=120)
-            assert process.returncode != 0, "a killed build reported success"
+            # A SIGTERM that lands after the new index is in place, while the interpreter exits, may
+            # leave exit status 0: allowed only when the build is complete (a new, loadable manifest).
+            finished = how == signal.SIGTERM and (index / "manifest.json").read_bytes() != manifest
+            assert process.returncode != 0 or finished, "a killed build reported success"
             assert "Traceback" not in stderr, stderr
             done += 1
         else:  # finished before the kill: a complete rebuild, which must have worked
