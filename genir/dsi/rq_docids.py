@@ -88,10 +88,6 @@ class RQDocids(CodedDocids):
             residual -= codebook[codes[:, level]]
         return codes
 
-    def reconstruct(self, codes: np.ndarray) -> np.ndarray:
-        """``[n, L]`` int64 codeword indices -> ``[n, dim]`` float32, the sum of their codewords."""
-        return self.codebooks[np.arange(self.rq_levels), codes].sum(axis=1)
-
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"codebooks": self.codebooks}
 
