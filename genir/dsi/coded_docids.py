@@ -95,14 +95,15 @@ class CodedDocids(DocidScheme):
         return (x - self.code_vectors()[codes - FIRST_TOKEN].sum(axis=1)).astype(np.float32)
 
     def _check_restored(self, path: Path) -> None:
-        starts = self.level_starts()
+        starts = self.level_starts()  # read once: every docid of a loaded index is checked against them
+        levels, first = len(starts) - 1, starts[-1]
         for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
-            good = (len(body) == self.levels + 1 and body[-1] == self.first_doc_token + position
+            good = (len(body) == levels + 1 and body[-1] == first + position
                     and all(starts[level] <= t < starts[level + 1] for level, t in enumerate(body[:-1]))
                     and self._code_is_valid(body[:-1]))
             if not good:
                 raise GenirError(f"{path}: document {docid!r} at position {position} does not have a {self.scheme} docid "
-                                 f"({self.levels} code tokens, then token {self.first_doc_token + position})")
+                                 f"({levels} code tokens, then token {first + position})")
 
     def _code_is_valid(self, code: Body) -> bool:
         """Whether a code (in-range tokens, one per level) is one this scheme could give; any, by default."""
