@@ -83,3 +83,44 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
         bad = parse_config(searcher_class("dsi").Config, {"model": "minilm-tokens", "max_epochs": 0})
         build_index("dsi", collection, tmp_path / "bad", bad, device="cpu")
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_query_start_reads_the_query_before_any_seq2seq_step(tmp_path, monkeypatch):
+    """With no seq2seq step (``max_epochs=0``), the fitted query start alone makes the decoder's first
+    distribution follow its source: each source's most likely word is one of its own target's."""
+    from genir.seq2seq.query_start import is_query_start
+
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    built = build_token_space_seq2seq()
+    assert is_query_start(built.model)
+    vocab = TextVocab(built.tokenizer)
+    pairs = [(source, vocab.encode(target, 8)) for source, target in PAIRS]
+    stats = fit(built, pairs, TrainSettings(batch_size=2, max_epochs=0), tmp_path / "run", frozen_encoder=True,
+                progress=False)
+    before, after = stats["query_start_loss"]
+    assert after < before - 1.0
+    for source, target in pairs:
+        batch = built.tokenizer([source], return_tensors="pt")
+        with torch.no_grad():
+            logits = built.model(**batch, decoder_input_ids=torch.zeros((1, 1), dtype=torch.int64)).logits[0, -1]
+        assert int(logits[FIRST_TOKEN:].argmax()) + FIRST_TOKEN in target, source
+
+
+def test_a_restricted_output_computes_the_same_logits_for_its_rows():
+    built = build_token_space_seq2seq()
+    decoder = built.model.get_decoder()
+    batch = built.tokenizer(["striped zebras", "json"], return_tensors="pt", padding=True)
+    start = torch.zeros((2, 1), dtype=torch.int64)
+    with torch.no_grad():
+        decoder.query_map.weight.normal_(std=0.1)  # a query start that reads its query
+        full = built.model(**batch, decoder_input_ids=start).logits  # [2, 1, V]
+        rows = torch.tensor([EOS, 5, 7, 1000, 2000])
+        decoder.restrict_output(rows)
+        restricted = built.model(**batch, decoder_input_ids=start).logits
+        decoder.restrict_output(None)
+        assert torch.equal(built.model(**batch, decoder_input_ids=start).logits, full)
+    assert torch.allclose(restricted[..., rows], full[..., rows], atol=1e-5)
+    others = torch.ones(full.shape[-1], dtype=torch.bool)
+    others[rows] = False
+    assert bool((restricted[..., others] == torch.finfo(full.dtype).min).all())

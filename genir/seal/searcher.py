@@ -78,6 +78,7 @@ from genir.seal.segments import (
 from genir.seq2seq.fit import TrainSettings, run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.query_start import is_query_start
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     build_token_space_seq2seq,
@@ -155,6 +156,8 @@ class SEALSearcher(Searcher):
             raise CorruptIndexError(f"{directory}: unreadable SEAL index ({type(e).__name__}: {e})") from None
         self.docids: list[str] = self.index.docids  # global document number -> id, deleted documents included
         self.model = load_seq2seq(directory / MODEL_DIR) if (directory / MODEL_DIR).is_dir() else None
+        if self.model is not None and is_query_start(self.model):  # only the corpus' tokens can be generated
+            self.model.get_decoder().restrict_output(torch.from_numpy(self.index.present_tokens(EOS)))
         self.constraint = SegmentConstraint(self.index, eos_token_id=EOS)
 
     # -- building ---------------------------------------------------------------------------

@@ -149,6 +149,15 @@ class SegmentedFMIndex:
         bounds = np.array([segment.index.root_range for segment in self.segments], dtype=np.int64)
         return bounds[:, 0], bounds[:, 1]
 
+    def present_tokens(self, *extra: int) -> Int64Array:
+        """``[R]`` int64, sorted: the tokens that occur in some segment (deleted documents included), and ``extra``."""
+        present = np.zeros(self.vocab_size, dtype=bool)
+        for segment in self.segments:
+            counts = segment.index.token_counts
+            present[:counts.shape[0]] |= counts > 0
+        present[list(extra)] = True
+        return np.flatnonzero(present).astype(np.int64)
+
     def owns(self, name: str) -> bool:
         """Whether the index file ``name`` (relative path) belongs to these segments."""
         return (name in {SEGMENTS_FILE, DELETED_FILE} or any(name == s.docids_path for s in self.segments)

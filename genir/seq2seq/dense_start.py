@@ -30,14 +30,13 @@ rebuilds this class from it (no code is loaded from an index).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertLMHeadModel, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+from transformers import BertConfig, PreTrainedModel
 
 from genir.errors import GenirError
+from genir.seq2seq.query_head import PooledQueryDecoder, pooled_query
 from genir.seq2seq.vocab import EOS
 
 DENSE_START_KEY = "genir_dense_start"
@@ -45,8 +44,8 @@ POSITIONS_KEY = "genir_position_starts"
 INITIAL_SCALE = 20.0
 
 
-class DenseStartDecoder(BertLMHeadModel):
-    """A :class:`~transformers.BertLMHeadModel` whose head is the dense start (module docstring)."""
+class DenseStartDecoder(PooledQueryDecoder):
+    """A BERT decoder whose head is the dense start (module docstring)."""
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -67,53 +66,19 @@ class DenseStartDecoder(BertLMHeadModel):
             self.residual.bias.zero_()
             self.log_scale.fill_(math.log(INITIAL_SCALE))
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        cache: Any = None,
-        past_key_values: Any = None,
-        use_cache: bool | None = None,
-        **kwargs: Any,
-    ) -> CausalLMOutputWithCrossAttentions:
-        """``input_ids`` ``[B, T]`` -> logits ``[B, T, V]`` (float of the model's dtype).
-
-        ``encoder_hidden_states`` ``[B, S, H]`` and ``encoder_attention_mask`` ``[B, S]`` are required:
-        the head pools them. The loss, when ``labels`` are given, is the mean cross-entropy (labels
-        ``-100`` ignored); an ``EncoderDecoderModel`` computes its own from the logits.
-        """
-        cache = cache if cache is not None else past_key_values
-        past = cache.get_seq_length() if cache is not None else 0  # read before the forward extends it
-        kwargs.pop("return_dict", None)
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            cache=cache,
-            use_cache=use_cache if labels is None else False,
-            return_dict=True,
-            **kwargs,
-        )
-        z = self.vectors(outputs.last_hidden_state, encoder_hidden_states, encoder_attention_mask)  # [B, T, H]
+    def head_logits(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                    encoder_attention_mask: torch.Tensor | None, past: int) -> torch.Tensor:
+        """Position-masked logits ``[B, T, V]`` of the decoder's ``hidden`` ``[B, T, H]`` at positions ``past, ...``."""
+        z = self.vectors(hidden, encoder_hidden_states, encoder_attention_mask)  # [B, T, H]
         span = self._one_step_span(z.shape[1], past)
         if span is None:
-            logits = self._mask_positions(self._logits(z, slice(None)), past)  # [B, T, V]
-        else:
-            # One decoding step at a known position: only its own tokens' rows are multiplied (a code
-            # level's few rows instead of every document's), the rest get the lowest logit as the mask gives.
-            part = self._logits(z, span)  # [B, 1, span]
-            logits = part.new_full((*part.shape[:2], self.cls.predictions.decoder.weight.shape[0]), torch.finfo(part.dtype).min)
-            logits[..., span] = part
-        loss = None
-        if labels is not None:
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=outputs.cache,
-                                                 hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-                                                 cross_attentions=outputs.cross_attentions)
+            return self._mask_positions(self._logits(z, slice(None)), past)  # [B, T, V]
+        # One decoding step at a known position: only its own tokens' rows are multiplied (a code
+        # level's few rows instead of every document's), the rest get the lowest logit as the mask gives.
+        part = self._logits(z, span)  # [B, 1, span]
+        logits = part.new_full((*part.shape[:2], self.cls.predictions.decoder.weight.shape[0]), torch.finfo(part.dtype).min)
+        logits[..., span] = part
+        return logits
 
     def _logits(self, z: torch.Tensor, rows: slice) -> torch.Tensor:
         """``exp(log_scale) * z @ W[rows].T + b[rows]``: ``z`` ``[B, T, H]`` -> ``[B, T, len(rows)]``."""
@@ -160,16 +125,6 @@ def position_table(starts: list[int], vocab: int) -> torch.Tensor:
         table[t, bounds[t]:bounds[t + 1]] = True
     table[len(starts), EOS] = True
     return table
-
-
-def pooled_query(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """The dense query vector: ``states`` ``[B, S, H]`` averaged over ``mask`` ``[B, S]``, L2-normalized -> ``[B, H]``."""
-    if mask is None:
-        pooled = states.mean(1)
-    else:
-        weights = mask.unsqueeze(-1).to(states.dtype)  # [B, S, 1]
-        pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-    return nn.functional.normalize(pooled, dim=-1)
 
 
 def is_dense_start(model: PreTrainedModel) -> bool:

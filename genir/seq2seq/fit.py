@@ -27,6 +27,7 @@ from genir.indexer.builtin_corpus import cache_dir
 from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
 from genir.seq2seq.model_io import save_seq2seq
+from genir.seq2seq.query_start import fit_query_start, is_query_start
 from genir.seq2seq.sam import SAMSeq2SeqModule
 from genir.seq2seq.selection import BestOnDev, Evaluate, Z
 from genir.seq2seq.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
@@ -70,7 +71,8 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
         run_dir: checkpoints and logs of this run; with ``resume``, a killed call resumes from its
             last checkpoint when made again, else a leftover there is discarded first.
         frozen_encoder: the encoder is not trained and its states are computed once, before the
-            first step (and cached under ``$GENIR_CACHE/encoder-states``).
+            first step (and cached under ``$GENIR_CACHE/encoder-states``); a query-start model
+            (:mod:`genir.seq2seq.query_start`) is fitted from them before the first step.
         sam_rho: above 0, every step is sharpness-aware (:mod:`genir.seq2seq.sam`).
         progress: Lightning's progress bar.
         select: a dev score of the model (higher is better): the model is scored before training
@@ -82,6 +84,7 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
         Training statistics for a manifest: pairs, optimizer steps, epochs, the last logged loss
         (from the run's earlier logs when a resumed run had already finished; None if none), seconds in
         all, and of those the seconds of the data setup (tokenizing, the frozen encoder's states);
+        with a query start, its fit's loss and seconds (inside the seconds in all, as the setup's);
         with ``select``, the dev curve ``[[epochs, steps, score], ...]`` and the entry kept.
     """
     if not resume:
@@ -100,6 +103,11 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     started = time.perf_counter()
     datamodule.setup("fit")  # tokenizing and the frozen encoder's states, timed apart from the steps
     setup_seconds = time.perf_counter() - started
+    query_start = {}
+    if frozen_encoder and is_query_start(seq2seq.model):  # fitted from the states the data module holds
+        data = datamodule.train_data
+        query_start = fit_query_start(seq2seq.model, [e["encoder_states"] for e in data], [e["labels"] for e in data],
+                                      device=device, seed=settings.seed)
     selection = BestOnDev(select, select_margin) if select is not None else None
     trainer = train(module, datamodule, run_dir, max_epochs=settings.max_epochs, max_time=settings.max_time,
                     precision=precision, seed=settings.seed, ckpt_path="last" if resume else None,
@@ -114,6 +122,7 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
         chosen = {"dev_curve": [list(entry) for entry in selection.curve], "dev_best": list(selection.best)}
     return {
         **chosen,
+        **query_start,
         "train_pairs": len(pairs),
         "train_steps": max(int(trainer.global_step), int(trainer.callback_metrics.get("trained_steps", 0))),
         "train_epochs": max(int(trainer.current_epoch), int(trainer.callback_metrics.get("trained_epochs", 0))),

@@ -19,6 +19,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, EncoderDe
 from genir.errors import CorruptIndexError, GenirError
 from genir.seq2seq.dense_start import DENSE_START_KEY, DenseStartDecoder
 from genir.seq2seq.model import replace_decoder_vocab
+from genir.seq2seq.query_head import PooledQueryDecoder
+from genir.seq2seq.query_start import QUERY_START_KEY, QueryStartDecoder
 
 INPUT_VOCAB_KEY = "genir_input_vocab_size"
 WEIGHTS = "model.safetensors"
@@ -59,8 +61,10 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
     if not (directory / WEIGHTS).is_file():
         raise CorruptIndexError(f"{directory}: no {WEIGHTS}")
     config = AutoConfig.from_pretrained(directory)
-    if config.model_type == "encoder-decoder" and getattr(config.decoder, DENSE_START_KEY, False):
-        return _load_dense_start(config, directory)
+    if config.model_type == "encoder-decoder":
+        for key, decoder_class in ((DENSE_START_KEY, DenseStartDecoder), (QUERY_START_KEY, QueryStartDecoder)):
+            if getattr(config.decoder, key, False):
+                return _load_pooled_query(config, directory, decoder_class)
     if config.model_type == "encoder-decoder":
         return load_pretrained(EncoderDecoderModel, directory).eval()
     output_vocab = config.vocab_size
@@ -74,11 +78,13 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
     return model.eval()
 
 
-def _load_dense_start(config, directory: Path) -> PreTrainedModel:
-    """An ``EncoderDecoderModel`` whose decoder is a :class:`DenseStartDecoder`, from config + safetensors."""
+def _load_pooled_query(config, directory: Path, decoder_class: type[PooledQueryDecoder]) -> PreTrainedModel:
+    """An ``EncoderDecoderModel`` whose decoder is a ``decoder_class`` (dense or query start), from config +
+    safetensors; a tied token table (the query start's) is tied again."""
     model = EncoderDecoderModel(config=config, encoder=AutoModel.from_config(config.encoder),
-                                decoder=DenseStartDecoder(config.decoder))
+                                decoder=decoder_class(config.decoder))
     _load_weights(model, directory)
+    model.get_decoder().tie_weights()
     return model.eval()
 
 

@@ -9,6 +9,10 @@ space that already exists.
   its states once (:func:`genir.seq2seq.fit.fit` with ``frozen_encoder=True``).
 * **Decoder**: a BERT decoder of ``decoder_layers`` layers warm-started from the encoder's first
   layers (bert2bert, :func:`genir.seq2seq.model.build_seq2seq`); cross-attention is fresh.
+* **Query start**: the decoder is a :class:`~genir.seq2seq.query_start.QueryStartDecoder`, whose
+  head adds a map of the pooled query to the decoder's output, fitted as a bag-of-words model of the
+  targets before the first step (:func:`~genir.seq2seq.query_start.fit_query_start`, which
+  :func:`genir.seq2seq.fit.fit` calls), so the model reads its query from the start.
 * **Token table**: the decoder's input embedding and its LM head's weight are one parameter
   ``[V + 2, H]`` (tied), built from the encoder's word-embedding matrix ``[V, H]`` in genir's
   decoder vocabulary (:mod:`genir.seq2seq.vocab`): row ``t >= 2`` is the encoder's row of
@@ -28,10 +32,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import BertLMHeadModel
 
 from genir.errors import GenirError
 from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.seq2seq.model import BERT2BERT_PREFIX, Seq2Seq, build_seq2seq
+from genir.seq2seq.query_start import QueryStartDecoder
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, TextVocab
 
 #: The ``model`` string that selects this recipe over :data:`~genir.retrieval.encoder.DEFAULT_ENCODER`.
@@ -78,13 +84,24 @@ def build_token_space_seq2seq(
     table = torch.empty(vocab.size, words.shape[1], dtype=words.dtype)  # [V + 2, H]
     table[PAD], table[EOS] = words[tokenizer.cls_token_id], words[tokenizer.sep_token_id]
     table[FIRST_TOKEN:] = words
-    decoder = built.model.get_decoder()
+    decoder = _query_start_decoder(built.model.get_decoder())
+    built.model.decoder = decoder
     decoder.set_input_embeddings(nn.Embedding.from_pretrained(table, freeze=token_table == "frozen"))
     decoder.config.tie_word_embeddings = True
     decoder.tie_weights()  # the head's weight becomes the embedding's parameter
     if not tied_token_table(built.model):
         raise GenirError(f"{type(decoder).__name__} did not tie its LM head to its input embedding")
+    decoder.start_query()
     return built
+
+
+def _query_start_decoder(decoder: BertLMHeadModel) -> QueryStartDecoder:
+    """A :class:`QueryStartDecoder` holding ``decoder``'s weights (bert2bert's warm start); its ``M`` is new."""
+    query_start = QueryStartDecoder(decoder.config)
+    missing, unexpected = query_start.load_state_dict(decoder.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("query_map.") for key in missing):
+        raise GenirError(f"the decoder's weights do not fit a query-start decoder (missing {missing}, unexpected {unexpected})")
+    return query_start
 
 
 def tied_token_table(model: nn.Module) -> bool:
