@@ -57,21 +57,23 @@ bench-dsi: $(VENV)/.installed
 ## MiniLM encoder, query start, tied frozen token table; 45 minutes of training on the train queries less the seeded
 ## 10% dev carve, PMI-ranked beams with lambda 1, chosen on that carve), its ablations on the same trained model (no PMI,
 ## no query n-grams, no model: FM-index + query n-grams alone), SEAL + BM25 (weight chosen on the dev carve), and
-## SE-DSI over the same token space (25 minutes; the epoch kept on its dev carve); then the diagnostic (the share of
+## SE-DSI over the same token space (25 minutes; the epoch kept on its dev carve; zero-shot: 15 minutes on documents and
+## pseudo-queries, 200 held-out pseudo-queries as dev); then the diagnostic (the share of
 ## test queries whose top generated n-grams hold a word of the query or of a relevant document).
-## ~1.5 hours on 2 cores. Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
+## ~2 hours on 2 cores. Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
 SEAL_OUT := bench-out/seal-scifact
 SEAL_IDX := $(SEAL_OUT)/indexes/seal
 bench-seal: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false $(BIN)/genir bench --collection $(SHARED)/scifact --split test \
 		--output $(SEAL_OUT) --reuse \
-		--methods bm25,dense,seal,seal-no-pmi=seal,seal-no-query=seal,seal-no-model=seal,seal-hybrid,se-dsi \
+		--methods bm25,dense,seal,seal-no-pmi=seal,seal-no-query=seal,seal-no-model=seal,seal-hybrid,se-dsi,se-dsi-zs=se-dsi \
 		--set seal.model=minilm-tokens --set seal.dev_fraction=0.1 --set seal.pmi_lambda=1 --set seal.max_time=00:00:45:00 \
 		--set seal-no-pmi.model_from=$(SEAL_IDX) --set seal-no-pmi.pmi_lambda=0 \
 		--set seal-no-query.model_from=$(SEAL_IDX) --set seal-no-query.pmi_lambda=1 --set seal-no-query.query_ngrams=false \
 		--set seal-no-model.use_model=false \
 		--set seal-hybrid.of_from=$(SEAL_IDX) --set seal-hybrid.weight=auto --set seal-hybrid.dev_fraction=0.1 \
-		--set se-dsi.model=minilm-tokens --set se-dsi.max_time=00:00:25:00
+		--set se-dsi.model=minilm-tokens --set se-dsi.max_time=00:00:25:00 \
+		--set se-dsi-zs.model=minilm-tokens --set se-dsi-zs.max_time=00:00:15:00 --set se-dsi-zs.queries_split=
 	$(BIN)/python -m genir.seal.diagnostic $(SEAL_IDX) --collection $(SHARED)/scifact \
 		--split test --out $(SEAL_OUT)/diagnostic.json
 

@@ -178,7 +178,7 @@ def train_querygen(
     collection: CollectionOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the trained generator.")],
     split: Annotated[str, typer.Option("--split", help="qrels split whose (document, query) pairs it learns from.")] = "train",
-    model: Annotated[str, typer.Option("--model", help="t5-config:tiny|small|base, bert2bert:NAME, or a HF seq2seq.")] = "t5-config:small",
+    model: Annotated[str, typer.Option("--model", help="t5-config:tiny|small|base, bert2bert:NAME, a HF seq2seq, or minilm-tokens (the frozen --tokenizer encoder writing through its word embeddings, with the query start).")] = "t5-config:small",
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer of queries and documents.")] = "all-MiniLM-L6-v2",
     max_epochs: Annotated[int, typer.Option("--max-epochs", min=1)] = 10,
     max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,

@@ -42,6 +42,7 @@ from genir.indexer.collection import Document
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_pretrained, load_seq2seq, save_seq2seq
+from genir.seq2seq.token_space import TOKEN_SPACE_MODEL, build_token_space_seq2seq
 from genir.seq2seq.vocab import TextVocab, load_tokenizer
 from genir.views.salience import Salience
 
@@ -304,7 +305,9 @@ def train_query_generator(
     Args:
         pairs: (document text, query) pairs.
         out_dir: the run directory (checkpoints, logs).
-        model: a :func:`~genir.seq2seq.model.build_seq2seq` model string.
+        model: a :func:`~genir.seq2seq.model.build_seq2seq` model string, or ``minilm-tokens``: the
+            token-space recipe of :mod:`genir.seq2seq.token_space` over ``tokenizer``'s own encoder
+            (a BERT-style checkpoint: MiniLM by default), frozen, with the query start.
         tokenizer: tokenizer name or path (encoder input and decoder output).
         max_time, max_epochs: stopping rules, as in :func:`~genir.seq2seq.training.train`.
         batch_size, lr, seed: as in :class:`Seq2SeqDataModule` / :class:`Seq2SeqModule`.
@@ -321,10 +324,15 @@ def train_query_generator(
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)):
             raise GenirError(f"query generator training pair {i} is not a (document text, query) pair of strings: {pair!r}")
-    vocab = TextVocab(tokenizer)
-    seq2seq = build_seq2seq(model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=seed)
+    token_space = model == TOKEN_SPACE_MODEL
+    if token_space:  # the tokenizer's own encoder, frozen, writing through its word embeddings
+        seq2seq = build_token_space_seq2seq(tokenizer, seed=seed)
+        vocab = TextVocab(seq2seq.tokenizer)
+    else:
+        vocab = TextVocab(tokenizer)
+        seq2seq = build_seq2seq(model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=seed)
     targets = [(text, vocab.encode(query, max_query_tokens)) for text, query in pairs]
     settings = TrainSettings(batch_size=batch_size, max_source_len=max_source_len, lr=lr, warmup_steps=0, max_epochs=max_epochs,
                              max_time=max_time, seed=seed, decay=False)
-    fit(seq2seq, targets, settings, Path(out_dir), progress=enable_progress_bar)
+    fit(seq2seq, targets, settings, Path(out_dir), frozen_encoder=token_space, progress=enable_progress_bar)
     return Seq2SeqQueryGenerator(seq2seq.model, vocab.tokenizer, vocab, max_source_len=max_source_len, max_query_tokens=max_query_tokens)
