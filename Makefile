@@ -53,23 +53,23 @@ bench-dsi: $(VENV)/.installed
 		--set naive.docids=naive \
 		--set semantic-digits.docids=semantic-digits --set semantic-digits.embeddings_from=$(DSI_EMB)
 
-## SEAL and SE-DSI on SciFact test beside BM25 and dense (README "SEAL"): SEAL over MiniLM's token space (frozen
-## MiniLM encoder, query start, tied frozen token table; 45 minutes of training on the train queries less the seeded
-## 10% dev carve, PMI-ranked beams with lambda 1, chosen on that carve), its ablations on the same trained model (no PMI,
-## no query n-grams, no model: FM-index + query n-grams alone), SEAL + BM25 (weight chosen on the dev carve), and
-## SE-DSI over the same token space (25 minutes; the epoch kept on its dev carve; zero-shot: 15 minutes on documents and
-## pseudo-queries, 200 held-out pseudo-queries as dev); then the diagnostic (the share of
-## test queries whose top generated n-grams hold a word of the query or of a relevant document).
-## ~2 hours on 2 cores. Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
+## SEAL and SE-DSI on SciFact test beside BM25 and dense (README "SEAL"): SEAL with its defaults (MiniLM's token space:
+## frozen MiniLM encoder, query start, tied frozen token table, one epoch; PMI-ranked beams; all chosen on the seeded 10%
+## dev carve of the train queries, which it does not train on), its ablations on the same trained model (no PMI, no
+## query n-grams, no model: FM-index + query n-grams alone), SEAL + BM25 (weight chosen on the dev carve), and SE-DSI
+## over the same token space (25 minutes; the epoch kept on its dev carve; zero-shot: 15 minutes on documents and
+## pseudo-queries, 200 held-out pseudo-queries as dev); then the diagnostic (the share of test queries whose top
+## generated n-grams hold a word of the query or of a relevant document).
+## ~1 hour on 2 cores. Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
 SEAL_OUT := bench-out/seal-scifact
 SEAL_IDX := $(SEAL_OUT)/indexes/seal
 bench-seal: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE TOKENIZERS_PARALLELISM=false $(BIN)/genir bench --collection $(SHARED)/scifact --split test \
 		--output $(SEAL_OUT) --reuse \
 		--methods bm25,dense,seal,seal-no-pmi=seal,seal-no-query=seal,seal-no-model=seal,seal-hybrid,se-dsi,se-dsi-zs=se-dsi \
-		--set seal.model=minilm-tokens --set seal.dev_fraction=0.1 --set seal.pmi_lambda=1 --set seal.max_time=00:00:45:00 \
+		--set seal.dev_fraction=0.1 \
 		--set seal-no-pmi.model_from=$(SEAL_IDX) --set seal-no-pmi.pmi_lambda=0 \
-		--set seal-no-query.model_from=$(SEAL_IDX) --set seal-no-query.pmi_lambda=1 --set seal-no-query.query_ngrams=false \
+		--set seal-no-query.model_from=$(SEAL_IDX) --set seal-no-query.query_ngrams=false \
 		--set seal-no-model.use_model=false \
 		--set seal-hybrid.of_from=$(SEAL_IDX) --set seal-hybrid.weight=auto --set seal-hybrid.dev_fraction=0.1 \
 		--set se-dsi.model=minilm-tokens --set se-dsi.max_time=00:00:25:00 \

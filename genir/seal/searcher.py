@@ -93,7 +93,9 @@ TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
 @dataclass
 class SEALConfig:
-    model: str = "t5-config:small"  # or minilm-tokens (genir.seq2seq.token_space), bert2bert:NAME, a HF seq2seq name/path
+    # minilm-tokens (genir.seq2seq.token_space: frozen MiniLM, query start, tied frozen token table), or
+    # t5-config:NAME, bert2bert:NAME, a HF seq2seq name/path
+    model: str = "minilm-tokens"
     tokenizer: str = DEFAULT_ENCODER  # the tokenizer of t5-config: models (encoder input, decoder output, FM-index)
     token_table: str = "frozen"  # minilm-tokens: its tied MiniLM token table is frozen or trained (train)
     use_model: bool = True  # false: no training, keys are the query n-grams alone
@@ -113,19 +115,24 @@ class SEALConfig:
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
-    max_epochs: int = 30
+    # seq2seq epochs after the query start's fit: 1 for minilm-tokens, chosen on SciFact's dev carve (0 epochs 0.7044,
+    # 1 epoch 0.7135, 45 minutes = 10 epochs 0.6685 nDCG@10: the longer run learned generic span starts, README "SEAL");
+    # a model without a query start needs many (t5-config:small had 30 and the hour's budget)
+    max_epochs: int = 1
     max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget
     precision: str = "32-true"
     seed: int = 0
     # search
     beams: int = 15
-    pmi_lambda: float = 0.0  # beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone
+    pmi_lambda: float = 1.0  # beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone
     max_ngram_tokens: int = 10
     generated_ngrams: bool = True  # keys from the model's beams
     query_ngrams: bool = True  # keys from the query's own word n-grams
     query_ngram_words: int = 3
-    query_ngram_prob: float = 0.5
-    alpha: float = 3.0  # alpha, beta and hybrid_weight: chosen on SciFact's train queries (benchmarks/tune_seal.py)
+    query_ngram_prob: float = 0.2
+    # pmi_lambda, query_ngram_prob and alpha: chosen for minilm-tokens on SciFact's dev carve (benchmarks/tune_seal.py
+    # --dev-fraction 0.1, README "SEAL"); beta on its train queries for t5-config:small
+    alpha: float = 2.0
     beta: float = 0.8
     max_occurrences: int = 5000
     # locating an occurrence costs up to fm_sample_rate - 1 LF steps; the samples cost 32 / rate bits per token
