@@ -47,6 +47,24 @@ def test_bench_writes_table_and_json(toy_collection, tmp_path):
     assert result.exit_code == 0 and "reusing" in result.output
 
 
+def test_bench_reuse_rebuilds_a_copy_whose_source_was_rebuilt(toy_collection, tmp_path):
+    """``--reuse`` compares configs, and a copy's config (``of_from=...``) reads the same after its source is
+    rebuilt: the copy is reused only if it was written after its source."""
+    import os
+
+    out = tmp_path / "bench"
+    args = ["bench", "--collection", toy_collection, "--methods", "first=bm25,fused=hybrid", "-o", out, "--reuse",
+            "--set", "fused.of=bm25", "--set", f"fused.of_from={out / 'indexes' / 'first'}", "--set", "fused.weight=0.5"]
+    assert genir(*args).exit_code == 0
+    again = genir(*args)
+    assert again.exit_code == 0 and "[fused] reusing" in again.output
+    source = out / "indexes" / "first" / "manifest.json"
+    later = (out / "indexes" / "fused" / "manifest.json").stat().st_mtime + 10
+    os.utime(source, (later, later))  # as if the source had been rebuilt after the copy
+    rebuilt = genir(*args)
+    assert rebuilt.exit_code == 0 and "[fused] building" in rebuilt.output, rebuilt.output
+
+
 @pytest.mark.parametrize("corpus, message", [
     (b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": }\n', "corpus.jsonl:2: malformed JSON"),
     (b'{"_id": "a", "text": "x"}\n{"text": "y"}\n', 'corpus.jsonl:2: missing "_id"'),

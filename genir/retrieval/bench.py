@@ -91,17 +91,27 @@ def split_overrides(labels: Sequence[str], assignments: Sequence[str]) -> dict[s
     return routed
 
 
+#: Config fields that name another index an entry copies from (a model, a component, embeddings).
+SOURCE_FIELDS = ("of_from", "model_from", "embeddings_from")
+
+
 def _reusable(directory: Path, method: str, config: object, collection: Collection) -> bool:
+    """Whether the index at ``directory`` was built by ``method`` with ``config`` from ``collection``, after
+    every index its config copies from was last written (a source rebuilt since, e.g. a SEAL index that
+    a ``seal-hybrid`` copies, makes the copy stale although its config reads the same)."""
     if not (directory / "manifest.json").is_file():
         return False
     try:
         manifest = read_manifest(directory, verify=False)
     except GenirError:
         return False
+    built = (directory / "manifest.json").stat().st_mtime
+    sources = [Path(value) / "manifest.json" for value in (getattr(config, f, "") for f in SOURCE_FIELDS) if value]
     return (
         manifest.method == method
         and manifest.config == dataclasses.asdict(config)
         and manifest.collection.get("sha256") == collection.fingerprint
+        and all(not source.is_file() or source.stat().st_mtime <= built for source in sources)
     )
 
 
