@@ -18,8 +18,8 @@ bag-of-words model: softmax regression from the pooled source ``q`` to each toke
 (order ignored). The untrained model then gives every step the same distribution, the target words
 the query predicts, and the FM-index or docid trie makes sequences of them; the seq2seq training
 adds order. The fit reads the frozen encoder's states the data module already holds, so it costs
-no encoder pass: ``Vocab x H`` multiply-adds per pair and epoch (about 1.5 minutes for SEAL's 31k
-SciFact pairs on 2 CPU cores).
+no encoder pass: ``Vocab x H`` multiply-adds per pair and epoch (39 s for SEAL's 29,818 SciFact
+pairs on 2 idle CPU cores, 94 s while another build shared them).
 
 The config carries ``genir_query_start = True``; :func:`genir.seq2seq.model_io.load_seq2seq`
 rebuilds this class from it (no code is loaded from an index). Its token table stays tied.
@@ -147,9 +147,9 @@ def fit_query_start(
         order = torch.randperm(len(bags), generator=generator).to(device)
         for start in range(0, len(bags), batch_size):
             batch = order[start:start + batch_size]  # [b]
-            chosen = torch.isin(rows, batch)  # the (pair, token) entries of this batch
-            local = torch.searchsorted(batch.sort().values, rows[chosen])  # row within the sorted batch
             members = batch.sort().values  # [b]
+            chosen = torch.isin(rows, members)  # the (pair, token) entries of this batch
+            local = torch.searchsorted(members, rows[chosen])  # their pair's row in the batch
             with torch.set_grad_enabled(epoch > 0):
                 logits = (pooled[members] @ query_map.T) @ table.T + bias  # [b, V]
                 log_probs = logits.log_softmax(-1)
