@@ -60,7 +60,7 @@ bench-dsi: $(VENV)/.installed
 ## over the same token space (25 minutes; the epoch kept on its dev carve; zero-shot: 15 minutes on documents and
 ## pseudo-queries, 200 held-out pseudo-queries as dev); then the diagnostic (the share of test queries whose top
 ## generated n-grams hold a word of the query or of a relevant document).
-## ~1 hour on 2 cores. Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
+## ~1.3 hours on 2 cores (measured in parts). Rerun to reuse built indexes. The table: bench-out/seal-scifact/bench.md (and bench.json).
 SEAL_OUT := bench-out/seal-scifact
 SEAL_IDX := $(SEAL_OUT)/indexes/seal
 bench-seal: $(VENV)/.installed
