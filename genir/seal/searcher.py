@@ -93,7 +93,7 @@ TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
 @dataclass
 class SEALConfig:
-    # minilm-tokens (genir.seq2seq.token_space: frozen MiniLM, query start, tied frozen token table), or
+    # minilm-tokens (genir.seq2seq.token_space: frozen MiniLM encoder, query start, tied MiniLM token table), or
     # t5-config:NAME, bert2bert:NAME, a HF seq2seq name/path
     model: str = "minilm-tokens"
     tokenizer: str = DEFAULT_ENCODER  # the tokenizer of t5-config: models (encoder input, decoder output, FM-index)
