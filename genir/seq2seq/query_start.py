@@ -49,7 +49,8 @@ class QueryStartDecoder(PooledQueryDecoder):
         config.update({QUERY_START_KEY: True})
         self.query_map = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
         self._rows: torch.Tensor | None = None  # [R] int64: restrict_output's tokens
-        self._gathered: tuple[Any, torch.Tensor, torch.Tensor] | None = None  # (key, [R, H] rows, [R] bias)
+        # (key, [R] rows, [R, H] weight rows, [R] bias) on the head's device
+        self._gathered: tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.start_query()
 
     def restrict_output(self, rows: torch.Tensor | None) -> None:
@@ -75,21 +76,22 @@ class QueryStartDecoder(PooledQueryDecoder):
         z = predictions.transform(hidden) + query.unsqueeze(1)  # [B, T, H]
         if self._rows is None:
             return predictions.decoder(z)
-        weight, bias = self._restricted_rows()
+        rows, weight, bias = self._restricted_rows()
         part = nn.functional.linear(z, weight, bias)  # [B, T, R]
         logits = part.new_full((*part.shape[:2], predictions.decoder.weight.shape[0]), torch.finfo(part.dtype).min)
-        logits[..., self._rows.to(z.device)] = part
+        logits[..., rows] = part
         return logits
 
-    def _restricted_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's weight ``[R, H]`` and bias ``[R]`` at ``restrict_output``'s rows, gathered once
-        per version of the weights (a step would otherwise copy them: ``R x H`` floats)."""
+    def _restricted_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``restrict_output``'s rows ``[R]`` and the head's weight ``[R, H]`` and bias ``[R]`` there, on the
+        head's device, gathered once per version of the weights (a step would otherwise copy them:
+        ``R x H`` floats, and the rows to the device)."""
         head = self.cls.predictions.decoder
         key = (head.weight._version, head.bias._version, head.weight.device, head.weight.dtype)
         if self._gathered is None or self._gathered[0] != key:
             rows = self._rows.to(head.weight.device)
-            self._gathered = (key, head.weight.detach()[rows], head.bias.detach()[rows])
-        return self._gathered[1], self._gathered[2]
+            self._gathered = (key, rows, head.weight.detach()[rows], head.bias.detach()[rows])
+        return self._gathered[1:]
 
 
 def is_query_start(model: PreTrainedModel) -> bool:
