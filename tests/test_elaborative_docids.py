@@ -128,6 +128,26 @@ def test_query_describer_uses_document_contents() -> None:
     assert describe([Document("a", "Title", "body")]) == ["TITLE BODY"]
 
 
+def test_title_first_descriptions_and_their_token_cap() -> None:
+    """``description=title+keywords`` names a document by its title, then the generator's description;
+    ``description_tokens`` caps the docid; an unknown kind is one clear error before anything is named."""
+    from genir.dsi.config import SEDSIConfig
+    from genir.dsi.searcher import describer, new_scheme
+    from genir.views.querygen import KeywordQueryGenerator
+
+    corpus = [Document("a", "Zebra stripes", "Zebras have black and white stripes."), Document("b", "", "Cats purr loudly.")]
+    generator = KeywordQueryGenerator(corpus, words=2)
+    keywords = generator.descriptions(corpus)
+    config = SEDSIConfig(description="title+keywords", description_tokens=3)
+    assert describer(config, generator)(corpus) == [f"Zebra stripes {keywords[0]}", keywords[1]]
+    scheme = new_scheme(config)
+    scheme.describer = describer(config, generator)
+    scheme.assign(corpus)
+    assert all(len(scheme.sequence(d.id)) <= 3 + 1 for d in corpus)  # 3 tokens, then eos
+    with pytest.raises(GenirError, match="choose keywords or title"):
+        describer(SEDSIConfig(description="abstract"), generator)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     texts=st.lists(st.sampled_from(["cats", "cats 2", "cats 3", "dogs", "dogs cats", "2", ""]), min_size=1, max_size=12),

@@ -3,10 +3,13 @@ through training and a safetensors save/load."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from genir.errors import GenirError
+from genir.kernels.exhaustive import exhaustive_scores
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model_io import PICKLE_SUFFIXES, load_seq2seq, save_seq2seq
 from genir.seq2seq.token_space import build_token_space_seq2seq, tied_token_table
@@ -62,11 +65,17 @@ def test_tied_and_frozen_through_training_and_save_load(token_table, tmp_path, m
 
 def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypatch):
     """SE-DSI with ``model=minilm-tokens``: the elaborative docids are MiniLM token ids, which the decoder's
-    tied table holds, so the index trains, saves, loads tied and frozen, and every hit is a real document."""
+    tied table holds, so the index trains, saves, loads tied and frozen, and every hit is a real document;
+    its ``rescore`` search, given every description as a candidate, ranks as brute-force exact scoring."""
     from conftest import TOY_DOCS, write_beir
 
     from genir.indexer.collection import Collection
-    from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+    from genir.retrieval.searcher import (
+        Searcher,
+        build_index,
+        parse_config,
+        searcher_class,
+    )
 
     monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
@@ -79,6 +88,28 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     assert torch.equal(table(searcher.model)[FIRST_TOKEN:], words)  # frozen: still MiniLM's rows after training
     hits = searcher.search("striped zebras", k=3)
     assert len(hits) == 3 and {h.docid for h in hits} <= {d["_id"] for d in TOY_DOCS}
+    assert searcher.config.elaborative_search == "rescore"
+    # Every description a candidate: the ranking is every description scored exactly, brute force.
+    searcher.config = dataclasses.replace(searcher.config, candidates=len(TOY_DOCS))
+    hits = searcher.search("striped zebras", k=len(TOY_DOCS))
+    sequences = searcher.scheme.sequences()
+    width = max(len(s) for s in sequences.values())
+    padded = torch.tensor([s + [PAD] * (width - len(s)) for s in sequences.values()])  # [N, L]
+    batch = searcher.tokenizer(["striped zebras"], return_tensors="pt")
+    shared = exhaustive_scores(searcher.model.eval(), batch["input_ids"], batch["attention_mask"], padded,
+                               decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N]
+    per_query = exhaustive_scores(searcher.model, batch["input_ids"], batch["attention_mask"], padded[None],
+                                  decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N] from [1, N, L]
+    torch.testing.assert_close(per_query, shared)
+    brute = (shared[0] / (padded != PAD).sum(1)).tolist()  # beam search's score: logprob / length, eos included
+    expected = sorted(zip(brute, sequences), reverse=True)
+    assert [h.docid for h in hits] == [docid for _, docid in expected]
+    assert [h.score for h in hits] == pytest.approx([score for score, _ in expected], abs=1e-5)
+    searcher.config = dataclasses.replace(searcher.config, elaborative_search="beam")
+    assert {h.docid for h in searcher.search("striped zebras", k=3)} <= {d["_id"] for d in TOY_DOCS}
+    searcher.config = dataclasses.replace(searcher.config, elaborative_search="propose")
+    with pytest.raises(GenirError, match="choose rescore or beam"):
+        searcher.search("striped zebras", k=3)
     with pytest.raises(GenirError, match="needs elaborative docids"):
         bad = parse_config(searcher_class("dsi").Config, {"model": "minilm-tokens", "max_epochs": 0})
         build_index("dsi", collection, tmp_path / "bad", bad, device="cpu")

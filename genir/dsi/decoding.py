@@ -4,12 +4,22 @@ chooses a checkpoint while training (:func:`genir.dsi.dev.dev_evaluator`).
 
 * atomic docids with ``atomic_search`` ``first`` or ``exact``: :func:`genir.kernels.single_token.single_token_topk`
   (one or two decoder steps, exact);
+* elaborative docids with ``elaborative_search=rescore``: propose, then score. One decoder step gives
+  the first position's logits ``[V]`` less the output layer's bias (what the query says, not how
+  frequent a word is); a description's proposal score is their sum over its tokens (a sparse
+  ``[N, V]`` bag of the live descriptions times the logits), and the ``max(k, candidates)`` best are
+  scored exactly, teacher-forced, by beam search's own score (:mod:`genir.kernels.exhaustive`;
+  ``logprob`` divided by the length, eos included, as ``length_penalty=1`` does). Every document
+  can be proposed, where beam search loses one whose first tokens fall out of the beams;
 * otherwise constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -18,12 +28,14 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from genir.devices import resolve_device
 from genir.dsi.config import DSIConfig, score_setting
 from genir.dsi.docids import AtomicDocids, DocidScheme
+from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
 from genir.kernels.beam_search import beam_search
+from genir.kernels.exhaustive import exhaustive_scores
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.seq2seq.dense_start import is_dense_start
-from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN
+from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD
 
 QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
 GPU_QUERY_BATCH = 256  # the same on a GPU, where a step's cost barely grows with its rows
@@ -47,11 +59,13 @@ class DocidDecoder:
         self.position_ids = scheme.position_ids()  # atomic row (token - 2) -> document id, deleted included
         self.deleted_rows = torch.tensor(scheme.deleted_positions(), dtype=torch.int64)
         self.constraint = DocidTrieConstraint(trie, next(model.parameters()).device)
+        self._descriptions: _Descriptions | None = None  # built by the first rescore search
 
     def to(self, device: str | torch.device | None) -> DocidDecoder:
         target = resolve_device(device)
         self.model.to(target)
         self.constraint = DocidTrieConstraint(self.trie, target)
+        self._descriptions = None
         return self
 
     @torch.inference_mode()
@@ -60,6 +74,10 @@ class DocidDecoder:
         ``config`` says (``atomic_search``, ``beams``, ``score``, ``max_source_len``)."""
         if config.atomic_search not in {"beam", "exact", "first"}:
             raise GenirError(f"atomic_search={config.atomic_search!r}: choose beam, exact or first")
+        if config.elaborative_search not in {"beam", "rescore"}:
+            raise GenirError(f"elaborative_search={config.elaborative_search!r}: choose rescore or beam")
+        if config.candidates < 1:
+            raise GenirError(f"candidates={config.candidates}: choose at least 1")
         training = self.model.training
         self.model.eval()
         try:
@@ -80,6 +98,8 @@ class DocidDecoder:
                                              exclude=self.deleted_rows)
             return [[(self.position_ids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
         score = score_setting(config, is_dense_start(self.model))
+        if isinstance(self.scheme, ElaborativeDocids) and config.elaborative_search == "rescore":
+            return self._rescore(batch["input_ids"], batch["attention_mask"], k, config.candidates, score)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
                           max_new_tokens=self.scheme.max_length, score=score,
@@ -87,3 +107,51 @@ class DocidDecoder:
         rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
         return [[(self.docids[int(rows[b, r])], float(out.scores[b, r])) for r in range(k)
                  if out.valid[b, r] and rows[b, r] >= 0] for b in range(rows.shape[0])]
+
+    def _rescore(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int, candidates: int,
+                 score: str) -> list[Ranking]:
+        """``elaborative_search=rescore`` (module docstring) for ``[B, L_src]`` queries."""
+        if not self.docids:
+            return [[] for _ in range(input_ids.shape[0])]
+        if self._descriptions is None:
+            vocab = self.model.get_output_embeddings().weight.shape[0]
+            self._descriptions = _Descriptions(list(self.scheme.sequences().values()), vocab, input_ids.device)
+        bag, padded, lengths = self._descriptions.bag, self._descriptions.padded, self._descriptions.lengths
+        start = torch.full((input_ids.shape[0], 1), DECODER_START, dtype=torch.int64, device=input_ids.device)
+        # exhaustive_scores encodes the queries again: next to scoring C candidates, the encoder is noise
+        first = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
+                           use_cache=False).logits[:, 0].float()  # [B, V]
+        bias = getattr(self.model.get_output_embeddings(), "bias", None)
+        if bias is not None:
+            first = first - bias.float()
+        proposed = (bag @ first.T).T  # [B, N]
+        chosen = proposed.topk(min(max(k, candidates), padded.shape[0]), dim=1).indices  # [B, C]
+        scores = exhaustive_scores(self.model, input_ids, attention_mask, padded[chosen], decoder_start_token_id=DECODER_START,
+                                   pad_token_id=PAD, score=score, chunk=chosen.shape[1])  # [B, C]
+        if score == "logprob":
+            scores = scores / lengths[chosen]
+        best = scores.topk(min(k, chosen.shape[1]), dim=1)
+        rows = chosen.gather(1, best.indices)  # [B, k] trie rows
+        return [[(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), best.values.tolist())]
+
+
+class _Descriptions:
+    """The live descriptions (trie row order) as ``rescore`` reads them, on ``device``.
+
+    Attributes:
+        bag: ``[N, V]`` float32 sparse CSR: how often each token occurs in each description (eos left out).
+        padded: ``[N, L]`` int64 sequences, eos included, right-padded with ``PAD``.
+        lengths: ``[N]`` float32 tokens per sequence, eos included.
+    """
+
+    def __init__(self, sequences: list[list[int]], vocab: int, device: torch.device):
+        width = max(len(s) for s in sequences)
+        self.padded = torch.tensor([s + [PAD] * (width - len(s)) for s in sequences], dtype=torch.int64, device=device)
+        self.lengths = torch.tensor([len(s) for s in sequences], dtype=torch.float32, device=device)
+        counts = [sorted(Counter(t for t in s if t >= FIRST_TOKEN).items()) for s in sequences]
+        crow = torch.tensor([0, *itertools.accumulate(len(c) for c in counts)], dtype=torch.int64)
+        columns = torch.tensor([t for c in counts for t, _ in c], dtype=torch.int64)
+        values = torch.tensor([n for c in counts for _, n in c], dtype=torch.float32)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
+            warnings.simplefilter("ignore", UserWarning)
+            self.bag = torch.sparse_csr_tensor(crow, columns, values, (len(sequences), vocab)).to(device)

@@ -65,7 +65,7 @@ from genir.dsi.docids import (
     load_docid_scheme,
     new_docid_scheme,
 )
-from genir.dsi.elaborative_docids import ElaborativeDocids
+from genir.dsi.elaborative_docids import Describer, ElaborativeDocids
 from genir.dsi.index_files import (
     DOCIDS_DIR,
     FILES,
@@ -100,7 +100,7 @@ from genir.seq2seq.token_space import (
 )
 from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
-from genir.views.querygen import query_generator
+from genir.views.querygen import QueryGenerator, query_generator
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class DSISearcher(Searcher):
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
         scheme = new_scheme(config)
         if isinstance(scheme, ElaborativeDocids):
-            scheme.describer = generator.descriptions
+            scheme.describer = describer(config, generator)
         docid_embeddings = docid_embeddings_mode(config)
         dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
@@ -205,7 +205,8 @@ class DSISearcher(Searcher):
         started = time.perf_counter()
         if isinstance(self.scheme, ElaborativeDocids):
             # Keyword descriptions weigh words by their idf over the documents added together.
-            self.scheme.describer = query_generator(self.config.querygen, docs, self.config.pseudo_query_words).descriptions
+            self.scheme.describer = describer(self.config, query_generator(self.config.querygen, docs,
+                                                                           self.config.pseudo_query_words))
         first = self.scheme.num_docs
         self.scheme.extend(docs, embeddings)
         rows = None
@@ -264,7 +265,20 @@ def new_scheme(config: DSIConfig) -> DocidScheme:
         return RQDocids(levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
     if config.docids == "semantic":
         return SemanticDocids(k=config.semantic_k, levels=config.semantic_levels, seed=config.seed)
+    if config.docids == "elaborative":
+        return ElaborativeDocids(max_tokens=config.description_tokens)
     return new_docid_scheme(config.docids)
+
+
+def describer(config: DSIConfig, generator: QueryGenerator) -> Describer:
+    """Elaborative docids' descriptions as ``config.description`` says: ``keywords`` = the generator's
+    description (keywords of the most salient sentence, or a query generator's query); ``title+keywords``
+    = the document's title, then that (an author's own summary first; SciFact dev, README "SE-DSI")."""
+    if config.description == "keywords":
+        return generator.descriptions
+    if config.description == "title+keywords":
+        return lambda docs: [f"{doc.title} {text}".strip() for doc, text in zip(docs, generator.descriptions(docs))]
+    raise GenirError(f"description={config.description!r}: choose keywords or title+keywords")
 
 
 def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:

@@ -8,6 +8,10 @@ approximates; a benchmark compares the two to report what a beam width loses.
 A docid's score under ``logit`` is the sum of its tokens' raw logits; under ``logprob`` the sum of
 their log-softmax values (``generate``'s score before the length penalty). Both include eos.
 Cost: one teacher-forced decoder pass per (query, docid), in chunks of ``chunk`` docids.
+
+The same function scores a different candidate list per query (``sequences`` ``[B, N, L]``):
+SE-DSI's ``rescore`` search (:mod:`genir.dsi.decoding`) scores the descriptions a first decoder
+step proposed for each query.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def exhaustive_scores(
     Args:
         model: a Hugging Face encoder-decoder in eval mode.
         input_ids, attention_mask: ``[B, L_src]`` int64 queries.
-        sequences: ``[N, L]`` int64 docids (eos included), right-padded with ``pad_token_id``.
+        sequences: ``[N, L]`` int64 docids (eos included), right-padded with ``pad_token_id``, the same
+            for every query; or ``[B, N, L]``, query ``b`` scoring ``sequences[b]``.
         decoder_start_token_id, pad_token_id: the decoder's first input and the padding id.
         score: ``logit`` (summed raw logits) or ``logprob`` (summed log-softmax).
         chunk: docids per decoder call.
@@ -47,15 +52,18 @@ def exhaustive_scores(
     if score not in SCORES:
         raise ValueError(f"score={score!r}: choose one of {', '.join(SCORES)}")
     device = input_ids.device
+    shared = sequences.dim() == 2
     sequences = sequences.to(device)
-    n_docs = sequences.shape[0]
+    n_docs = sequences.shape[-2]
     start = torch.full((n_docs, 1), decoder_start_token_id, dtype=torch.int64, device=device)
-    decoder_inputs = torch.cat([start, sequences[:, :-1]], dim=1)  # [N, L]
-    real = sequences != pad_token_id  # [N, L]
     encoded, mask = encode_sources(model, input_ids, attention_mask, 1)
     states = encoded.last_hidden_state  # [B, L_src, H]
     out = torch.empty(input_ids.shape[0], n_docs, dtype=torch.float32, device=device)
     for b in range(input_ids.shape[0]):
+        if b == 0 or not shared:
+            docids = sequences if shared else sequences[b]  # [N, L]
+            decoder_inputs = torch.cat([start, docids[:, :-1]], dim=1)  # [N, L]
+            real = docids != pad_token_id  # [N, L]
         for lo in range(0, n_docs, chunk):
             hi = min(lo + chunk, n_docs)
             rows = hi - lo
@@ -64,6 +72,6 @@ def exhaustive_scores(
                            decoder_input_ids=decoder_inputs[lo:hi], use_cache=False, return_dict=True).logits.float()
             if score == "logprob":
                 logits = torch.log_softmax(logits, dim=-1)  # [rows, L, V]
-            picked = logits.gather(2, sequences[lo:hi].clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [rows, L]
+            picked = logits.gather(2, docids[lo:hi].clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [rows, L]
             out[b, lo:hi] = torch.where(real[lo:hi], picked, 0.0).sum(1)
     return out
