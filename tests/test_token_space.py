@@ -80,7 +80,7 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
     collection = Collection.open(write_beir(tmp_path / "toy"))
-    config = parse_config(searcher_class("se-dsi").Config, {"model": "minilm-tokens", "queries_split": "", "max_epochs": 1})
+    config = parse_config(searcher_class("se-dsi").Config, {"token_table": "frozen", "queries_split": "", "max_epochs": 1})
     build_index("se-dsi", collection, tmp_path / "idx", config, device="cpu")
     searcher = Searcher.load(tmp_path / "idx", device="cpu")
     assert tied_token_table(searcher.model)

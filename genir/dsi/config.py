@@ -92,8 +92,17 @@ class DSIConfig:
 
 @dataclass
 class SEDSIConfig(DSIConfig):
+    """SE-DSI's recipe, chosen on SciFact's dev carve (README "SE-DSI"): descriptions written through
+    MiniLM's token space with the table trained (dev 0.371 frozen, after 1,218 steps, vs 0.500 trained,
+    860 steps, keyword descriptions), each document's title before its keywords (0.432 vs 0.410
+    after 499 steps), up to 32 tokens."""
+
     docids: str = "elaborative"
     rehearsal: int = 3
+    model: str = "minilm-tokens"
+    token_table: str = "train"
+    description: str = "title+keywords"
+    description_tokens: int = 32
 
 
 ROW_SCHEMES = ("atomic", "rq", "semantic")

@@ -235,7 +235,8 @@ class DSISearcher(Searcher):
 class SEDSISearcher(DSISearcher):
     method = "se-dsi"
     Config = SEDSIConfig
-    description = "SE-DSI: elaborative-description docids and rehearsal contents (else as dsi)"
+    description = ("SE-DSI: elaborative-description docids (title + keywords, written in MiniLM's token space) and "
+                   "rehearsal contents (else as dsi)")
 
 
 def _new_embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
