@@ -84,7 +84,7 @@ class DSIConfig:
     # only what the query says), summed over each live description's tokens, propose the `candidates`
     # best documents; each is then scored exactly by beam search's own score (teacher-forced,
     # genir.kernels.exhaustive); beam = constrained beam search over the trie, which drops a
-    # description once its first tokens fall out of the beams (dev: 0.198 -> 0.371, README "SE-DSI search")
+    # description once its first tokens fall out of the beams (dev: 0.198 -> 0.371, README "SE-DSI")
     elaborative_search: str = "rescore"
     candidates: int = 100
     seed: int = 0
