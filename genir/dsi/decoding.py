@@ -30,7 +30,7 @@ from genir.dsi.config import DSIConfig, score_setting
 from genir.dsi.docids import AtomicDocids, DocidScheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
-from genir.kernels.beam_search import beam_search
+from genir.kernels.beam_search import beam_search, encode_sources
 from genir.kernels.exhaustive import exhaustive_scores
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
@@ -118,8 +118,8 @@ class DocidDecoder:
             self._descriptions = _Descriptions(list(self.scheme.sequences().values()), vocab, input_ids.device)
         bag, padded, lengths = self._descriptions.bag, self._descriptions.padded, self._descriptions.lengths
         start = torch.full((input_ids.shape[0], 1), DECODER_START, dtype=torch.int64, device=input_ids.device)
-        # exhaustive_scores encodes the queries again: next to scoring C candidates, the encoder is noise
-        first = self.model(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start,
+        encoded = encode_sources(self.model, input_ids, attention_mask, 1)  # once, for both passes
+        first = self.model(encoder_outputs=encoded[0], attention_mask=encoded[1], decoder_input_ids=start,
                            use_cache=False).logits[:, 0].float()  # [B, V]
         bias = getattr(self.model.get_output_embeddings(), "bias", None)
         if bias is not None:
@@ -127,7 +127,7 @@ class DocidDecoder:
         proposed = (bag @ first.T).T  # [B, N]
         chosen = proposed.topk(min(max(k, candidates), padded.shape[0]), dim=1).indices  # [B, C]
         scores = exhaustive_scores(self.model, input_ids, attention_mask, padded[chosen], decoder_start_token_id=DECODER_START,
-                                   pad_token_id=PAD, score=score, chunk=chosen.shape[1])  # [B, C]
+                                   pad_token_id=PAD, score=score, chunk=chosen.shape[1], encoded=encoded)  # [B, C]
         if score == "logprob":
             scores = scores / lengths[chosen]
         best = scores.topk(min(k, chosen.shape[1]), dim=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
 
 from genir.kernels.beam_search import SCORES, Score, encode_sources
 
@@ -33,6 +34,7 @@ def exhaustive_scores(
     pad_token_id: int,
     score: Score = "logit",
     chunk: int = 4096,
+    encoded: tuple[ModelOutput, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Score every docid for every query.
 
@@ -44,6 +46,8 @@ def exhaustive_scores(
         decoder_start_token_id, pad_token_id: the decoder's first input and the padding id.
         score: ``logit`` (summed raw logits) or ``logprob`` (summed log-softmax).
         chunk: docids per decoder call.
+        encoded: the queries' :func:`~genir.kernels.beam_search.encode_sources` ``(outputs, mask)`` with
+            one beam, when the caller already has them (else they are computed here).
     Returns:
         ``[B, N]`` float32 scores.
     Raises:
@@ -56,7 +60,7 @@ def exhaustive_scores(
     sequences = sequences.to(device)
     n_docs = sequences.shape[-2]
     start = torch.full((n_docs, 1), decoder_start_token_id, dtype=torch.int64, device=device)
-    encoded, mask = encode_sources(model, input_ids, attention_mask, 1)
+    encoded, mask = encoded or encode_sources(model, input_ids, attention_mask, 1)
     states = encoded.last_hidden_state  # [B, L_src, H]
     out = torch.empty(input_ids.shape[0], n_docs, dtype=torch.float32, device=device)
     for b in range(input_ids.shape[0]):
