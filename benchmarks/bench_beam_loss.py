@@ -25,7 +25,7 @@ import torch
 
 from genir.dsi.config import score_setting
 from genir.indexer.collection import Collection
-from genir.kernels.exhaustive import exhaustive_scores
+from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.retrieval.evaluation import evaluate
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.dense_start import is_dense_start
@@ -38,8 +38,7 @@ def exhaustive_run(searcher, queries: dict[str, str], score: str, k: int = 100) 
     """Every live docid of ``searcher`` scored for each query; the ``k`` best per query."""
     decoder = searcher.decoder
     sequences = list(decoder.scheme.sequences().values())
-    width = max(len(s) for s in sequences)
-    table = torch.tensor([s + [PAD] * (width - len(s)) for s in sequences])  # [N, L]
+    table = pad_docids(sequences, PAD)  # [N, L]
     run = {}
     for qid, text in queries.items():
         batch = decoder.tokenizer([text], truncation=True, max_length=searcher.config.max_source_len, return_tensors="pt")

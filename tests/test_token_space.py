@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genir.errors import GenirError
-from genir.kernels.exhaustive import exhaustive_scores
+from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model_io import PICKLE_SUFFIXES, load_seq2seq, save_seq2seq
 from genir.seq2seq.token_space import build_token_space_seq2seq, tied_token_table
@@ -93,8 +93,7 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     searcher.config = dataclasses.replace(searcher.config, candidates=len(TOY_DOCS))
     hits = searcher.search("striped zebras", k=len(TOY_DOCS))
     sequences = searcher.scheme.sequences()
-    width = max(len(s) for s in sequences.values())
-    padded = torch.tensor([s + [PAD] * (width - len(s)) for s in sequences.values()])  # [N, L]
+    padded = pad_docids(list(sequences.values()), PAD)  # [N, L]
     batch = searcher.tokenizer(["striped zebras"], return_tensors="pt")
     shared = exhaustive_scores(searcher.model.eval(), batch["input_ids"], batch["attention_mask"], padded,
                                decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N]

@@ -31,7 +31,7 @@ from genir.dsi.docids import AtomicDocids, DocidScheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
 from genir.kernels.beam_search import beam_search, encode_sources
-from genir.kernels.exhaustive import exhaustive_scores
+from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.seq2seq.dense_start import is_dense_start
@@ -145,8 +145,7 @@ class _Descriptions:
     """
 
     def __init__(self, sequences: list[list[int]], vocab: int, device: torch.device):
-        width = max(len(s) for s in sequences)
-        self.padded = torch.tensor([s + [PAD] * (width - len(s)) for s in sequences], dtype=torch.int64, device=device)
+        self.padded = pad_docids(sequences, PAD).to(device)
         self.lengths = torch.tensor([len(s) for s in sequences], dtype=torch.float32, device=device)
         counts = [sorted(Counter(t for t in s if t >= FIRST_TOKEN).items()) for s in sequences]
         crow = torch.tensor([0, *itertools.accumulate(len(c) for c in counts)], dtype=torch.int64)

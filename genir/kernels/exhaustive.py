@@ -16,11 +16,20 @@ step proposed for each query.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from genir.kernels.beam_search import SCORES, Score, encode_sources
+
+
+def pad_docids(sequences: Sequence[Sequence[int]], pad_token_id: int) -> torch.Tensor:
+    """The docids ``sequences`` (eos included) right-padded with ``pad_token_id`` to the longest: ``[N, L]``
+    int64, as :func:`exhaustive_scores` reads them."""
+    width = max(len(s) for s in sequences)
+    return torch.tensor([[*s, *[pad_token_id] * (width - len(s))] for s in sequences], dtype=torch.int64)
 
 
 @torch.inference_mode()
