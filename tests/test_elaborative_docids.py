@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -106,6 +107,33 @@ def test_describer_errors_change_nothing() -> None:
     with pytest.raises(GenirError, match="one string per document"):
         scheme.assign(docs(["cats", "dogs"]))
     assert scheme.num_docs == 0
+
+
+def test_document_vectors_follow_the_docids_through_extend_delete_and_save(tmp_path: Path) -> None:
+    """A scheme assigned with embeddings keeps one row per position (deleted ones too), needs them for
+    every later document (a refusal changes nothing), and saves them; one assigned without keeps none."""
+    rng = np.random.default_rng(0)
+    first, later = rng.standard_normal((3, 4), dtype=np.float32), rng.standard_normal((2, 4), dtype=np.float32)
+    scheme = ElaborativeDocids("all-MiniLM-L6-v2", max_tokens=3)
+    scheme.describer = text_describer
+    scheme.assign(docs(["cats", "dogs", "birds"]), first)
+    with pytest.raises(GenirError, match="keep document vectors"):
+        scheme.extend(docs(["fish", "frogs"], prefix="n"))
+    assert scheme.num_docs == 3 and scheme.vectors.shape == (3, 4)
+    scheme.extend(docs(["fish", "frogs"], prefix="n"), later)
+    scheme.delete(["d1"])
+    np.testing.assert_array_equal(scheme.live_vectors(), np.concatenate([first, later])[[0, 2, 3, 4]])
+    assert list(scheme.sequences()) == ["d0", "d2", "n0", "n1"]  # live_vectors' row order
+    scheme.save(tmp_path / "with")
+    loaded = load_docid_scheme(tmp_path / "with")
+    np.testing.assert_array_equal(loaded.vectors, scheme.vectors)
+    np.testing.assert_array_equal(loaded.live_vectors(), scheme.live_vectors())
+    plain = ElaborativeDocids("all-MiniLM-L6-v2", max_tokens=3)
+    plain.describer = text_describer
+    plain.assign(docs(["cats"]))
+    plain.extend(docs(["dogs"], prefix="n"), later[:1])  # ignored: this scheme keeps no vectors
+    plain.save(tmp_path / "without")
+    assert load_docid_scheme(tmp_path / "without").live_vectors() is None and not (tmp_path / "without" / "docid_scheme.npz").exists()
 
 
 def test_registered_and_configurable() -> None:

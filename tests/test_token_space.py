@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from genir.dsi.config import dense_weight_setting
 from genir.errors import GenirError
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.seq2seq.fit import TrainSettings, fit
@@ -89,26 +90,71 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     hits = searcher.search("striped zebras", k=3)
     assert len(hits) == 3 and {h.docid for h in hits} <= {d["_id"] for d in TOY_DOCS}
     assert searcher.config.elaborative_search == "rescore"
-    # Every description a candidate: the ranking is every description scored exactly, brute force.
-    searcher.config = dataclasses.replace(searcher.config, candidates=len(TOY_DOCS))
-    hits = searcher.search("striped zebras", k=len(TOY_DOCS))
+    # Every description a candidate: the ranking is every description scored exactly, brute force,
+    # first by beam search's score alone, then with the plan and the dense start (SE-DSI's defaults).
     sequences = searcher.scheme.sequences()
     padded = pad_docids(list(sequences.values()), PAD)  # [N, L]
     batch = searcher.tokenizer(["striped zebras"], return_tensors="pt")
-    shared = exhaustive_scores(searcher.model.eval(), batch["input_ids"], batch["attention_mask"], padded,
+    model = searcher.model.eval()
+    shared = exhaustive_scores(model, batch["input_ids"], batch["attention_mask"], padded,
                                decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N]
-    per_query = exhaustive_scores(searcher.model, batch["input_ids"], batch["attention_mask"], padded[None],
+    per_query = exhaustive_scores(model, batch["input_ids"], batch["attention_mask"], padded[None],
                                   decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N] from [1, N, L]
     torch.testing.assert_close(per_query, shared)
-    brute = (shared[0] / (padded != PAD).sum(1)).tolist()  # beam search's score: logprob / length, eos included
-    expected = sorted(zip(brute, sequences), reverse=True)
-    assert [h.docid for h in hits] == [docid for _, docid in expected]
-    assert [h.score for h in hits] == pytest.approx([score for score, _ in expected], abs=1e-5)
+    exact = shared[0] / (padded != PAD).sum(1)  # [N] beam search's score: logprob / length, eos included
+    with torch.no_grad():
+        states = model.get_encoder()(**batch).last_hidden_state  # [1, S, H]
+        first = model(**batch, decoder_input_ids=torch.zeros((1, 1), dtype=torch.int64)).logits[0, 0]  # [V]
+        first = torch.log_softmax(first - model.get_output_embeddings().bias, dim=-1)
+    plan = torch.tensor([first[[t for t in seq if t != EOS]].mean() for seq in sequences.values()])  # [N]
+    query = torch.nn.functional.normalize(states.mean(1), dim=-1)[0]  # [H]: mean-pooled, as the dense baseline
+    vectors = torch.from_numpy(searcher.scheme.live_vectors())  # [N, H]
+    assert vectors.shape == (len(TOY_DOCS), query.shape[0])
+    config = searcher.config
+    assert (config.plan_weight, dense_weight_setting(config)) == (0.3, 6.0)
+    for plan_weight, dense_weight in ((0.0, 0.0), (config.plan_weight, dense_weight_setting(config))):
+        searcher.config = dataclasses.replace(config, candidates=len(TOY_DOCS), plan_weight=plan_weight,
+                                              dense_weight=str(dense_weight))
+        hits = searcher.search("striped zebras", k=len(TOY_DOCS))
+        brute = (exact + plan_weight * plan + dense_weight * vectors @ query).tolist()
+        expected = sorted(zip(brute, sequences), reverse=True)
+        assert [h.docid for h in hits] == [docid for _, docid in expected]
+        ranked_without_dense = [docid for _, docid in sorted(zip((exact + plan_weight * plan).tolist(), sequences), reverse=True)]
+        assert [h.score for h in hits] == pytest.approx([score for score, _ in expected], abs=1e-4)
+        # The terms a dev grid fuses rank as the search does (dense candidates scored, counted only with the dense term).
+        terms = searcher.decoder.rescore_terms(["striped zebras"], searcher.config, dense_candidates=True)
+        fused = terms.fused(plan_weight, dense_weight)[0]  # [2N]
+        order = fused.argsort(descending=True)[: len(TOY_DOCS)]
+        assert [searcher.decoder.docids[r] for r in terms.rows[0, order].tolist()] == [h.docid for h in hits]
     searcher.config = dataclasses.replace(searcher.config, elaborative_search="beam")
     assert {h.docid for h in searcher.search("striped zebras", k=3)} <= {d["_id"] for d in TOY_DOCS}
     searcher.config = dataclasses.replace(searcher.config, elaborative_search="propose")
     with pytest.raises(GenirError, match="choose rescore or beam"):
         searcher.search("striped zebras", k=3)
+    # A document added later is embedded alike: the dense term finds it, and a deleted one leaves with its row.
+    from genir.indexer.collection import Document
+    from genir.retrieval.encoder import TextEncoder
+    from genir.retrieval.searcher import add_documents, delete_documents
+
+    giraffes = Document("n1", "Giraffes", "Giraffes have long necks and eat acacia leaves on the savanna.")
+    add_documents(tmp_path / "idx", [giraffes], device="cpu")
+    delete_documents(tmp_path / "idx", [TOY_DOCS[0]["_id"]], device="cpu")
+    grown = Searcher.load(tmp_path / "idx", device="cpu")
+    live = grown.scheme.live_vectors()  # [N, H]
+    assert live.shape[0] == len(TOY_DOCS) and list(grown.scheme.sequences())[-1] == "n1"
+    torch.testing.assert_close(torch.from_numpy(live[-1]), torch.from_numpy(TextEncoder().encode([giraffes.contents])[0]))
+    grown.config = dataclasses.replace(grown.config, dense_weight="1000")  # the dense term decides
+    assert grown.search("giraffes eating acacia leaves", k=1)[0].docid == "n1"
+    searcher.scheme.vectors = None  # as an index built without the dense term
+    searcher.decoder._descriptions = None
+    searcher.config = dataclasses.replace(config, elaborative_search="rescore")
+    assert [h.docid for h in searcher.search("striped zebras", k=3)] == ranked_without_dense[:3]  # auto: no dense term
+    searcher.config = dataclasses.replace(config, dense_weight="6")
+    with pytest.raises(GenirError, match="keeps no document vectors"):
+        searcher.search("striped zebras", k=3)
+    with pytest.raises(GenirError, match="needs docids=elaborative and model=minilm-tokens"):
+        bad = parse_config(searcher_class("se-dsi").Config, {"model": "t5-config:tiny", "dense_weight": "6", "max_epochs": 0})
+        build_index("se-dsi", collection, tmp_path / "bad", bad, device="cpu")
     with pytest.raises(GenirError, match="needs elaborative docids"):
         bad = parse_config(searcher_class("dsi").Config, {"model": "minilm-tokens", "max_epochs": 0})
         build_index("dsi", collection, tmp_path / "bad", bad, device="cpu")

@@ -10,23 +10,33 @@ chooses a checkpoint while training (:func:`genir.dsi.dev.dev_evaluator`).
   ``[N, V]`` bag of the live descriptions times the logits), and the ``max(k, candidates)`` best are
   scored exactly, teacher-forced, by beam search's own score (:mod:`genir.kernels.exhaustive`;
   ``logprob`` divided by the length, eos included, as ``length_penalty=1`` does). Every document
-  can be proposed, where beam search loses one whose first tokens fall out of the beams;
+  can be proposed, where beam search loses one whose first tokens fall out of the beams. Two terms
+  join that score: ``plan_weight`` times the plan (the mean of the first step's log-probabilities
+  over the description's tokens: a set-based score beside the sequential one, as PAG does) and
+  ``dense_weight`` times the dense start, ``cos(q, d)`` of the query's pooled encoder states and the
+  document's vector kept by its docid scheme (:class:`~genir.dsi.elaborative_docids.ElaborativeDocids`);
+  with the dense term, the ``candidates`` documents most similar to the query are scored too (a
+  document chosen twice counts once);
 * otherwise constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.devices import resolve_device
-from genir.dsi.config import DSIConfig, score_setting
+from genir.dsi.config import DSIConfig, dense_weight_setting, score_setting
 from genir.dsi.docids import AtomicDocids, DocidScheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
@@ -35,12 +45,14 @@ from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.seq2seq.dense_start import is_dense_start
+from genir.seq2seq.query_head import pooled_query
 from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD
 
 QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
 GPU_QUERY_BATCH = 256  # the same on a GPU, where a step's cost barely grows with its rows
 
 Ranking = list[tuple[str, float]]
+T = TypeVar("T")
 
 
 class DocidDecoder:
@@ -78,19 +90,34 @@ class DocidDecoder:
             raise GenirError(f"elaborative_search={config.elaborative_search!r}: choose rescore or beam")
         if config.candidates < 1:
             raise GenirError(f"candidates={config.candidates}: choose at least 1")
+        return [ranking for rankings in self._batches(queries, config, lambda batch: self._search_batch(batch, k, config))
+                for ranking in rankings]
+
+    @torch.inference_mode()
+    def rescore_terms(self, queries: Sequence[str], config: DSIConfig, dense_candidates: bool) -> RescoreTerms:
+        """Every term of ``rescore``'s score for each query's candidates, for choosing the weights on dev
+        (:meth:`RescoreTerms.fused` of any weights ranks as :meth:`search` with them would); with
+        ``dense_candidates`` the dense term's candidates are scored too (the index must keep vectors)."""
+        if not self.docids:
+            raise GenirError("the index has no live documents to score")
+        parts = self._batches(queries, config, lambda batch: self._rescore_terms(batch, config, config.candidates, dense_candidates))
+        columns = ([getattr(part, field.name) for part in parts] for field in dataclasses.fields(RescoreTerms))
+        return RescoreTerms(*(None if column[0] is None else torch.cat(column) for column in columns))
+
+    def _batches(self, queries: Sequence[str], config: DSIConfig, run: Callable[[BatchEncoding], T]) -> list[T]:
+        """``run`` on each batch of tokenized queries, the model in eval mode (restored after)."""
         training = self.model.training
         self.model.eval()
         try:
             device = next(self.model.parameters()).device
             size = GPU_QUERY_BATCH if device.type == "cuda" else QUERY_BATCH
-            return [ranking for start in range(0, len(queries), size)
-                    for ranking in self._search_batch(list(queries[start:start + size]), k, device, config)]
+            return [run(self.tokenizer(list(queries[start:start + size]), truncation=True, max_length=config.max_source_len,
+                                       padding=True, return_tensors="pt").to(device))
+                    for start in range(0, len(queries), size)]
         finally:
             self.model.train(training)
 
-    def _search_batch(self, queries: list[str], k: int, device: torch.device, config: DSIConfig) -> list[Ranking]:
-        batch = self.tokenizer(queries, truncation=True, max_length=config.max_source_len, padding=True,
-                               return_tensors="pt").to(device)
+    def _search_batch(self, batch: BatchEncoding, k: int, config: DSIConfig) -> list[Ranking]:
         if isinstance(self.scheme, AtomicDocids) and config.atomic_search != "beam":
             rows, scores = single_token_topk(self.model, batch["input_ids"], batch["attention_mask"], FIRST_TOKEN,
                                              len(self.position_ids), min(k, self.scheme.num_live), EOS, DECODER_START,
@@ -99,7 +126,7 @@ class DocidDecoder:
             return [[(self.position_ids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
         score = score_setting(config, is_dense_start(self.model))
         if isinstance(self.scheme, ElaborativeDocids) and config.elaborative_search == "rescore":
-            return self._rescore(batch["input_ids"], batch["attention_mask"], k, config.candidates, score)
+            return self._rescore(batch, k, config)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
                           max_new_tokens=self.scheme.max_length, score=score,
@@ -108,15 +135,29 @@ class DocidDecoder:
         return [[(self.docids[int(rows[b, r])], float(out.scores[b, r])) for r in range(k)
                  if out.valid[b, r] and rows[b, r] >= 0] for b in range(rows.shape[0])]
 
-    def _rescore(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int, candidates: int,
-                 score: str) -> list[Ranking]:
-        """``elaborative_search=rescore`` (module docstring) for ``[B, L_src]`` queries."""
+    def _rescore(self, batch: BatchEncoding, k: int, config: DSIConfig) -> list[Ranking]:
+        """``elaborative_search=rescore`` (module docstring) for a batch of queries."""
         if not self.docids:
-            return [[] for _ in range(input_ids.shape[0])]
+            return [[] for _ in range(batch["input_ids"].shape[0])]
+        dense_weight = dense_weight_setting(config)
+        if config.dense_weight == "auto" and self.scheme.vectors is None:
+            dense_weight = 0.0  # an index built before document vectors were kept: searched as it was built
+        terms = self._rescore_terms(batch, config, max(k, config.candidates), dense_weight > 0)
+        best = terms.fused(config.plan_weight, dense_weight).topk(min(k, terms.rows.shape[1]), dim=1)
+        rows = terms.rows.gather(1, best.indices)  # [B, k] trie rows
+        return [[(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), best.values.tolist())]
+
+    def _rescore_terms(self, batch: BatchEncoding, config: DSIConfig, count: int, dense_candidates: bool) -> RescoreTerms:
+        """The terms of ``count`` proposed candidates (and as many dense ones) per query of ``batch``."""
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]  # [B, L_src]
         if self._descriptions is None:
             vocab = self.model.get_output_embeddings().weight.shape[0]
-            self._descriptions = _Descriptions(list(self.scheme.sequences().values()), vocab, input_ids.device)
-        bag, padded, lengths = self._descriptions.bag, self._descriptions.padded, self._descriptions.lengths
+            self._descriptions = _Descriptions(list(self.scheme.sequences().values()), self.scheme.live_vectors(), vocab,
+                                               input_ids.device)
+        described = self._descriptions
+        if dense_candidates and described.vectors is None:
+            raise GenirError("this index keeps no document vectors (built without the dense term): search it with "
+                             "dense_weight=0")
         start = torch.full((input_ids.shape[0], 1), DECODER_START, dtype=torch.int64, device=input_ids.device)
         encoded = encode_sources(self.model, input_ids, attention_mask, 1)  # once, for both passes
         first = self.model(encoder_outputs=encoded[0], attention_mask=encoded[1], decoder_input_ids=start,
@@ -124,15 +165,65 @@ class DocidDecoder:
         bias = getattr(self.model.get_output_embeddings(), "bias", None)
         if bias is not None:
             first = first - bias.float()
-        proposed = (bag @ first.T).T  # [B, N]
-        chosen = proposed.topk(min(max(k, candidates), padded.shape[0]), dim=1).indices  # [B, C]
-        scores = exhaustive_scores(self.model, input_ids, attention_mask, padded[chosen], decoder_start_token_id=DECODER_START,
-                                   pad_token_id=PAD, score=score, chunk=chosen.shape[1], encoded=encoded)  # [B, C]
+        count = min(count, described.padded.shape[0])
+        rows = (described.bag @ first.T).T.topk(count, dim=1).indices  # [B, C] proposed by the summed logits
+        proposed = torch.ones(rows.shape, dtype=torch.bool, device=rows.device)  # [B, C]
+        similarity = None
+        if described.vectors is not None:
+            query = pooled_query(encoded[0].last_hidden_state.float(), encoded[1])  # [B, H]: the dense query vector
+            similarity = query @ described.vectors.T  # [B, N]
+        if dense_candidates:
+            dense = similarity.topk(count, dim=1).indices  # [B, C]
+            # A document both proposed and dense-chosen is scored once: its second copy never counts.
+            repeated = (dense.unsqueeze(2) == rows.unsqueeze(1)).any(2)  # [B, C]
+            rows = torch.cat([rows, dense], dim=1)  # [B, 2C]
+            proposed = torch.cat([proposed, torch.zeros_like(repeated)], dim=1)
+            dense_only = torch.cat([torch.zeros_like(repeated), ~repeated], dim=1)
+        else:
+            dense_only = torch.zeros_like(proposed)
+        score = score_setting(config, is_dense_start(self.model))
+        exact = exhaustive_scores(self.model, input_ids, attention_mask, described.padded[rows], decoder_start_token_id=DECODER_START,
+                                  pad_token_id=PAD, score=score, chunk=rows.shape[1], encoded=encoded)  # [B, C']
         if score == "logprob":
-            scores = scores / lengths[chosen]
-        best = scores.topk(min(k, chosen.shape[1]), dim=1)
-        rows = chosen.gather(1, best.indices)  # [B, k] trie rows
-        return [[(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), best.values.tolist())]
+            exact = exact / described.lengths[rows]
+        plan = (described.bag @ torch.log_softmax(first, dim=-1).T).T  # [B, N] summed first-step log-probabilities
+        return RescoreTerms(rows, exact, plan.gather(1, rows) / (described.lengths[rows] - 1), proposed, dense_only,
+                            None if similarity is None else similarity.gather(1, rows))
+
+
+@dataclass
+class RescoreTerms:
+    """The terms of ``rescore``'s score for ``C'`` candidates of each of ``B`` queries (``C' = C``, or
+    ``2C`` when the dense term's candidates follow the proposed ones).
+
+    Attributes:
+        rows: ``[B, C']`` int64 trie rows of the candidates.
+        exact: ``[B, C']`` float32 beam search's own score (teacher-forced).
+        plan: ``[B, C']`` float32 mean first-step log-probability of the description's tokens.
+        proposed: ``[B, C']`` bool: proposed by the summed logits.
+        dense_only: ``[B, C']`` bool: chosen by the dense term and not proposed (a document both
+            proposed and dense-chosen appears twice, and its second copy is neither).
+        dense: ``[B, C']`` float32 cosine of query and document vectors, or None without vectors.
+    """
+
+    rows: torch.Tensor
+    exact: torch.Tensor
+    plan: torch.Tensor
+    proposed: torch.Tensor
+    dense_only: torch.Tensor
+    dense: torch.Tensor | None
+
+    def fused(self, plan_weight: float, dense_weight: float) -> torch.Tensor:
+        """``[B, C']`` float32 scores as :meth:`DocidDecoder.search` ranks them with these weights:
+        ``exact + plan_weight * plan + dense_weight * dense``, ``-inf`` for a candidate that search
+        does not score (a repeated one, or a dense-chosen one when ``dense_weight`` is 0)."""
+        fused = self.exact + plan_weight * self.plan
+        if dense_weight > 0 and self.dense is None:
+            raise GenirError(f"dense_weight={dense_weight}: these candidates have no dense term (no document vectors)")
+        if dense_weight > 0:
+            fused = fused + dense_weight * self.dense
+        scored = self.proposed | self.dense_only if dense_weight > 0 else self.proposed
+        return torch.where(scored, fused, float("-inf"))
 
 
 class _Descriptions:
@@ -142,9 +233,11 @@ class _Descriptions:
         bag: ``[N, V]`` float32 sparse CSR: how often each token occurs in each description (eos left out).
         padded: ``[N, L]`` int64 sequences, eos included, right-padded with ``PAD``.
         lengths: ``[N]`` float32 tokens per sequence, eos included.
+        vectors: ``[N, H]`` float32 document vectors (the scheme's live ones), or None.
     """
 
-    def __init__(self, sequences: list[list[int]], vocab: int, device: torch.device):
+    def __init__(self, sequences: list[list[int]], vectors: np.ndarray | None, vocab: int, device: torch.device):
+        self.vectors = None if vectors is None else torch.from_numpy(vectors).to(device)
         self.padded = pad_docids(sequences, PAD).to(device)
         self.lengths = torch.tensor([len(s) for s in sequences], dtype=torch.float32, device=device)
         counts = [sorted(Counter(t for t in s if t >= FIRST_TOKEN).items()) for s in sequences]

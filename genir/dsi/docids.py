@@ -85,7 +85,8 @@ class DocidScheme(ABC):
         Args:
             docs: the corpus, in corpus order.
             embeddings: ``[len(docs), d]`` float32, rows aligned with ``docs``; read by the
-                schemes that code embeddings (rq, semantic, semantic-digits), ignored by the others.
+                schemes that code embeddings (rq, semantic, semantic-digits) and kept by elaborative
+                docids (the dense start of their search), ignored by the others.
         Raises:
             GenirError: docids were already assigned, ``docs`` is empty, or an id repeats.
         """
@@ -233,6 +234,10 @@ class DocidScheme(ABC):
         """Scheme state as arrays, named by :attr:`array_names`."""
         return {}
 
+    def stored_arrays(self, state: dict[str, Any]) -> tuple[str, ...]:
+        """The arrays a saved scheme with ``state`` (its :meth:`_state`) has: :attr:`array_names`."""
+        return self.array_names
+
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
         """Set the state written by :meth:`_state` and :meth:`_arrays` (before the docids)."""
 
@@ -281,7 +286,7 @@ class DocidScheme(ABC):
             scheme = scheme_class(**record["config"])
         except (TypeError, GenirError) as e:
             raise GenirError(f"{path}: bad {record['scheme']} configuration {record['config']!r}: {e}") from None
-        scheme._restore(record["state"], _read_arrays(Path(directory) / ARRAYS_FILE, scheme_class.array_names), path)
+        scheme._restore(record["state"], _read_arrays(Path(directory) / ARRAYS_FILE, scheme.stored_arrays(record["state"])), path)
         scheme._restore_docids(record["docids"], record["sequences"], record.get("deleted", []), path)
         scheme._check_restored(path)
         if scheme.vocab_size != record["vocab_size"]:

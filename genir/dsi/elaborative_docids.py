@@ -13,6 +13,12 @@ same vocabulary, appended after the possibly truncated description; an empty des
 at ``" 2"``). Documents already named are never renamed, so :meth:`~ElaborativeDocids.extend`
 keeps every old docid.
 
+Document vectors (optional): a scheme assigned with embeddings keeps each document's row
+(``vectors`` ``[num_docs, d]`` float32, by position, deleted documents included, saved in
+``docid_scheme.npz``) and then needs embeddings for every document it names later; one assigned
+without keeps none. Rescoring adds the query's similarity to them (the dense start,
+:mod:`genir.dsi.decoding`).
+
 The descriptions come from :attr:`ElaborativeDocids.describer`, set before :meth:`assign` or
 :meth:`extend`; it is code, so it is not saved, and a loaded scheme needs one set again before
 it can name new documents (a query generator's ``descriptions`` is one).
@@ -65,6 +71,7 @@ class ElaborativeDocids(DocidScheme):
         self.max_tokens = max_tokens
         self.vocab = TextVocab(tokenizer)
         self.describer: Describer | None = None
+        self.vectors: np.ndarray | None = None  # [num_docs, d] float32 by position, or None
         # Next suffix to try per description: skips the suffixes already taken (a speed-up only).
         self._next_suffix: dict[Body, int] = {}
 
@@ -97,7 +104,38 @@ class ElaborativeDocids(DocidScheme):
             body = self._unique_body(tuple(self.vocab.encode(text, self.max_tokens)[:-1]), taken)
             taken.add(body)
             bodies.append(body)
+        if self.vectors is not None or (embeddings is not None and not self._docids):  # last: a refusal changes nothing
+            self._keep_vectors(docs, embeddings)
         return bodies
+
+    def _keep_vectors(self, docs: list[Document], embeddings: np.ndarray | None) -> None:
+        if embeddings is None or embeddings.ndim != 2 or embeddings.shape[0] != len(docs) or (
+                self.vectors is not None and embeddings.shape[1] != self.vectors.shape[1]):
+            raise GenirError(f"these elaborative docids keep document vectors: naming {len(docs)} documents needs their "
+                             f"[{len(docs)}, d] embeddings, got {None if embeddings is None else embeddings.shape}")
+        rows = np.asarray(embeddings, dtype=np.float32)
+        self.vectors = rows if self.vectors is None else np.concatenate([self.vectors, rows])
+
+    def live_vectors(self) -> np.ndarray | None:
+        """``[num_live, d]`` float32: the vectors of the live documents in :meth:`sequences` order, or None."""
+        if self.vectors is None:
+            return None
+        return np.delete(self.vectors, self.deleted_positions(), axis=0)
+
+    def _state(self) -> dict[str, Any]:
+        return {"vectors": self.vectors is not None}
+
+    def stored_arrays(self, state: dict[str, Any]) -> tuple[str, ...]:
+        return ("vectors",) if state.get("vectors") else ()
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {} if self.vectors is None else {"vectors": self.vectors}
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
+        vectors = arrays.get("vectors")
+        if vectors is not None and (vectors.ndim != 2 or vectors.dtype != np.float32):
+            raise GenirError(f"{path}: the document vectors are not a 2-d float32 array")
+        self.vectors = vectors
 
     def _unique_body(self, base: Body, taken: set[Body]) -> Body:
         """``base`` if it is non-empty and free, else ``base`` + the first free suffix " 2", " 3", ..."""
@@ -113,3 +151,5 @@ class ElaborativeDocids(DocidScheme):
         for docid, body in zip(self._docids, self._bodies):
             if not body or max(body) >= self.vocab_size:
                 raise GenirError(f"{path}: the sequence of document {docid!r} is empty or has a token at or above the vocabulary size {self.vocab_size}")
+        if self.vectors is not None and self.vectors.shape[0] != len(self._docids):
+            raise GenirError(f"{path}: {self.vectors.shape[0]} document vectors for {len(self._docids)} documents")

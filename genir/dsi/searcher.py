@@ -24,7 +24,8 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
   its summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
 * add, semantic-digits docids (DSI's): the new document's code is its path down the saved k-means
   tree (nearest centroid at each level) and the next free position in its leaf; elaborative docids: a new
-  description (the keyword describer, or ``querygen``'s). The trie grows; the model, untouched,
+  description (the keyword describer, or ``querygen``'s), and its embedding when the scheme keeps
+  document vectors (``dense_weight > 0``). The trie grows; the model, untouched,
   finds the new document as well as it generalizes to a code it never trained on (new position
   tokens start near the mean of the existing rows).
   Atomic docids without embedding rows and naive docids need training to place a new document: refused.
@@ -51,6 +52,7 @@ from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
     dense_start_setting,
+    dense_weight_setting,
     dev_margin_setting,
     docid_embeddings_mode,
     freeze_encoder_setting,
@@ -137,7 +139,8 @@ class DSISearcher(Searcher):
         dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
         started = time.perf_counter()
-        needs_embeddings = config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
+        needs_embeddings = (config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
+                            or dense_weight_setting(config) > 0)  # elaborative docids keep them for the dense term
         embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
@@ -200,7 +203,9 @@ class DSISearcher(Searcher):
                              + (f" with docid_embeddings={mode}" if isinstance(self.scheme, ROW_SCHEME_CLASSES) else "")
                              + ", which place a new document only by training: not supported yet")
         started = time.perf_counter()
-        embeddings = _new_embeddings(docs, self.config) if rows_placed or isinstance(self.scheme, DigitSemanticDocids) else None  # [n, d]
+        keeps_vectors = isinstance(self.scheme, ElaborativeDocids) and self.scheme.vectors is not None
+        embeddings = (_new_embeddings(docs, self.config) if rows_placed or keeps_vectors or isinstance(self.scheme, DigitSemanticDocids)
+                      else None)  # [n, d]
         embedding_seconds = time.perf_counter() - started
         started = time.perf_counter()
         if isinstance(self.scheme, ElaborativeDocids):
