@@ -10,8 +10,9 @@ those settings.
 * ``--split dev`` (default): the queries of the index's own dev carve (``queries_split``,
   ``dev_fraction``, ``seed`` of its config: the queries it never trained on); every grid point is
   printed, best first. This is how SE-DSI's defaults were chosen.
-* ``--split test`` (or any qrels split): only the index's own weights and their ablations (each
-  term set to 0), the numbers to report; nothing is chosen here.
+* ``--split test`` (or any qrels split): only the index's own weights, their ablations (each
+  term set to 0) and any ``--weights`` chosen on dev beforehand: the numbers to report; nothing
+  is chosen here.
 
 Prints a table and writes JSON.
 
@@ -43,6 +44,8 @@ def main() -> None:
     parser.add_argument("--split", default="dev", help="dev (the index's own dev carve) or a qrels split such as test")
     parser.add_argument("--plan-weights", default="0,0.1,0.2,0.3,0.5,0.7,1", help="the dev grid's plan_weight values")
     parser.add_argument("--dense-weights", default="0,2,4,6,8,10,14", help="the dev grid's dense_weight values")
+    parser.add_argument("--weights", action="append", default=[],
+                        help="PLAN,DENSE (repeatable): more weights to report on a non-dev split, chosen on dev beforehand")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -57,7 +60,8 @@ def main() -> None:
     else:
         qrels = collection.qrels(args.split)
         dense_weight = dense_weight_setting(config)
-        grid = [(config.plan_weight, dense_weight), (0.0, dense_weight), (config.plan_weight, 0.0), (0.0, 0.0)]
+        grid = [(config.plan_weight, dense_weight), (0.0, dense_weight), (config.plan_weight, 0.0), (0.0, 0.0),
+                *(tuple(float(w) for w in pair.split(",")) for pair in args.weights)]
     qids = list(qrels)
     started = time.perf_counter()
     terms = searcher.decoder.rescore_terms([collection.queries[q] for q in qids], config, dense_candidates=True)
