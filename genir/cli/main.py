@@ -109,7 +109,7 @@ def add(
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi with atomic, rq or semantic docids).
+    """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi and se-dsi with atomic, rq, semantic, semantic-digits or elaborative docids).
 
     Old documents keep their docids; an id already in the index is an error and nothing is written.
     The index is replaced only once the new version is complete.
