@@ -151,11 +151,12 @@ def dense_start_setting(config: DSIConfig) -> bool:
     return value == "true"
 
 
-def dense_weight_setting(config: DSIConfig) -> float:
+def dense_weight_setting(config: DSIConfig, keeps_vectors: bool = True) -> float:
     """``config.dense_weight`` resolved: ``auto`` = 6 for elaborative docids written by MiniLM's token
-    space (whose encoder embeds the documents), else 0; the dense term needs exactly those."""
+    space (whose encoder embeds the documents), else 0; the dense term needs exactly those. An index
+    whose docids keep no vectors (``keeps_vectors`` false: built before they were kept) gets 0 under auto."""
     applies = config.docids == "elaborative" and config.model == TOKEN_SPACE_MODEL
-    weight = _count_or_auto("dense_weight", config.dense_weight, DENSE_WEIGHT if applies else 0.0, float)
+    weight = _count_or_auto("dense_weight", config.dense_weight, DENSE_WEIGHT if applies and keeps_vectors else 0.0, float)
     if weight > 0 and not applies:
         raise GenirError(f"dense_weight={weight} needs docids=elaborative and model={TOKEN_SPACE_MODEL} "
                          "(the encoder that embeds the documents); set dense_weight=0 otherwise")

@@ -139,9 +139,7 @@ class DocidDecoder:
         """``elaborative_search=rescore`` (module docstring) for a batch of queries."""
         if not self.docids:
             return [[] for _ in range(batch["input_ids"].shape[0])]
-        dense_weight = dense_weight_setting(config)
-        if config.dense_weight == "auto" and self.scheme.vectors is None:
-            dense_weight = 0.0  # an index built before document vectors were kept: searched as it was built
+        dense_weight = dense_weight_setting(config, keeps_vectors=self.scheme.vectors is not None)
         terms = self._rescore_terms(batch, config, max(k, config.candidates), dense_weight > 0)
         best = terms.fused(config.plan_weight, dense_weight).topk(min(k, terms.rows.shape[1]), dim=1)
         rows = terms.rows.gather(1, best.indices)  # [B, k] trie rows
