@@ -215,12 +215,11 @@ class RescoreTerms:
         """``[B, C']`` float32 scores as :meth:`DocidDecoder.search` ranks them with these weights:
         ``exact + plan_weight * plan + dense_weight * dense``, ``-inf`` for a candidate that search
         does not score (a repeated one, or a dense-chosen one when ``dense_weight`` is 0)."""
-        fused = self.exact + plan_weight * self.plan
-        if dense_weight > 0 and self.dense is None:
-            raise GenirError(f"dense_weight={dense_weight}: these candidates have no dense term (no document vectors)")
+        fused, scored = self.exact + plan_weight * self.plan, self.proposed
         if dense_weight > 0:
-            fused = fused + dense_weight * self.dense
-        scored = self.proposed | self.dense_only if dense_weight > 0 else self.proposed
+            if self.dense is None:
+                raise GenirError(f"dense_weight={dense_weight}: these candidates have no dense term (no document vectors)")
+            fused, scored = fused + dense_weight * self.dense, scored | self.dense_only
         return torch.where(scored, fused, float("-inf"))
 
 
