@@ -31,9 +31,8 @@ from genir.dsi.config import DSIConfig
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.searcher import new_scheme
 from genir.indexer.collection import Document
-from genir.kernels.trie import DocidTrie
 from genir.seq2seq.model import build_seq2seq
-from genir.seq2seq.vocab import EOS, FIRST_TOKEN
+from genir.seq2seq.vocab import FIRST_TOKEN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = ["effects of vitamin d on bone density", "gene expression in tumour cells", "antibiotic resistance",
@@ -57,7 +56,7 @@ def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple
         rows = np.zeros((scheme.vocab_size, vectors.shape[1]), dtype=np.float32)
         rows[FIRST_TOKEN:] = vectors
         starts = [FIRST_TOKEN]
-    trie = DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS, vocab_size=scheme.vocab_size)
+    trie = scheme.trie()
     seq2seq = build_seq2seq("bert2bert:all-MiniLM-L6-v2", scheme.vocab_size, docid_embeddings=rows,
                             dense_start=True, position_starts=starts)
     del rows

@@ -26,12 +26,10 @@ from genir.dsi.decoding import DocidDecoder
 from genir.dsi.rq_docids import RQDocids
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, split_dev
-from genir.kernels.trie import DocidTrie
 from genir.retrieval.dense import dense_embeddings
 from genir.retrieval.evaluation import evaluate
 from genir.retrieval.searcher import Hit
 from genir.seq2seq.model import build_seq2seq
-from genir.seq2seq.vocab import EOS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,7 +56,7 @@ def main() -> None:
             scheme.assign(docs, vectors)
             seq2seq = build_seq2seq("bert2bert:all-MiniLM-L6-v2", scheme.vocab_size, docid_embeddings=scheme.token_vectors(vectors),
                                     dense_start=True, position_starts=scheme.position_starts())
-            trie = DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS, vocab_size=scheme.vocab_size)
+            trie = scheme.trie()
             decoder = DocidDecoder(seq2seq.model.eval(), seq2seq.tokenizer, scheme, trie)
             config = DSIConfig(docids="rq", beams=100)
             scores = {}

@@ -9,15 +9,17 @@ those settings.
 
 * ``--split dev`` (default): the queries of the index's own dev carve (``queries_split``,
   ``dev_fraction``, ``seed`` of its config: the queries it never trained on); every grid point is
-  printed, best first. This is how SE-DSI's defaults were chosen.
-* ``--split test`` (or any qrels split): only the index's own weights, their ablations (each
+  printed, best first: the grid a build chooses ``auto`` weights from (``PLAN_WEIGHTS`` x
+  ``DENSE_WEIGHTS``, :func:`genir.dsi.dev.choose_rescore_weights`) unless told otherwise.
+* ``--split test`` (or any qrels split): only the index's own weights (chosen on dev by its build,
+  or its settings), their ablations (each
   term set to 0) and any ``--weights`` chosen on dev beforehand: the numbers to report; nothing
   is chosen here.
 
 Prints a table and writes JSON.
 
 Usage: python benchmarks/tune_sedsi.py --index IDX --collection ../shared/data/scifact \
-           [--split dev] [--plan-weights 0,0.1,0.2,0.3,0.5,0.7,1] [--dense-weights 0,2,4,6,8,10,14]
+           [--split dev] [--plan-weights 0,0.1,...] [--dense-weights 0,2,...]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import time
 from pathlib import Path
 
-from genir.dsi.config import dense_weight_setting
+from genir.dsi.config import DENSE_WEIGHTS, PLAN_WEIGHTS, rescore_weights_setting
 from genir.dsi.searcher import DSISearcher
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
@@ -42,8 +44,8 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--collection", required=True)
     parser.add_argument("--split", default="dev", help="dev (the index's own dev carve) or a qrels split such as test")
-    parser.add_argument("--plan-weights", default="0,0.1,0.2,0.3,0.5,0.7,1", help="the dev grid's plan_weight values")
-    parser.add_argument("--dense-weights", default="0,2,4,6,8,10,14", help="the dev grid's dense_weight values")
+    parser.add_argument("--plan-weights", default=",".join(map(str, PLAN_WEIGHTS)), help="the dev grid's plan_weight values")
+    parser.add_argument("--dense-weights", default=",".join(map(str, DENSE_WEIGHTS)), help="the dev grid's dense_weight values")
     parser.add_argument("--weights", action="append", default=[],
                         help="PLAN,DENSE (repeatable): more weights to report on a non-dev split, chosen on dev beforehand")
     parser.add_argument("--out", type=Path)
@@ -54,13 +56,14 @@ def main() -> None:
     if not isinstance(searcher, DSISearcher) or searcher.scheme.scheme != "elaborative":
         parser.error(f"{args.index}: not an index with elaborative docids (se-dsi)")
     config = searcher.config
+    weights = rescore_weights_setting(config, chosen=searcher.decoder.rescore_weights)  # the index's own
     if args.split == "dev":
         qrels = split_dev(collection, config.queries_split, config.dev_fraction, config.seed).dev
         grid = [(float(p), float(d)) for p in args.plan_weights.split(",") for d in args.dense_weights.split(",")]
     else:
         qrels = collection.qrels(args.split)
-        dense_weight = dense_weight_setting(config)
-        grid = [(config.plan_weight, dense_weight), (0.0, dense_weight), (config.plan_weight, 0.0), (0.0, 0.0),
+        plan_weight, dense_weight = weights
+        grid = [weights, (0.0, dense_weight), (plan_weight, 0.0), (0.0, 0.0),
                 *(tuple(float(w) for w in pair.split(",")) for pair in args.weights)]
     qids = list(qrels)
     started = time.perf_counter()
@@ -69,10 +72,8 @@ def main() -> None:
     print(f"{args.index}: rescore terms of {len(qids)} {args.split} queries in {seconds:.0f} s")
     rows = []
     for plan_weight, dense_weight in dict.fromkeys(grid):
-        fused = terms.fused(plan_weight, dense_weight)  # [Q, C']
-        best = fused.topk(min(DEPTH, fused.shape[1]), dim=1)
-        run = {qid: [Hit(searcher.decoder.docids[r], s) for r, s in zip(rs, ss) if s > float("-inf")]
-               for qid, rs, ss in zip(qids, terms.rows.gather(1, best.indices).tolist(), best.values.tolist())}
+        rankings = terms.rankings((plan_weight, dense_weight), DEPTH, searcher.decoder.docids)
+        run = {qid: [Hit(docid, s) for docid, s in ranking] for qid, ranking in zip(qids, rankings)}
         measured = evaluate(run, qrels).aggregate
         rows.append({"plan_weight": plan_weight, "dense_weight": dense_weight,
                      "nDCG@10": round(measured["nDCG@10"], 4), "R@100": round(measured["R@100"], 4)})
@@ -85,7 +86,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"index": str(args.index), "collection": collection.name, "split": args.split,
                                "queries": len(qids), "terms_seconds": round(seconds, 1),
-                               "index_weights": [config.plan_weight, dense_weight_setting(config)], "rows": rows}, indent=1))
+                               "index_weights": list(weights), "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 

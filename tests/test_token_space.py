@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from genir.dsi.config import dense_weight_setting
+from genir.dsi.config import DENSE_WEIGHT, PLAN_WEIGHT, rescore_grid
 from genir.errors import GenirError
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.seq2seq.fit import TrainSettings, fit
@@ -81,9 +81,11 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
     torch.set_num_threads(1)
     collection = Collection.open(write_beir(tmp_path / "toy"))
-    config = parse_config(searcher_class("se-dsi").Config, {"token_table": "frozen", "queries_split": "", "max_epochs": 1})
+    config = parse_config(searcher_class("se-dsi").Config, {"token_table": "frozen", "queries_split": "", "max_epochs": 1,
+                                                            "dev_pseudo_queries": len(TOY_DOCS), "min_dev_queries": 3})
     build_index("se-dsi", collection, tmp_path / "idx", config, device="cpu")
     searcher = Searcher.load(tmp_path / "idx", device="cpu")
+    _check_rescore_weights_chosen_on_dev(searcher, collection)
     assert tied_token_table(searcher.model)
     words = searcher.model.get_encoder().get_input_embeddings().weight
     assert torch.equal(table(searcher.model)[FIRST_TOKEN:], words)  # frozen: still MiniLM's rows after training
@@ -111,8 +113,7 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     vectors = torch.from_numpy(searcher.scheme.live_vectors())  # [N, H]
     assert vectors.shape == (len(TOY_DOCS), query.shape[0])
     config = searcher.config
-    assert (config.plan_weight, dense_weight_setting(config)) == (0.3, 6.0)
-    for plan_weight, dense_weight in ((0.0, 0.0), (config.plan_weight, dense_weight_setting(config))):
+    for plan_weight, dense_weight in ((0.0, 0.0), (PLAN_WEIGHT, DENSE_WEIGHT)):
         searcher.config = dataclasses.replace(config, candidates=len(TOY_DOCS), plan_weight=plan_weight,
                                               dense_weight=str(dense_weight))
         hits = searcher.search("striped zebras", k=len(TOY_DOCS))
@@ -145,8 +146,8 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     torch.testing.assert_close(torch.from_numpy(live[-1]), torch.from_numpy(TextEncoder().encode([giraffes.contents])[0]))
     grown.config = dataclasses.replace(grown.config, dense_weight="1000")  # the dense term decides
     assert grown.search("giraffes eating acacia leaves", k=1)[0].docid == "n1"
-    searcher.scheme.vectors = None  # as an index built without the dense term
-    searcher.decoder._descriptions = None
+    searcher.scheme.vectors = None  # as an index built without the dense term (and before builds chose weights)
+    searcher.decoder._descriptions, searcher.decoder.rescore_weights = None, None
     searcher.config = dataclasses.replace(config, elaborative_search="rescore")
     assert [h.docid for h in searcher.search("striped zebras", k=3)] == ranked_without_dense[:3]  # auto: no dense term
     searcher.config = dataclasses.replace(config, dense_weight="6")
@@ -159,6 +160,41 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
         bad = parse_config(searcher_class("dsi").Config, {"model": "minilm-tokens", "max_epochs": 0})
         build_index("dsi", collection, tmp_path / "bad", bad, device="cpu")
     assert not (tmp_path / "bad").exists()
+
+
+def _check_rescore_weights_chosen_on_dev(searcher, collection) -> None:
+    """The build chose ``auto`` rescore weights on its dev set with the checkpoint, and ``auto`` searches
+    with them; :func:`choose_rescore_weights` picks the grid's best cell, each cell searched as ``genir
+    search`` would with those weights set (on a dev set whose judgements make the cells differ: the toy's
+    own pseudo-queries are all answered at 1.0)."""
+    from genir.dsi.dev import DevSet, choose_rescore_weights
+    from genir.retrieval.evaluation import evaluate
+
+    config, stats = searcher.config, searcher.manifest.stats
+    assert stats["dev_set"] == "held-out pseudo-queries" and (config.plan_weight, config.dense_weight) == ("auto", "auto")
+    grid = rescore_grid(config)
+    chosen = tuple(stats["rescore_weights"])
+    assert len(grid) == 56 and chosen in grid and stats["dev_best"][2] == pytest.approx(stats["rescore_dev_ndcg10"], abs=1e-4)
+    docs = list(collection.docs())
+    searcher.config = dataclasses.replace(config, plan_weight=str(chosen[0]), dense_weight=str(chosen[1]))
+    explicit = searcher.search("striped zebras", k=len(docs))
+    searcher.config = config
+    assert searcher.search("striped zebras", k=len(docs)) == explicit
+    # Each document's words judged to name another document, two grades, so that every term matters.
+    queries = {f"q{i}": f"{doc.title} {doc.contents}" for i, doc in enumerate(docs)}
+    qrels = {f"q{i}": {docs[(i + 1) % len(docs)].id: 2, docs[(i + 3) % len(docs)].id: 1} for i in range(len(docs))}
+    dev = DevSet(queries, qrels, {}, "crafted")
+
+    def dev_ndcg(plan_weight: float, dense_weight: float) -> float:
+        searcher.config = dataclasses.replace(config, plan_weight=str(plan_weight), dense_weight=str(dense_weight))
+        run = dict(zip(queries, searcher.batch_search(list(queries.values()), k=10)))
+        return evaluate(run, qrels, ("nDCG@10",)).aggregate["nDCG@10"]
+
+    scores = {cell: dev_ndcg(*cell) for cell in grid}
+    searcher.config = config
+    choice = choose_rescore_weights(searcher.decoder, dev, config, grid)
+    assert len({round(score, 6) for score in scores.values()}) > 2  # the cells rank differently
+    assert choice.score == pytest.approx(max(scores.values()), abs=1e-6) == scores[choice.weights]
 
 
 def test_the_query_start_reads_the_query_before_any_seq2seq_step(tmp_path, monkeypatch):

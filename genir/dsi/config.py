@@ -11,6 +11,7 @@ dense start included (:mod:`genir.dsi.dev`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from genir.errors import GenirError
@@ -93,10 +94,10 @@ class DSIConfig:
     # sequential one, as PAG plans) and cos the dense retriever's similarity of the query (the frozen
     # encoder's pooled states) and the document (its embedding, kept with the docids): the dense start
     # of description docids, whose `candidates` best join the proposals. dense_weight > 0 needs
-    # model=minilm-tokens (the encoder that embeds the documents); auto = 6 there (0 for an index built
-    # before document vectors were kept), else 0. Both chosen
-    # on SciFact's dev carve (README "SE-DSI").
-    plan_weight: float = 0.3
+    # model=minilm-tokens (the encoder that embeds the documents). auto = chosen by the build on its
+    # dev set with the checkpoint (PLAN_WEIGHTS x DENSE_WEIGHTS, genir.dsi.dev); without a dev set
+    # 0.3 and 6 (0 where the dense term does not apply), README "SE-DSI".
+    plan_weight: str = "auto"
     dense_weight: str = "auto"
     seed: int = 0
 
@@ -107,7 +108,7 @@ class SEDSIConfig(DSIConfig):
     MiniLM's token space with the table trained (dev 0.371 frozen, after 1,218 steps, vs 0.500 trained,
     860 steps, keyword descriptions), each document's title before its keywords (0.432 vs 0.410
     after 499 steps), up to 32 tokens; rescored with the plan (0.556 -> 0.627) and the dense start
-    (0.725; dense alone 0.665), weights from a grid on the same dev."""
+    (0.725; dense alone 0.665); each build chooses those two weights on its own dev set."""
 
     docids: str = "elaborative"
     rehearsal: int = 3
@@ -117,9 +118,14 @@ class SEDSIConfig(DSIConfig):
     description_tokens: int = 32
 
 
-DENSE_WEIGHT = 6.0
-"""``dense_weight=auto`` where the dense term applies (dev grid, README "SE-DSI"); an index built
-without document vectors (before they were kept) is searched with 0."""
+PLAN_WEIGHT, DENSE_WEIGHT = 0.3, 6.0
+"""``plan_weight`` and ``dense_weight`` under ``auto`` without a choice on dev (no dev set, or an
+index built before builds chose them): the best cell of a first SciFact dev grid (README "SE-DSI")."""
+
+PLAN_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+DENSE_WEIGHTS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 14.0, 20.0)
+"""The grid a build's dev set chooses ``auto`` weights from: rescoring once per dev query gives every
+cell (:meth:`genir.dsi.decoding.DocidDecoder.rescore_terms`), so the grid costs next to nothing."""
 
 ROW_SCHEMES = ("atomic", "rq", "semantic")
 """Docid schemes whose output rows are vectors of the encoder's space."""
@@ -151,17 +157,34 @@ def dense_start_setting(config: DSIConfig) -> bool:
     return value == "true"
 
 
-def dense_weight_setting(config: DSIConfig, keeps_vectors: bool = True) -> float:
-    """``config.dense_weight`` resolved: ``auto`` = 6 for elaborative docids written by MiniLM's token
-    space (whose encoder embeds the documents), else 0; the dense term needs exactly those. An index
-    whose docids keep no vectors (``keeps_vectors`` false: built before they were kept) gets 0 under auto."""
+def rescore_grid(config: DSIConfig, keeps_vectors: bool = True) -> list[tuple[float, float]]:
+    """The ``(plan_weight, dense_weight)`` cells a build's dev set chooses from: a setting given as a
+    number is that number; ``auto`` is its grid (``DENSE_WEIGHTS`` only where the dense term applies,
+    :func:`rescore_weights_setting`, else 0). One cell: nothing to choose."""
+    plans = PLAN_WEIGHTS if config.plan_weight == "auto" else (_count_or_auto("plan_weight", config.plan_weight, 0.0, float),)
+    dense = _dense_weight(config, keeps_vectors, DENSE_WEIGHT)
+    denses = DENSE_WEIGHTS if config.dense_weight == "auto" and dense > 0 else (dense,)
+    return [(plan, weight) for plan in plans for weight in denses]
+
+
+def rescore_weights_setting(config: DSIConfig, keeps_vectors: bool = True,
+                            chosen: Sequence[float] | None = None) -> tuple[float, float]:
+    """``(plan_weight, dense_weight)`` resolved. ``auto`` = the build's choice on dev (``chosen``, the
+    manifest's ``rescore_weights``), else ``PLAN_WEIGHT`` and ``DENSE_WEIGHT``. The dense term needs
+    elaborative docids written by MiniLM's token space (whose encoder embeds the documents) and an
+    index whose docids keep vectors (``keeps_vectors`` false: built before they were kept): else
+    ``auto`` is 0 and a number above 0 is refused."""
+    plan = _count_or_auto("plan_weight", config.plan_weight, chosen[0] if chosen else PLAN_WEIGHT, float)
+    return plan, _dense_weight(config, keeps_vectors, chosen[1] if chosen else DENSE_WEIGHT)
+
+
+def _dense_weight(config: DSIConfig, keeps_vectors: bool, auto: float) -> float:
+    """``config.dense_weight`` with ``auto`` = ``auto`` where the dense term applies, else 0."""
     applies = config.docids == "elaborative" and config.model == TOKEN_SPACE_MODEL
-    weight = _count_or_auto("dense_weight", config.dense_weight, DENSE_WEIGHT if applies and keeps_vectors else 0.0, float)
+    weight = _count_or_auto("dense_weight", config.dense_weight, auto if applies and keeps_vectors else 0.0, float)
     if weight > 0 and not applies:
         raise GenirError(f"dense_weight={weight} needs docids=elaborative and model={TOKEN_SPACE_MODEL} "
                          "(the encoder that embeds the documents); set dense_weight=0 otherwise")
-    if config.plan_weight < 0:
-        raise GenirError(f"plan_weight={config.plan_weight}: cannot be negative")
     return weight
 
 

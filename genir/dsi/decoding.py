@@ -36,7 +36,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.devices import resolve_device
-from genir.dsi.config import DSIConfig, dense_weight_setting, score_setting
+from genir.dsi.config import DSIConfig, rescore_weights_setting, score_setting
 from genir.dsi.docids import AtomicDocids, DocidScheme
 from genir.dsi.elaborative_docids import ElaborativeDocids
 from genir.errors import GenirError
@@ -63,10 +63,14 @@ class DocidDecoder:
         tokenizer: the encoder's tokenizer.
         scheme: the docid scheme; ``trie`` holds its live documents' sequences (trie row ``i`` is
             the ``i``-th of :meth:`~genir.dsi.docids.DocidScheme.sequences`).
+        rescore_weights: ``(plan_weight, dense_weight)`` the build chose on dev (the manifest's
+            ``rescore_weights``), which ``auto`` settings take; None: their fixed defaults.
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, trie: DocidTrie):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, trie: DocidTrie,
+                 rescore_weights: Sequence[float] | None = None):
         self.model, self.tokenizer, self.scheme, self.trie = model, tokenizer, scheme, trie
+        self.rescore_weights = rescore_weights
         self.docids = list(scheme.sequences())  # trie row -> document id (live documents)
         self.position_ids = scheme.position_ids()  # atomic row (token - 2) -> document id, deleted included
         self.deleted_rows = torch.tensor(scheme.deleted_positions(), dtype=torch.int64)
@@ -139,11 +143,9 @@ class DocidDecoder:
         """``elaborative_search=rescore`` (module docstring) for a batch of queries."""
         if not self.docids:
             return [[] for _ in range(batch["input_ids"].shape[0])]
-        dense_weight = dense_weight_setting(config, keeps_vectors=self.scheme.vectors is not None)
-        terms = self._rescore_terms(batch, config, max(k, config.candidates), dense_weight > 0)
-        best = terms.fused(config.plan_weight, dense_weight).topk(min(k, terms.rows.shape[1]), dim=1)
-        rows = terms.rows.gather(1, best.indices)  # [B, k] trie rows
-        return [[(self.docids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), best.values.tolist())]
+        weights = rescore_weights_setting(config, self.scheme.vectors is not None, self.rescore_weights)
+        terms = self._rescore_terms(batch, config, max(k, config.candidates), weights[1] > 0)
+        return terms.rankings(weights, k, self.docids)
 
     def _rescore_terms(self, batch: BatchEncoding, config: DSIConfig, count: int, dense_candidates: bool) -> RescoreTerms:
         """The terms of ``count`` proposed candidates (and as many dense ones) per query of ``batch``."""
@@ -221,6 +223,14 @@ class RescoreTerms:
                 raise GenirError(f"dense_weight={dense_weight}: these candidates have no dense term (no document vectors)")
             fused, scored = fused + dense_weight * self.dense, scored | self.dense_only
         return torch.where(scored, fused, float("-inf"))
+
+    def rankings(self, weights: tuple[float, float], k: int, docids: Sequence[str]) -> list[Ranking]:
+        """Each query's ``k`` best candidates under ``weights`` (``(plan_weight, dense_weight)``, as
+        :meth:`fused`), best first, as ``(document id, score)``; ``docids`` maps trie rows to ids."""
+        best = self.fused(*weights).topk(min(k, self.rows.shape[1]), dim=1)
+        rows = self.rows.gather(1, best.indices)  # [B, k] trie rows
+        return [[(docids[r], s) for r, s in zip(rs, ss) if s > float("-inf")]
+                for rs, ss in zip(rows.tolist(), best.values.tolist())]
 
 
 class _Descriptions:

@@ -9,7 +9,9 @@
   asks: queries of a kind never trained on for their document. (Pseudo-queries are not real
   queries: the README reports how well this dev predicts test, and never tunes on test.)
 
-The dev score is nDCG@10 of the model's own search (:class:`genir.dsi.decoding.DocidDecoder`).
+The dev score is nDCG@10 of the model's own search (:class:`genir.dsi.decoding.DocidDecoder`). SE-DSI's
+``rescore`` weights under ``auto`` are chosen on the same dev set, together with the checkpoint
+(:func:`choose_rescore_weights`); the build stores the pair in its manifest (``rescore_weights``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ import numpy as np
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.dsi.config import DSIConfig
-from genir.dsi.decoding import DocidDecoder
+from genir.dsi.decoding import DocidDecoder, Ranking
 from genir.dsi.docids import DocidScheme
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import split_dev
-from genir.kernels.trie import DocidTrie
 from genir.retrieval.evaluation import evaluate
 from genir.retrieval.searcher import Hit
-from genir.seq2seq.vocab import EOS
 from genir.views.querygen import QueryGenerator
 
 DEV_SEED_OFFSET = 7919  # pseudo-queries for dev are drawn with seed + this, apart from the trained ones
@@ -67,18 +67,56 @@ def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig,
     return DevSet(queries, qrels, {}, "held-out pseudo-queries", frozenset(d.id for d in picked))
 
 
-def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig):
+def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig,
+                  grid: Sequence[tuple[float, float]] = ()):
     """``evaluate(model) -> per-query nDCG@10`` on ``dev`` (in dev order) with the index's own search;
-    None for an empty dev set."""
+    None for an empty dev set. With a ``grid`` of rescore weights (:func:`genir.dsi.config.rescore_grid`,
+    more than one cell), a checkpoint is scored with its best cell (:func:`choose_rescore_weights`),
+    so the checkpoint and the weights it is searched with are chosen together."""
     if not dev.queries:
         return None
-    trie = DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS, vocab_size=scheme.vocab_size)
+    trie = scheme.trie()
     ids, texts = list(dev.queries), list(dev.queries.values())
 
     def score(model: PreTrainedModel) -> list[float]:
-        rankings = DocidDecoder(model, tokenizer, scheme, trie).search(texts, 10, config)
-        run = {qid: [Hit(docid, s) for docid, s in ranking] for qid, ranking in zip(ids, rankings)}
-        per_query = evaluate(run, dev.qrels, ("nDCG@10",)).per_query
-        return [per_query[qid]["nDCG@10"] for qid in ids]
+        decoder = DocidDecoder(model, tokenizer, scheme, trie)
+        if len(grid) > 1:
+            return choose_rescore_weights(decoder, dev, config, grid).per_query
+        return _per_query_ndcg(decoder.search(texts, 10, config), ids, dev.qrels)
 
     return score
+
+
+@dataclass(frozen=True)
+class RescoreChoice:
+    """The rescore weights best on dev, and dev's nDCG@10 per query (dev order) with them."""
+
+    weights: tuple[float, float]  # (plan_weight, dense_weight)
+    per_query: list[float]
+
+    @property
+    def score(self) -> float:
+        return sum(self.per_query) / max(len(self.per_query), 1)
+
+
+def choose_rescore_weights(decoder: DocidDecoder, dev: DevSet, config: DSIConfig,
+                           grid: Sequence[tuple[float, float]]) -> RescoreChoice:
+    """The cell of ``grid`` whose ``rescore`` ranking scores best on ``dev`` (mean nDCG@10; a tie keeps
+    the earlier cell). Every term is scored once per dev query (dense candidates too where a cell
+    has a dense weight) and each cell only re-ranks them, exactly as search would rank."""
+    ids = list(dev.queries)
+    terms = decoder.rescore_terms([dev.queries[qid] for qid in ids], config,
+                                  dense_candidates=any(dense > 0 for _, dense in grid))
+    best: RescoreChoice | None = None
+    for weights in grid:
+        choice = RescoreChoice(weights, _per_query_ndcg(terms.rankings(weights, 10, decoder.docids), ids, dev.qrels))
+        if best is None or choice.score > best.score:
+            best = choice
+    return best
+
+
+def _per_query_ndcg(rankings: Sequence[Ranking], ids: Sequence[str], qrels: Qrels) -> list[float]:
+    """nDCG@10 of each query's ranking, in ``ids`` order."""
+    run = {qid: [Hit(docid, s) for docid, s in ranking] for qid, ranking in zip(ids, rankings)}
+    per_query = evaluate(run, qrels, ("nDCG@10",)).per_query
+    return [per_query[qid]["nDCG@10"] for qid in ids]

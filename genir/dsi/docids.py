@@ -39,6 +39,7 @@ import numpy as np
 from genir.errors import GenirError
 from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Document
+from genir.kernels.trie import DocidTrie
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, SPECIAL_TOKEN_NAMES
 
 SCHEME_FILE = "docid_scheme.json"
@@ -205,6 +206,10 @@ class DocidScheme(ABC):
     def sequences(self) -> dict[str, list[int]]:
         """Every document id (deleted ones left out) -> its tokens (ending with eos), in corpus order."""
         return {docid: [*body, EOS] for i, (docid, body) in enumerate(zip(self._docids, self._bodies)) if i not in self._deleted}
+
+    def trie(self) -> DocidTrie:
+        """The trie of the live documents' sequences: its row ``i`` is the ``i``-th of :meth:`sequences`."""
+        return DocidTrie.from_sequences(list(self.sequences().values()), eos_token_id=EOS, vocab_size=self.vocab_size)
 
     def lookup(self, tokens: Iterable[int]) -> str | None:
         """The document named by a generated sequence, or None if it names none.

@@ -17,9 +17,7 @@ from typing import Any
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.dsi.docids import DocidScheme
-from genir.kernels.trie import DocidTrie
 from genir.seq2seq.model_io import save_seq2seq
-from genir.seq2seq.vocab import EOS
 
 MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR = "model", "tokenizer", "docids", "trie"
 FILES = (MODEL_DIR, TOKENIZER_DIR, DOCIDS_DIR, TRIE_DIR)
@@ -40,8 +38,7 @@ def write_dsi_files(directory: Path, model: PreTrainedModel, tokenizer: PreTrain
 def write_docid_files(directory: Path, scheme: DocidScheme) -> dict[str, Any]:
     """Write the docid scheme and the trie of its live documents into ``directory``; their statistics."""
     scheme.save(directory / DOCIDS_DIR)
-    DocidTrie.from_sequences(list(scheme.sequences().values()), eos_token_id=EOS,
-                             vocab_size=scheme.vocab_size).save(directory / TRIE_DIR)
+    scheme.trie().save(directory / TRIE_DIR)
     stats = {"num_docs": scheme.num_live, "docid_vocab": scheme.vocab_size, "docid_max_length": scheme.max_length}
     if scheme.num_live < scheme.num_docs:
         stats["deleted_docids"] = scheme.num_docs - scheme.num_live  # reserved, never given again

@@ -52,14 +52,14 @@ from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
     dense_start_setting,
-    dense_weight_setting,
     dev_margin_setting,
     docid_embeddings_mode,
     freeze_encoder_setting,
     pseudo_queries_setting,
+    rescore_grid,
 )
 from genir.dsi.decoding import DocidDecoder
-from genir.dsi.dev import dev_evaluator, dev_set
+from genir.dsi.dev import choose_rescore_weights, dev_evaluator, dev_set
 from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import (
     AtomicDocids,
@@ -122,7 +122,8 @@ class DSISearcher(Searcher):
         self.model = load_seq2seq(directory / MODEL_DIR)
         self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
-        self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR))
+        self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR),
+                                    rescore_weights=manifest.stats.get("rescore_weights"))
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -139,8 +140,11 @@ class DSISearcher(Searcher):
         dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
         started = time.perf_counter()
+        # rescore's weights to choose on dev (one cell: nothing to choose); elaborative docids keep
+        # document vectors for the dense term where one of them has it
+        grid = rescore_grid(config) if config.docids == "elaborative" and config.elaborative_search == "rescore" else []
         needs_embeddings = (config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
-                            or dense_weight_setting(config) > 0)  # elaborative docids keep them for the dense term
+                            or any(dense > 0 for _, dense in grid))
         embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
@@ -162,11 +166,17 @@ class DSISearcher(Searcher):
                                     seed=config.seed)
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
-        select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config)
+        select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config, grid)
         margin = dev_margin_setting(config, supervised)
         stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder,
                     select=select, select_margin=margin)
         started = time.perf_counter()
+        if len(grid) > 1 and dev.queries:  # the kept checkpoint's best cell, as its dev score chose it
+            choice = choose_rescore_weights(DocidDecoder(seq2seq.model, seq2seq.tokenizer, scheme, scheme.trie()), dev, config,
+                                            grid)
+            stats.update(rescore_weights=list(choice.weights), rescore_dev_ndcg10=round(choice.score, 4),
+                         rescore_choice_seconds=round(time.perf_counter() - started, 1))
+            started = time.perf_counter()
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
         return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start,
                 "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
