@@ -58,7 +58,7 @@ bench-dsi: $(VENV)/.installed
 ## on the seeded 10% dev carve of the train queries, which it does not train on), its ablations on the same trained
 ## model (no PMI, no query n-grams, no model: FM-index + query n-grams alone), SEAL + BM25 (weight chosen on the dev
 ## carve), and SE-DSI with its defaults (title + keywords descriptions over the same token space, 40 minutes, the
-## epoch kept on its dev carve, rescore search with the plan and the dense start; zero-shot: 15 minutes on documents
+## epoch and the rescore weights of the plan and the dense start chosen together on its dev carve; zero-shot: 15 minutes on documents
 ## and pseudo-queries, 200 held-out pseudo-queries as dev); then the diagnostic (the share of test queries whose top generated n-grams hold a word of
 ## the query or of a relevant document).
 ## ~2 hours on 2 cores (SEAL 31 and SE-DSI 44 minutes of it, measured in parts). Rerun to reuse built indexes.

@@ -22,9 +22,15 @@ def test_index_search_run_eval(toy_collection, tmp_path):
     assert (index / "manifest.json").is_file()
     result = genir("search", index, "zebra stripes", "-k", "2")
     assert result.exit_code == 0 and "d6" in result.output
+    tuned = genir("search", index, "zebra stripes", "-k", "2", "--set", "k1=2.5", "--set", "b=1.0")  # this search only
+    assert tuned.exit_code == 0 and "d6" in tuned.output and tuned.output != result.output
+    assert genir("search", index, "zebra stripes", "-k", "2").output == result.output
     run_file = tmp_path / "run.trec"
     assert genir("run", index, "--collection", toy_collection, "--split", "test", "-o", run_file).exit_code == 0
     assert run_file.read_text().startswith("q1 Q0 d3 1 ")
+    refused = genir("run", index, "--collection", toy_collection, "-o", tmp_path / "other.trec", "--set", "store_raw=false")
+    assert refused.exit_code == 2 and "not a search setting of bm25 indexes (those are: k1, b, threads)" in refused.output
+    assert not (tmp_path / "other.trec").exists()
     per_query = tmp_path / "pq.json"
     result = genir("eval", run_file, "--collection", toy_collection, "--per-query", per_query)
     assert result.exit_code == 0 and "nDCG@10" in result.output

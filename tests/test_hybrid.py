@@ -197,3 +197,29 @@ def test_an_index_of_the_old_seal_hybrid_layout_is_refused_clearly(dense_index, 
     searcher.close()
     with pytest.raises(GenirError, match="older layout"):
         Searcher.load(tmp_path / "hybrid")
+
+
+def test_search_settings_change_one_session_and_the_index_keeps_its_own(dense_index, tmp_path):
+    """``Searcher.load(settings=)`` / ``genir search --set``: a search setting (here the weight, the
+    fusion) changes how the index is searched, not the index; a build setting is one clear refusal."""
+    collection, dense = dense_index
+    hybrid(collection, tmp_path / "hybrid", f"of_from={dense}", "weight=0.0")  # BM25 alone: d3 first
+    assert Searcher.load(tmp_path / "hybrid").search(QUERY, k=1)[0].docid == "d3"
+    session = Searcher.load(tmp_path / "hybrid", settings=["weight=1.0"])  # the dense component alone: d4 first
+    assert session.search(QUERY, k=1)[0].docid == "d4"
+    session.add([Document("n1", "Giraffes", "Giraffes have long necks and eat acacia leaves.")])
+    assert session.config.weight == "1.0" and session.search(QUERY, k=1)[0].docid == "d4"  # kept through the reopen
+    assert Searcher.load(tmp_path / "hybrid").manifest.stats["weight"] == 0.0
+    result = genir("search", tmp_path / "hybrid", QUERY, "-k", "1", "--set", "weight=1.0")
+    assert result.exit_code == 0 and "d4" in result.output and "d3" not in result.output
+    manifest = (tmp_path / "hybrid" / "manifest.json").read_bytes()
+    for setting, message in (("of=bm25", "'of' is not a search setting of hybrid indexes (those are: fusion, weight, depth, rrf_k)"),
+                             ("weight=2", "weight='2'"), ("weight", "not of the form KEY=VALUE")):
+        result = genir("search", tmp_path / "hybrid", QUERY, "--set", setting)
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert (tmp_path / "hybrid" / "manifest.json").read_bytes() == manifest
+    hybrid(collection, tmp_path / "rrf", f"of_from={dense}", "fusion=rrf")
+    with pytest.raises(GenirError, match="built with fusion=rrf: give weight=SHARE"):
+        Searcher.load(tmp_path / "rrf", settings=["fusion=interp"])
+    interp = Searcher.load(tmp_path / "rrf", settings=["fusion=interp", "weight=1"])
+    assert interp.search(QUERY, k=1)[0].docid == "d4"

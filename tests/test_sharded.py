@@ -32,6 +32,14 @@ def test_sharded_search_returns_the_single_process_results(tmp_path):
     # Batches of other sizes pad the queries differently: the scores agree to float32 rounding.
     for got, want in zip(two, one):
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
+    # Search settings reach every process: beam search instead of the atomic first step.
+    settings = ["atomic_search=beam", "beams=4"]
+    beam = Searcher.load(tmp_path / "idx", device="cpu", settings=settings).batch_search(QUERIES, 3)
+    assert [h.score for h in beam[0]] != pytest.approx([h.score for h in one[0]], abs=1e-5)  # the setting took effect
+    two = sharded.sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2, settings=settings)
+    assert [[h.docid for h in hits] for hits in two] == [[h.docid for h in hits] for hits in beam]
+    for got, want in zip(two, beam):
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
 
 
 def test_sharded_encoding_builds_the_single_process_embeddings(tmp_path, monkeypatch):

@@ -168,18 +168,21 @@ def _check_rescore_weights_chosen_on_dev(searcher, collection) -> None:
     search`` would with those weights set (on a dev set whose judgements make the cells differ: the toy's
     own pseudo-queries are all answered at 1.0)."""
     from genir.dsi.dev import DevSet, choose_rescore_weights
+    from genir.retrieval.bench import dev_summary
     from genir.retrieval.evaluation import evaluate
+    from genir.retrieval.searcher import Searcher
 
     config, stats = searcher.config, searcher.manifest.stats
     assert stats["dev_set"] == "held-out pseudo-queries" and (config.plan_weight, config.dense_weight) == ("auto", "auto")
     grid = rescore_grid(config)
     chosen = tuple(stats["rescore_weights"])
     assert len(grid) == 56 and chosen in grid and stats["dev_best"][2] == pytest.approx(stats["rescore_dev_ndcg10"], abs=1e-4)
+    assert dev_summary(stats).startswith(f"epoch {stats['dev_best'][0]}, plan {chosen[0]:g} dense {chosen[1]:g} (dev nDCG@10")
     docs = list(collection.docs())
-    searcher.config = dataclasses.replace(config, plan_weight=str(chosen[0]), dense_weight=str(chosen[1]))
-    explicit = searcher.search("striped zebras", k=len(docs))
-    searcher.config = config
-    assert searcher.search("striped zebras", k=len(docs)) == explicit
+    explicit = Searcher.load(searcher.directory, device="cpu", settings=[f"plan_weight={chosen[0]}", f"dense_weight={chosen[1]}"])
+    assert searcher.search("striped zebras", k=len(docs)) == explicit.search("striped zebras", k=len(docs))
+    with pytest.raises(GenirError, match="'description' is not a search setting of se-dsi indexes"):
+        Searcher.load(searcher.directory, device="cpu", settings=["description=keywords"])
     # Each document's words judged to name another document, two grades, so that every term matters.
     queries = {f"q{i}": f"{doc.title} {doc.contents}" for i, doc in enumerate(docs)}
     qrels = {f"q{i}": {docs[(i + 1) % len(docs)].id: 2, docs[(i + 3) % len(docs)].id: 1} for i in range(len(docs))}

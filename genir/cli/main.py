@@ -21,6 +21,7 @@ from genir.cli.common import (
     CollectionOpt,
     DeviceOpt,
     DevicesOpt,
+    SearchSetOpt,
     SplitOpt,
     configure_logging,
     err,
@@ -61,14 +62,15 @@ def main(
 @app.command()
 @user_errors
 def methods() -> None:
-    """List the retrieval methods and their options (set them with --set KEY=VALUE)."""
+    """List the retrieval methods and their options (set them with --set KEY=VALUE when building; those
+    marked "search" also for one search, `genir search/run --set`)."""
     from genir.retrieval.searcher import METHODS, searcher_class
 
     for name in METHODS:
         cls = searcher_class(name)
         out.print(f"[bold]{name}[/]: {cls.description}")
         for f in dataclasses.fields(cls.Config):
-            out.print(f"    {f.name} = {f.default!r}", highlight=False)
+            out.print(f"    {f.name} = {f.default!r}" + ("  (search)" if f.name in cls.search_settings else ""), highlight=False)
 
 
 @app.command()
@@ -218,12 +220,13 @@ def search(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
     queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="One or more queries.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits per query.")] = 10,
+    settings: SearchSetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Search an index and print the hits as a table."""
     from genir.retrieval.searcher import Searcher
 
-    searcher = Searcher.load(index_dir, device=device)
+    searcher = Searcher.load(index_dir, device=device, settings=settings or ())
     for query, hits in zip(queries, searcher.batch_search(queries, k)):
         table = Table(title=f"{query}  [{searcher.method}]", title_justify="left", expand=True)
         table.add_column("rank", justify="right", no_wrap=True)
@@ -244,6 +247,7 @@ def run(
     split: SplitOpt = "test",
     k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
+    settings: SearchSetOpt = None,
     device: DeviceOpt = "auto",
     devices: DevicesOpt = 1,
 ) -> None:
@@ -260,9 +264,9 @@ def run(
         if devices > 1:
             method = read_manifest(index_dir).method
             accelerator = "cpu" if device == "cpu" else "auto"
-            results = sharded_batch_search(index_dir, list(queries.values()), k, devices, accelerator)
+            results = sharded_batch_search(index_dir, list(queries.values()), k, devices, accelerator, settings=settings or ())
         else:
-            searcher = Searcher.load(index_dir, device=device)
+            searcher = Searcher.load(index_dir, device=device, settings=settings or ())
             method = searcher.method
             results = searcher.batch_search(list(queries.values()), k)
     write_run(dict(zip(queries, results)), output, tag=f"genir-{method}")

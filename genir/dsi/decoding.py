@@ -16,7 +16,8 @@ chooses a checkpoint while training (:func:`genir.dsi.dev.dev_evaluator`).
   ``dense_weight`` times the dense start, ``cos(q, d)`` of the query's pooled encoder states and the
   document's vector kept by its docid scheme (:class:`~genir.dsi.elaborative_docids.ElaborativeDocids`);
   with the dense term, the ``candidates`` documents most similar to the query are scored too (a
-  document chosen twice counts once);
+  document chosen twice counts once). Under ``auto`` the two weights are the build's choice on its
+  dev set (:func:`genir.dsi.dev.choose_rescore_weights`, passed in as ``rescore_weights``);
 * otherwise constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score).
 """

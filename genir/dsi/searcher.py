@@ -113,6 +113,7 @@ class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
     description = "DSI: seq2seq model generating docids under a docid trie (atomic | rq | semantic | naive | semantic-digits | elaborative)"
+    search_settings = ("atomic_search", "elaborative_search", "beams", "candidates", "score", "plan_weight", "dense_weight")
 
     def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)

@@ -56,10 +56,13 @@ COLUMNS = [
 
 def dev_summary(stats: dict) -> str:
     """What a build chose on its dev split, from its manifest ``stats``: a seq2seq index's checkpoint
-    (``dev_best`` = [epochs, steps, dev nDCG@10]; epoch 0 is the untrained start), a hybrid's weight."""
+    (``dev_best`` = [epochs, steps, dev nDCG@10]; epoch 0 is the untrained start) with SE-DSI's
+    rescore weights chosen beside it, a hybrid's weight."""
     best = stats.get("dev_best")
     if isinstance(best, list) and len(best) == 3:
-        return f"epoch {best[0]} (dev nDCG@10 {best[2]:.4f}, {stats.get('dev_queries', '?')} queries)"
+        weights = stats.get("rescore_weights")
+        chosen = f", plan {weights[0]:g} dense {weights[1]:g}" if weights else ""
+        return f"epoch {best[0]}{chosen} (dev nDCG@10 {best[2]:.4f}, {stats.get('dev_queries', '?')} queries)"
     if stats.get("weight_source") == "dev":
         return f"weight {stats['weight']:.2f} (dev nDCG@10 {stats['dev_ndcg10']:.4f})"
     return ""

@@ -67,6 +67,7 @@ class BM25Searcher(Searcher):
     method = "bm25"
     Config = BM25Config
     description = "Lucene BM25 via pyserini (title + text, k1=0.9, b=0.4)"
+    search_settings = ("k1", "b", "threads")
 
     def __init__(self, config: BM25Config, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)

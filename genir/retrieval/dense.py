@@ -70,6 +70,7 @@ class DenseSearcher(Searcher):
     method = "dense"
     Config = DenseConfig
     description = "FAISS over all-MiniLM-L6-v2 embeddings (mean pooling, L2-normalized)"
+    search_settings = ("nprobe", "ef_search", "batch_size")
 
     def __init__(self, config: DenseConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)

@@ -108,22 +108,27 @@ class HybridSearcher(Searcher):
     method = "hybrid"
     Config = HybridConfig
     description = "any index (of=METHOD) + BM25, fused by normalized score interpolation (weight chosen on dev) or RRF"
+    search_settings = ("fusion", "weight", "depth", "rrf_k")
 
     def __init__(self, config: HybridConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
         self.directory = directory
+        _check_fusion(config.fusion)
+        given = _given_weight(config.weight)  # a search setting may give one; auto: the build's
+        weight = manifest.stats["weight"] if given is None else given
+        if config.fusion == "interp" and weight is None:
+            raise GenirError("this hybrid index was built with fusion=rrf: give weight=SHARE to search it with interp")
         self.first, self.bm25 = _open_components(directory, manifest.stats["components"], manifest.files)
-        weight = manifest.stats["weight"]
-        self.weights = (1.0, 1.0) if weight is None else (weight, 1.0 - weight)  # None: rrf, which weighs nothing
+        self.weights = (1.0, 1.0) if config.fusion == "rrf" else (weight, 1.0 - weight)  # rrf weighs nothing
 
     @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> Searcher:
+    def from_files(cls, directory: Path, manifest: Manifest, settings: Sequence[str] = ()) -> Searcher:
         components = manifest.stats.get("components")
         if not (isinstance(components, dict) and {FIRST_DIR, BM25_DIR} <= components.keys() and "weight" in manifest.stats):
             # seal-hybrid indexes before the hybrid method were a seal index with bm25/ beside it
             raise CorruptIndexError(f"{directory}: a {manifest.method} index of an older layout (no components in its "
                                     "manifest); build it again")
-        return super().from_files(directory, manifest)
+        return super().from_files(directory, manifest, settings)
 
     @classmethod
     def build(cls, collection: Collection, config: HybridConfig, directory: Path, previous: Path | None) -> dict[str, Any]:

@@ -71,6 +71,9 @@ class Searcher(ABC):
     method: ClassVar[str]
     Config: ClassVar[type]
     description: ClassVar[str] = ""
+    #: Config fields that only change how a built index is searched: :meth:`load`'s ``settings``
+    #: (``genir search/run --set``) may give them for one session; the manifest keeps the built ones.
+    search_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any, manifest: Manifest):
         self.config = config
@@ -118,9 +121,10 @@ class Searcher(ABC):
         """
 
     @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest) -> Searcher:
-        """Open an index directory whose manifest has been checked: ``cls(config, manifest, directory)``."""
-        return cls(parse_config(cls.Config, manifest.config), manifest, directory)
+    def from_files(cls, directory: Path, manifest: Manifest, settings: Sequence[str] = ()) -> Searcher:
+        """Open an index directory whose manifest has been checked: ``cls(config, manifest, directory)``,
+        the config being the manifest's with ``settings`` (``KEY=VALUE`` of :attr:`search_settings`) applied."""
+        return cls(parse_config(cls.Config, {**manifest.config, **search_overrides(cls, settings)}), manifest, directory)
 
     @abstractmethod
     def write_files(self, directory: Path) -> None:
@@ -235,7 +239,8 @@ class Searcher(ABC):
         """Make this searcher the index now on disk at its directory."""
         directory = self._directory()
         manifest = read_manifest(directory, verify=False)  # just written (or untouched) by this process
-        fresh = searcher_class(manifest.method).from_files(directory, manifest).to(getattr(self, "device_setting", "cpu"))
+        fresh = (searcher_class(manifest.method).from_files(directory, manifest, getattr(self, "settings", ()))
+                 .to(getattr(self, "device_setting", "cpu")))
         self.close()
         self.__dict__.clear()
         self.__dict__.update(fresh.__dict__)
@@ -248,15 +253,22 @@ class Searcher(ABC):
             write_manifest(staging, dataclasses.replace(self.manifest))
 
     @staticmethod
-    def load(directory: str | Path, verify: bool = True, device: str | torch.device | None = "auto") -> Searcher:
+    def load(directory: str | Path, verify: bool = True, device: str | torch.device | None = "auto",
+             settings: Sequence[str] = ()) -> Searcher:
         """Open any genir index directory, whatever its method, with its models on ``device``
-        (``auto``: the GPU when there is one; see :mod:`genir.devices`)."""
+        (``auto``: the GPU when there is one; see :mod:`genir.devices`), searched with ``settings``
+        (``KEY=VALUE`` of its method's :attr:`search_settings`) instead of the built ones.
+
+        Raises:
+            GenirError: a setting that is not one of its method's search settings, or a bad value.
+        """
         directory = Path(directory)
         target = resolve_device(device)
         manifest = read_manifest(directory, verify=verify)
-        searcher = searcher_class(manifest.method).from_files(directory, manifest).to(target)
+        searcher = searcher_class(manifest.method).from_files(directory, manifest, settings).to(target)
         searcher.directory = directory  # where add() and delete() write
         searcher.device_setting = target
+        searcher.settings = tuple(settings)  # kept when add() or delete() reopens it
         return searcher
 
 
@@ -360,6 +372,21 @@ def parse_config(config_cls: type, overrides: Sequence[str] | dict[str, Any] = (
             raise GenirError(f"unknown option {key!r} for {config_cls.__name__} (known: {', '.join(fields)})")
         values[key] = _convert(raw, fields[key].type, key)
     return config_cls(**values)
+
+
+def search_overrides(cls: type[Searcher], settings: Sequence[str]) -> dict[str, str]:
+    """``KEY=VALUE`` search settings of ``cls`` as a dict.
+
+    Raises:
+        GenirError: a key that is not one of ``cls.search_settings`` (the others are fixed at build).
+    """
+    overrides = dict(_split_assignment(text) for text in settings)
+    for key in overrides:
+        if key not in cls.search_settings:
+            allowed = ", ".join(cls.search_settings) or "none"
+            raise GenirError(f"{key!r} is not a search setting of {cls.method} indexes (those are: {allowed}); "
+                             "the others are fixed when the index is built")
+    return overrides
 
 
 def _split_assignment(text: str) -> tuple[str, str]:

@@ -100,10 +100,11 @@ class _SearchShard:
     index_dir: str
     queries: list[str]
     k: int
+    settings: tuple[str, ...] = ()  # search settings KEY=VALUE (Searcher.load)
     searcher: Searcher | None = field(default=None, repr=False)
 
     def open(self, device: torch.device) -> None:
-        self.searcher = Searcher.load(self.index_dir, verify=False, device=device)
+        self.searcher = Searcher.load(self.index_dir, verify=False, device=device, settings=self.settings)
 
     def __call__(self, positions: list[int]) -> list[list[tuple[str, float]]]:
         hits = self.searcher.batch_search([self.queries[i] for i in positions], self.k)
@@ -111,7 +112,7 @@ class _SearchShard:
 
 
 def sharded_batch_search(index_dir: str | Path, queries: Sequence[str], k: int, devices: int,
-                         accelerator: str = "auto", batch_size: int = 64) -> list[list[Hit]]:
+                         accelerator: str = "auto", batch_size: int = 64, settings: Sequence[str] = ()) -> list[list[Hit]]:
     """``Searcher.batch_search(queries, k)`` of the index at ``index_dir``, spread over ``devices`` processes.
 
     The hits are the single-process ones; scores agree to float rounding (a process batches other
@@ -120,6 +121,8 @@ def sharded_batch_search(index_dir: str | Path, queries: Sequence[str], k: int, 
     Args:
         accelerator: ``"gpu"``, ``"cpu"`` or ``"auto"`` (GPUs when there are any), as in Lightning.
         batch_size: queries one process searches at a time.
+        settings: search settings ``KEY=VALUE`` (:meth:`Searcher.load`).
     """
-    found = predict_sharded(_SearchShard(str(index_dir), list(queries), k), len(queries), devices, accelerator, batch_size)
+    found = predict_sharded(_SearchShard(str(index_dir), list(queries), k, tuple(settings)), len(queries), devices, accelerator,
+                            batch_size)
     return [[Hit(docid, float(score)) for docid, score in hits] for hits in found]

@@ -154,6 +154,8 @@ class SEALSearcher(Searcher):
     method = "seal"
     Config = SEALConfig
     description = "SEAL: a seq2seq model generates corpus n-grams under an FM-index; documents scored from them"
+    search_settings = ("beams", "pmi_lambda", "max_ngram_tokens", "generated_ngrams", "query_ngrams", "query_ngram_words",
+                       "query_ngram_prob", "alpha", "beta", "max_occurrences")
 
     def __init__(self, config: SEALConfig, manifest: Manifest, directory: Path):
         super().__init__(config, manifest)
