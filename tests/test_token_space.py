@@ -103,6 +103,10 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     per_query = exhaustive_scores(model, batch["input_ids"], batch["attention_mask"], padded[None],
                                   decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob")  # [1, N] from [1, N, L]
     torch.testing.assert_close(per_query, shared)
+    assert len({len(s) for s in sequences.values()}) > 1  # chunks of two, cut to their longest, then score alike
+    chunked = exhaustive_scores(model, batch["input_ids"], batch["attention_mask"], padded[None],
+                                decoder_start_token_id=PAD, pad_token_id=PAD, score="logprob", chunk=2)  # [1, N]
+    torch.testing.assert_close(chunked, shared)
     exact = shared[0] / (padded != PAD).sum(1)  # [N] beam search's score: logprob / length, eos included
     with torch.no_grad():
         states = model.get_encoder()(**batch).last_hidden_state  # [1, S, H]

@@ -51,6 +51,9 @@ from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD
 
 QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
 GPU_QUERY_BATCH = 256  # the same on a GPU, where a step's cost barely grows with its rows
+# rescore's candidates per teacher-forced decoder call on a CPU: chunks of similar lengths pad little
+# (genir.kernels.exhaustive); on a GPU one call scores them all
+RESCORE_CHUNK = 64
 
 Ranking = list[tuple[str, float]]
 T = TypeVar("T")
@@ -183,8 +186,9 @@ class DocidDecoder:
         else:
             dense_only = torch.zeros_like(proposed)
         score = score_setting(config, is_dense_start(self.model))
+        chunk = rows.shape[1] if input_ids.device.type == "cuda" else RESCORE_CHUNK
         exact = exhaustive_scores(self.model, input_ids, attention_mask, described.padded[rows], decoder_start_token_id=DECODER_START,
-                                  pad_token_id=PAD, score=score, chunk=rows.shape[1], encoded=encoded)  # [B, C']
+                                  pad_token_id=PAD, score=score, chunk=chunk, encoded=encoded)  # [B, C']
         if score == "logprob":
             exact = exact / described.lengths[rows]
         plan = (described.bag @ torch.log_softmax(first, dim=-1).T).T  # [B, N] summed first-step log-probabilities
