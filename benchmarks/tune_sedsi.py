@@ -19,7 +19,7 @@ those settings.
 Prints a table and writes JSON.
 
 Usage: python benchmarks/tune_sedsi.py --index IDX --collection ../shared/data/scifact \
-           [--split dev] [--plan-weights 0,0.1,...] [--dense-weights 0,2,...]
+           [--split dev] [--plan-weights 0,0.1,...] [--dense-weights 0,2,...] [--set candidates=200]
 """
 
 from __future__ import annotations
@@ -48,11 +48,13 @@ def main() -> None:
     parser.add_argument("--dense-weights", default=",".join(map(str, DENSE_WEIGHTS)), help="the dev grid's dense_weight values")
     parser.add_argument("--weights", action="append", default=[],
                         help="PLAN,DENSE (repeatable): more weights to report on a non-dev split, chosen on dev beforehand")
+    parser.add_argument("--set", action="append", default=[], dest="settings", metavar="K=V",
+                        help="a search setting for this run, as genir search --set (e.g. candidates=200)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     collection = Collection.open(args.collection)
-    searcher = Searcher.load(args.index)
+    searcher = Searcher.load(args.index, settings=args.settings)
     if not isinstance(searcher, DSISearcher) or searcher.scheme.scheme != "elaborative":
         parser.error(f"{args.index}: not an index with elaborative docids (se-dsi)")
     config = searcher.config
