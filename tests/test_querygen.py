@@ -114,14 +114,34 @@ def test_from_pretrained_checkpoint_writes_tokenizer_text(minilm_vocab: TextVoca
     assert loaded.describe(DOCS[:2]) == generator.describe(DOCS[:2])
 
 
+def _query_loss(generator: Seq2SeqQueryGenerator) -> float:
+    """Mean teacher-forced cross-entropy (nats per token) of QUERIES given DOCS under ``generator``."""
+    assert generator.vocab is not None
+    source = generator.tokenizer(DOCS, padding=True, return_tensors="pt")
+    targets = [generator.vocab.encode(q, generator.max_query_tokens) for q in QUERIES]
+    labels = torch.full((len(targets), max(map(len, targets))), -100, dtype=torch.int64)  # -100: ignored
+    for row, target in enumerate(targets):
+        labels[row, :len(target)] = torch.tensor(target)
+    with torch.inference_mode():
+        return generator.model(**source, labels=labels).loss.item()
+
+
 def test_a_token_space_generator_trains_saves_and_loads(tmp_path: Path) -> None:
     """``model=minilm-tokens``: the frozen MiniLM encoder writes through its tied word embeddings (with
-    the query start); 30 epochs of 8 pairs teach it most of its queries, and it survives a save/load."""
+    the query start); training on 8 pairs makes their queries far more likely, and it survives a save/load.
+
+    What 30 epochs memorize exactly differs between machines (3 of 8 on one, 5 on another), so the
+    test asserts what training must do with a wide margin: the loss of the training queries falls by
+    more than half (4.6 nats per token at the query start's fit, 0.82 after training, on this machine).
+    """
     torch.set_num_threads(1)
+    start = train_query_generator(list(zip(DOCS, QUERIES)), out_dir=tmp_path / "run0", model="minilm-tokens",
+                                  max_epochs=0, batch_size=8, lr=3e-3)
     generator = train_query_generator(list(zip(DOCS, QUERIES)), out_dir=tmp_path / "run", model="minilm-tokens",
                                       max_epochs=30, batch_size=8, lr=3e-3)
+    before, after = _query_loss(start), _query_loss(generator)
+    assert after < 0.5 * before, (before, after)
     described = generator.describe(DOCS)
-    assert sum(d == q for d, q in zip(described, QUERIES)) >= 4, described
     generator.save(tmp_path / "gen")
     loaded = Seq2SeqQueryGenerator.load(tmp_path / "gen")
     assert loaded.describe(DOCS) == described

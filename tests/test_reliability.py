@@ -141,25 +141,44 @@ def test_a_killed_bm25_build_takes_its_lucene_child_along(tmp_path, toy_collecti
         assert sorted(p.name for p in out.iterdir()) == ["idx"]
 
 
-def test_two_builds_of_one_destination_one_wins_the_other_exits_2(tmp_path, toy_collection):
+def test_a_build_of_a_destination_another_process_is_writing_exits_2(tmp_path, toy_collection):
+    """A second writer is refused while the first holds the destination's lock, and loses nothing.
+
+    The first writer is a process that takes the lock with genir's own :func:`destination_lock` and
+    holds it until the test says so: the test waits on that event (a line on its stdout), never on a
+    build being slow enough to still be running.
+    """
     out = tmp_path / "out"
     index = out / "idx"
-    lock = out / ".idx.lock"
     assert _genir(tmp_path, "index", "-m", "bm25", "-c", toy_collection, "-o", index).returncode == 0
     before = _answers(index)
-    command = [*GENIR, "index", "-m", "bm25", "-c", str(toy_collection), "-o", str(index), "--overwrite"]
-    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
-    deadline = time.monotonic() + 120
-    while not lock.exists():  # the first holds the lock from here until its index is in place
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.02)
-    second = _genir(tmp_path, *command[3:])
-    _, first_err = first.communicate(timeout=300)
-    assert first.returncode == 0, first_err
-    assert second.returncode == 2, second.stderr
-    assert "being written by another genir process" in second.stderr and "Traceback" not in second.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["idx"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(index)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env(tmp_path)
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        command = ["index", "-m", "bm25", "-c", str(toy_collection), "-o", str(index), "--overwrite"]
+        second = _genir(tmp_path, *command)
+        assert second.returncode == 2, second.stderr
+        assert "being written by another genir process" in second.stderr and "Traceback" not in second.stderr
+        assert _answers(index) == before
+    finally:
+        holder.communicate("release\n", timeout=60)
+    assert holder.returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["idx"]  # the lock file went with its holder
+    assert _genir(tmp_path, *command).returncode == 0  # once released, the same build goes through
     assert _answers(index) == before
+
+
+# A writer of the destination in argv[1]: holds genir's lock on it until a line arrives on stdin.
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from genir.indexer.artifact import destination_lock
+with destination_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
 
 
 def test_two_builds_started_together_exactly_one_wins(tmp_path, toy_collection):
