@@ -26,7 +26,7 @@ import torch
 from genir.dsi.config import score_setting
 from genir.indexer.collection import Collection
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.dense_start import is_dense_start
 from genir.seq2seq.vocab import DECODER_START, PAD

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from genir.indexer.collection import Collection
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher
 
 MODES = ("first", "exact", "beam")

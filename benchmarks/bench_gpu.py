@@ -47,12 +47,12 @@ import torch
 
 from genir.devices import resolve_device
 from genir.errors import GenirError
+from genir.evaluation.runs import write_run
 from genir.indexer.collection import Collection
 from genir.kernels.beam_search import beam_search
 from genir.kernels.constraint import Candidates
 from genir.kernels.topk import TRITON_MAX_K, constrained_topk, use_triton
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
-from genir.retrieval.runs import write_run
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.model import build_seq2seq
 
@@ -117,7 +117,7 @@ def bench_topk(device: torch.device, quick: bool) -> list[Row]:
 
 
 def _t5(vocab_out: int, device: torch.device) -> torch.nn.Module:
-    from genir.retrieval.encoder import resolve_model
+    from genir.encoding.encoder import resolve_model
 
     return build_seq2seq("t5-config:small", vocab_out, tokenizer=resolve_model("all-MiniLM-L6-v2")).model.to(device).eval()
 
@@ -208,7 +208,7 @@ def bench_search(index_dir: Path, label: str, collection: Collection, out: Path,
 
 def _bm25(args: argparse.Namespace) -> list[Row]:
     """Lucene runs on the CPU whatever ``--device`` says."""
-    from genir.retrieval.bm25 import ensure_java
+    from genir.baselines.bm25 import ensure_java
 
     if importlib.util.find_spec("pyserini") is None:
         return [{"entry": "bm25", "skipped": "pyserini is not installed here"}]

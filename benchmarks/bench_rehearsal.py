@@ -36,7 +36,7 @@ def main() -> None:
     scores: dict[str, list[tuple[float, float]]] = {"salience": [], "document order": [], "random order": []}
     for qid, judged in coll.qrels(args.split).items():
         query_words = set(word_tokens(queries[qid]))
-        for doc_id, grade in judged.items():
+        for doc_id, _grade in judged.items():
             doc = docs[doc_id]
             order = ([doc.title] if doc.title.strip() else []) + split_sentences(doc.text)
             if len(order) < 2:

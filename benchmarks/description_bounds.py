@@ -21,10 +21,10 @@ import numpy as np
 
 from genir.dsi.config import SEDSIConfig
 from genir.dsi.searcher import describer
+from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
 from genir.views.querygen import query_generator
 

@@ -24,10 +24,10 @@ import torch
 from genir.dsi.config import DSIConfig
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.rq_docids import RQDocids
+from genir.encoding.stored import stored_embeddings
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, split_dev
-from genir.retrieval.dense import dense_embeddings
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
 from genir.seq2seq.model import build_seq2seq
 
@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     collection = Collection.open(args.collection)
     docs = list(collection.docs())
-    vectors = dense_embeddings(args.embeddings, [d.id for d in docs])
+    vectors = stored_embeddings(args.embeddings, [d.id for d in docs])
     dev = split_dev(collection, args.split, DEFAULT_DEV_FRACTION, 0)
     queries = dev.dev_queries(collection)
     rows = []

@@ -23,12 +23,12 @@ import json
 import time
 from pathlib import Path
 
+from genir.baselines.hybrid import HybridSearcher, fuse
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
-from genir.retrieval.evaluation import evaluate
-from genir.retrieval.hybrid import HybridSearcher, fuse
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, parse_config
-from genir.seal.hybrid import seal_component
+from genir.seal.searcher import seal_component
 
 KEY_SETTINGS = ("query_ngram_prob", "query_ngram_words", "generated_ngrams", "query_ngrams", "pmi_lambda", "beams")
 DEPTH = 100

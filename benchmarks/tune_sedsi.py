@@ -33,7 +33,7 @@ from genir.dsi.config import DENSE_WEIGHTS, PLAN_WEIGHTS, rescore_weights_settin
 from genir.dsi.searcher import DSISearcher
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit, Searcher
 
 DEPTH = 100

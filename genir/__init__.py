@@ -7,7 +7,8 @@ Imported lazily, so ``import genir`` stays cheap (no torch, no Java).
 
 from typing import Any
 
-__version__ = "0.1.0"
+from genir._version import __version__
+
 __all__ = ["GenerativeIndex", "__version__"]
 
 

@@ -8,8 +8,8 @@ FM-index work always stays on the CPU.
 
 The block's ``count`` (``--devices``, ``devices=``) is how many devices of that kind a build may
 spread over: training then runs one process per device (Lightning DDP), and document embeddings
-(:meth:`genir.retrieval.encoder.TextEncoder.encode`) are computed by one process per device
-(:mod:`genir.retrieval.sharded`). Processes started that way see the defaults (``auto``, 1), so
+(:meth:`genir.encoding.encoder.TextEncoder.encode`) are computed by one process per device
+(:mod:`genir.encoding.sharded`). Processes started that way see the defaults (``auto``, 1), so
 work inside them never spreads again.
 """
 

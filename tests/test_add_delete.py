@@ -140,7 +140,7 @@ def test_untouched_documents_keep_their_results(method, index_copy):
 def test_dsi_new_rows_are_the_rows_a_build_gives(built, index_copy):
     """The LM-head row of an added document is its MiniLM embedding, at the norm every frozen row has;
     nothing else in the model changes (zero optimizer steps)."""
-    from genir.retrieval.encoder import TextEncoder
+    from genir.encoding.encoder import TextEncoder
 
     index = index_copy("dsi")
     old = Searcher.load(built["dsi"], device="cpu")

@@ -1,13 +1,13 @@
 """BM25 (Lucene) and dense (FAISS) searchers on a toy collection, and BM25 on SciFact."""
 
 import pytest
-
 from conftest import shared_collection
+
+from genir.baselines.dense import DenseConfig
 from genir.errors import GenirError
 from genir.indexer.collection import Collection
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, build_index, parse_config
-from genir.retrieval.dense import DenseConfig
 
 
 def test_bm25_finds_the_matching_document_and_round_trips(toy_collection, tmp_path):

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import run_under_triton_interpreter
 from transformers import (
     BartConfig,
     BartForConditionalGeneration,
@@ -17,7 +18,6 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from conftest import run_under_triton_interpreter
 from genir.kernels.beam_search import BeamSearchOutput, beam_search
 from genir.kernels.constraint import Candidates, Constraint
 from genir.kernels.topk import triton_available

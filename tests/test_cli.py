@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from conftest import write_beir
 from typer.testing import CliRunner
 
-from conftest import write_beir
 from genir.cli.main import app
 
 runner = CliRunner()

@@ -1,7 +1,7 @@
 
 import pytest
-
 from conftest import TOY_DOCS, shared_collection, write_beir
+
 from genir.errors import GenirError, InputError
 from genir.indexer.collection import Collection
 
@@ -69,7 +69,7 @@ def test_empty_corpus_is_an_error(tmp_path):
 def test_empty_query_is_an_error(tmp_path):
     root = write_beir(tmp_path / "c", queries=[{"_id": "q1", "text": "ok"}, {"_id": "q2", "text": " "}], qrels=[("q1", "d1", 1)])
     with pytest.raises(InputError, match=r"queries.jsonl:2: query 'q2' is empty"):
-        Collection.open(root).queries
+        _ = Collection.open(root).queries
 
 
 @pytest.mark.parametrize("line, reason", [

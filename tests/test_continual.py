@@ -24,10 +24,10 @@ from genir.continual import (
 )
 from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import EOS, new_docid_scheme
+from genir.encoding.encoder import TextEncoder, resolve_model
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.encoder import TextEncoder, resolve_model
 from genir.retrieval.searcher import Searcher
 from genir.seq2seq.model import (
     build_seq2seq,

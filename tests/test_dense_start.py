@@ -11,12 +11,12 @@ from genir.dsi.dev import dev_set
 from genir.dsi.docids import load_docid_scheme
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
+from genir.encoding.encoder import TextEncoder
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
 from genir.kernels.exhaustive import exhaustive_scores
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
-from genir.retrieval.encoder import TextEncoder
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq, save_seq2seq

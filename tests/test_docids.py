@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from genir.dsi.digit_semantic_docids import DigitSemanticDocids, position_from_tokens, position_tokens
 from genir.dsi.docids import (
     ARRAYS_FILE,
     EOS,
@@ -22,7 +23,6 @@ from genir.dsi.docids import (
     NaiveDocids,
     load_docid_scheme,
 )
-from genir.dsi.digit_semantic_docids import DigitSemanticDocids, position_from_tokens, position_tokens
 from genir.dsi.semantic_docids import SemanticDocids
 from genir.errors import GenirError
 from genir.indexer.collection import Document

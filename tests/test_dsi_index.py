@@ -11,8 +11,8 @@ from conftest import TOY_DOCS, write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
+from genir.encoding.encoder import resolve_model
 from genir.indexer.collection import Collection
-from genir.retrieval.encoder import resolve_model
 from genir.retrieval.searcher import Searcher
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
@@ -139,7 +139,7 @@ def test_atomic_docid_embeddings_start_from_document_embeddings(tmp_path):
     searcher = Searcher.load(tmp_path / "idx")
     assert len(searcher.search("zebras", k=6)) == 6
     # Untrained, each document's output row is its embedding through the seeded random projection.
-    from genir.retrieval.encoder import TextEncoder
+    from genir.encoding.encoder import TextEncoder
 
     docs = list(Collection.open(collection).docs())
     embeddings = torch.as_tensor(TextEncoder().encode([d.contents for d in docs]))  # [6, 384]
@@ -171,7 +171,7 @@ def test_default_recipe_keeps_minilm_and_document_embeddings_frozen(tmp_path):
     # Frozen parts are bit for bit what they started as: MiniLM's encoder, the documents' embeddings.
     from transformers import AutoModel
 
-    from genir.retrieval.encoder import TextEncoder
+    from genir.encoding.encoder import TextEncoder
 
     minilm = AutoModel.from_pretrained(resolve_model("all-MiniLM-L6-v2")).state_dict()
     encoder = searcher.model.get_encoder().state_dict()

@@ -3,8 +3,8 @@ import math
 import pytest
 
 from genir.errors import InputError
-from genir.retrieval.evaluation import evaluate
-from genir.retrieval.runs import read_run, write_run
+from genir.evaluation.runs import read_run, write_run
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
 
 QRELS = {"q1": {"a": 1, "b": 1}, "q2": {"c": 2}, "q3": {"d": 1}, "q4": {"e": 0}}

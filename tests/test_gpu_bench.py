@@ -45,7 +45,7 @@ def test_a_given_seal_index_is_searched_into_the_one_table_and_json(bench, tmp_p
 
 
 def test_bm25_without_pyserini_or_java_is_a_skipped_row(bench, tmp_path, monkeypatch):
-    from genir.retrieval import bm25
+    from genir.baselines import bm25
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "pyserini" else find_spec(name))

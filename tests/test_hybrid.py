@@ -15,12 +15,12 @@ import pytest
 from conftest import TOY_DOCS, TOY_QUERIES, write_beir
 from typer.testing import CliRunner
 
+from genir.baselines.hybrid import HybridConfig, fuse
+from genir.baselines.seal_hybrid import SEALHybridConfig
 from genir.cli.main import app
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.hybrid import HybridConfig, fuse
 from genir.retrieval.searcher import Hit, Searcher, build_index, parse_config
-from genir.seal.hybrid import SEALHybridConfig
 
 QUERY = "byte strings in python"  # dense: d4 > d3; BM25: d3 > d4
 QUERIES = [*TOY_QUERIES, {"_id": "q4", "text": QUERY}, {"_id": "q5", "text": "strings"}]

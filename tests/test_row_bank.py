@@ -1,12 +1,12 @@
-"""Row banks (genir.row_bank): document embeddings computed once per text and encoder, kept on disk."""
+"""Row banks (genir.encoding.row_bank): document embeddings computed once per text and encoder, kept on disk."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from genir.retrieval.encoder import TextEncoder
-from genir.row_bank import DIGESTS_FILE, OFFSETS_FILE, STATES_FILE
+from genir.encoding.encoder import TextEncoder
+from genir.encoding.row_bank import DIGESTS_FILE, OFFSETS_FILE, STATES_FILE
 
 TEXTS = ["Cats sit on mats.", "Steam trains pull wagons.", "Parsing JSON into dictionaries.", "Cats sit on mats."]
 

@@ -24,9 +24,9 @@ from genir.seal.diagnostic import (
     main,
     shares,
 )
-from genir.seal.hybrid import seal_component
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.scoring import aggregate, ngram_weights
+from genir.seal.searcher import seal_component
 from genir.seq2seq.token_space import tied_token_table
 
 runner = CliRunner()
@@ -133,10 +133,10 @@ def test_scores_match_a_brute_force_reference(built, request):
     num_tokens = sum(len(t) for t in corpus)
     generated, from_query = searcher._generated(QUERIES), searcher._query_ngrams(QUERIES)
     ranked = searcher.batch_search(QUERIES, k=6)  # the same batch as the keys, so the same model scores
-    for b, (query, keys) in enumerate(zip(QUERIES, searcher.keys(QUERIES))):
+    for b, (_query, keys) in enumerate(zip(QUERIES, searcher.keys(QUERIES))):
         # Each weight from the formula, with the count scanned from the corpus.
         assert set(keys) <= {n for n, *_ in generated[b]} | {n for n, *_ in from_query[b]}
-        for ngram, (weight, lo, hi) in keys.items():
+        for ngram, (weight, _lo, _hi) in keys.items():
             count = brute_count(corpus, ngram)[0]
             log_probs = [lp for n, lp, _, _ in generated[b] if n == ngram]
             log_probs += [math.log(searcher.config.query_ngram_prob)] * any(n == ngram for n, *_ in from_query[b])

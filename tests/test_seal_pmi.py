@@ -63,7 +63,7 @@ def test_pmi_keys_occur_in_the_corpus_and_keep_the_models_log_prob(seal_index):
     assert sum(len(g) for g in generated) > 0
     batch = searcher.tokenizer(QUERIES, padding=True, return_tensors="pt")
     for b, per_query in enumerate(generated):
-        for ngram, log_prob, lo, hi in per_query:
+        for ngram, _log_prob, lo, hi in per_query:
             count, _ = brute_count(corpus, ngram)
             assert count > 0 and count == searcher.index.range_counts(np.array([lo]), np.array([hi]))[0]
         # log P(n|q) recovered from the PMI score equals the model's own, teacher-forced.

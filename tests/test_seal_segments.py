@@ -446,7 +446,7 @@ def test_cli_add_delete_optimize(built, toy, tmp_path):
 
 
 def test_a_seal_hybrid_grows_through_its_seal_segments(tmp_path):
-    """seal-hybrid (genir.retrieval.hybrid, of=seal) adds and deletes through both components: its
+    """seal-hybrid (genir.baselines.hybrid, of=seal) adds and deletes through both components: its
     SEAL component gets a segment and tombstones in its folder. Last in this module: it starts the JVM."""
     collection = Collection.open(write_beir(tmp_path / "corpus", docs=TOY_DOCS))
     config = parse_config(searcher_class("seal-hybrid").Config, ["of_set=use_model=false"])

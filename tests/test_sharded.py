@@ -9,10 +9,11 @@ import torch
 from conftest import write_beir
 
 from genir.devices import using_device
+from genir.encoding import sharded
+from genir.encoding.encoder import TextEncoder, resolve_model
 from genir.errors import GenirError
+from genir.evaluation.sharded_search import sharded_batch_search
 from genir.indexer.collection import Collection
-from genir.retrieval import sharded
-from genir.retrieval.encoder import TextEncoder, resolve_model
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import build_seq2seq
@@ -27,7 +28,7 @@ def test_sharded_search_returns_the_single_process_results(tmp_path):
                           ["model=t5-config:tiny", "max_epochs=5", "batch_size=8", "spans=0", "warmup_steps=0"])
     build_index("dsi", coll, tmp_path / "idx", config, device="cpu")
     one = Searcher.load(tmp_path / "idx", device="cpu").batch_search(QUERIES, 3)
-    two = sharded.sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2)
+    two = sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2)
     assert [[h.docid for h in hits] for hits in two] == [[h.docid for h in hits] for hits in one]
     # Batches of other sizes pad the queries differently: the scores agree to float32 rounding.
     for got, want in zip(two, one):
@@ -36,7 +37,7 @@ def test_sharded_search_returns_the_single_process_results(tmp_path):
     settings = ["atomic_search=beam", "beams=4"]
     beam = Searcher.load(tmp_path / "idx", device="cpu", settings=settings).batch_search(QUERIES, 3)
     assert [h.score for h in beam[0]] != pytest.approx([h.score for h in one[0]], abs=1e-5)  # the setting took effect
-    two = sharded.sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2, settings=settings)
+    two = sharded_batch_search(tmp_path / "idx", QUERIES, 3, devices=2, accelerator="cpu", batch_size=2, settings=settings)
     assert [[h.docid for h in hits] for hits in two] == [[h.docid for h in hits] for hits in beam]
     for got, want in zip(two, beam):
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)

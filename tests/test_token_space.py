@@ -137,8 +137,8 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     with pytest.raises(GenirError, match="choose rescore or beam"):
         searcher.search("striped zebras", k=3)
     # A document added later is embedded alike: the dense term finds it, and a deleted one leaves with its row.
+    from genir.encoding.encoder import TextEncoder
     from genir.indexer.collection import Document
-    from genir.retrieval.encoder import TextEncoder
     from genir.retrieval.searcher import add_documents, delete_documents
 
     giraffes = Document("n1", "Giraffes", "Giraffes have long necks and eat acacia leaves on the savanna.")
@@ -172,8 +172,8 @@ def _check_rescore_weights_chosen_on_dev(searcher, collection) -> None:
     search`` would with those weights set (on a dev set whose judgements make the cells differ: the toy's
     own pseudo-queries are all answered at 1.0)."""
     from genir.dsi.dev import DevSet, choose_rescore_weights
-    from genir.retrieval.bench import dev_summary
-    from genir.retrieval.evaluation import evaluate
+    from genir.evaluation.bench import dev_summary
+    from genir.measures import evaluate
     from genir.retrieval.searcher import Searcher
 
     config, stats = searcher.config, searcher.manifest.stats

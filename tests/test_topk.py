@@ -11,15 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_under_triton_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import genir.kernels.topk as topk_module
-from conftest import run_under_triton_interpreter
 from genir.kernels.constraint import Candidates
 from genir.kernels.topk import (
-    TRITON_MAX_WORK,
     TRITON_MAX_K,
+    TRITON_MAX_WORK,
     TopK,
     constrained_topk,
     ranking_key,

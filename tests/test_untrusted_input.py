@@ -13,9 +13,9 @@ from conftest import write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
+from genir.encoding.encoder import resolve_model
 from genir.errors import CorruptIndexError
 from genir.indexer.artifact import Manifest, read_manifest, write_manifest
-from genir.retrieval.encoder import resolve_model
 from genir.retrieval.searcher import Searcher
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
@@ -193,9 +193,9 @@ def test_eval_refuses_nan_and_infinite_scores_with_file_and_line(tmp_path, toy_c
 
 
 def test_eval_warns_when_no_run_query_is_judged(tmp_path, toy_collection, caplog):
+    from genir.evaluation.runs import read_run
     from genir.indexer.collection import Collection
-    from genir.retrieval.evaluation import evaluate
-    from genir.retrieval.runs import read_run
+    from genir.measures import evaluate
 
     run = tmp_path / "run.trec"
     run.write_text("other1 Q0 d3 1 1.0 x\nother2 Q0 d4 1 0.5 x\n")
@@ -206,8 +206,8 @@ def test_eval_warns_when_no_run_query_is_judged(tmp_path, toy_collection, caplog
 
 
 def test_a_byte_order_mark_is_accepted_by_every_reader(tmp_path, toy_collection):
+    from genir.evaluation.runs import read_run
     from genir.indexer.collection import Collection
-    from genir.retrieval.runs import read_run
 
     bom = "\ufeff"
     for name in ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv"):

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,7 +34,7 @@ SplitOpt = Annotated[str, typer.Option("--split", help="qrels split to evaluate 
 AllowEmptyOpt = Annotated[bool, typer.Option(
     "--allow-empty-docs", help="Keep documents with no title and no text (warn instead of failing).",
 )]
-SearchSetOpt = Annotated[Optional[list[str]], typer.Option(
+SearchSetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", help="A search setting KEY=VALUE for this search only (repeatable), e.g. k1=1.2 (bm25), nprobe=64 "
     "(dense), weight=0.5 (hybrid), beams=15 (seal), plan_weight=0 (dsi, se-dsi); a setting fixed at build is refused "
     "with the method's list. The index keeps its own.",

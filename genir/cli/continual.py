@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,7 +28,7 @@ def continual(
     )] = "add,reindex",
     sam: Annotated[bool, typer.Option("--sam", help="Train every listed update (finetune, replay, genreplay) with sharpness-aware minimization.")] = False,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Updates D1..Dn after D0 (n).")] = 5,
-    settings: Annotated[Optional[list[str]], typer.Option(
+    settings: Annotated[list[str] | None, typer.Option(
         "--set", "-s", help="Option KEY=VALUE (repeatable). The run's: d0_fraction, max_docs, judged_only, queries_split "
                             "('' = zero-shot), update_epochs, update_lr, replay_ratio, sam_rho, fit_queries, "
                             "fit_proximity, eval_split, eval_docs, seed (genir.continual.ContinualConfig); any other key "

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from genir import __version__
+from genir._version import __version__
 from genir.atomic_files import atomic_write_text
 from genir.cli.common import (
     AllowEmptyOpt,
@@ -52,7 +52,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     ctx: typer.Context,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     configure_logging()
     ctx.with_resource(quiet_libraries())  # for the whole command; undone when it ends
@@ -79,12 +79,12 @@ def index(
     method: Annotated[str, typer.Option("--method", "-m", help="Retrieval method: see `genir methods`.")],
     collection: CollectionOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Index directory to create.")],
-    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Method option KEY=VALUE (repeatable), e.g. factory=HNSW32.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", "-s", help="Method option KEY=VALUE (repeatable), e.g. factory=HNSW32.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index at --output.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
-    docids: Annotated[Optional[str], typer.Option("--docids", help="Docid scheme: atomic|rq|semantic|naive|semantic-digits|elaborative (= --set docids=...).")] = None,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name or path (= --set model=...).")] = None,
+    docids: Annotated[str | None, typer.Option("--docids", help="Docid scheme: atomic|rq|semantic|naive|semantic-digits|elaborative (= --set docids=...).")] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", help="Training budget DD:HH:MM:SS (= --set max_time=...).")] = None,
     device: DeviceOpt = "auto",
     devices: DevicesOpt = 1,
 ) -> None:
@@ -180,10 +180,12 @@ def train_querygen(
     collection: CollectionOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the trained generator.")],
     split: Annotated[str, typer.Option("--split", help="qrels split whose (document, query) pairs it learns from.")] = "train",
-    model: Annotated[str, typer.Option("--model", help="t5-config:tiny|small|base, bert2bert:NAME, a HF seq2seq, or minilm-tokens (the frozen --tokenizer encoder writing through its word embeddings, with the query start).")] = "t5-config:small",
+    model: Annotated[str, typer.Option("--model", help=(
+        "t5-config:tiny|small|base, bert2bert:NAME, a HF seq2seq, or minilm-tokens "
+        "(the frozen --tokenizer encoder writing through its word embeddings, with the query start)."))] = "t5-config:small",
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer of queries and documents.")] = "all-MiniLM-L6-v2",
     max_epochs: Annotated[int, typer.Option("--max-epochs", min=1)] = 10,
-    max_time: Annotated[Optional[str], typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing generator at --output.")] = False,
     device: DeviceOpt = "auto",
@@ -252,11 +254,11 @@ def run(
     devices: DevicesOpt = 1,
 ) -> None:
     """Search every query of a split and write a TREC run file."""
+    from genir.evaluation.runs import write_run
+    from genir.evaluation.sharded_search import sharded_batch_search
     from genir.indexer.artifact import read_manifest
     from genir.indexer.collection import Collection
-    from genir.retrieval.runs import write_run
     from genir.retrieval.searcher import Searcher
-    from genir.retrieval.sharded import sharded_batch_search
 
     output_file(output, "--output")
     queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
@@ -279,13 +281,13 @@ def evaluate_runs(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="TREC run file(s).")],
     collection: CollectionOpt,
     split: SplitOpt = "test",
-    per_query: Annotated[Optional[Path], typer.Option("--per-query", help="Write per-query scores (JSON) here, for significance tests.")] = None,
+    per_query: Annotated[Path | None, typer.Option("--per-query", help="Write per-query scores (JSON) here, for significance tests.")] = None,
     allow_empty_docs: AllowEmptyOpt = False,
 ) -> None:
     """Evaluate TREC run files: nDCG@10, RR@10, R@1/10/100, Hits@1/10."""
+    from genir.evaluation.runs import read_run
     from genir.indexer.collection import Collection
-    from genir.retrieval.evaluation import DEFAULT_MEASURES, evaluate
-    from genir.retrieval.runs import read_run
+    from genir.measures import DEFAULT_MEASURES, evaluate
 
     if per_query is not None:
         output_file(per_query, "--per-query")
@@ -312,15 +314,15 @@ def bench(
     split: SplitOpt = "test",
     methods: Annotated[str, typer.Option("--methods", help="Comma-separated METHOD or LABEL=METHOD entries, e.g. bm25,dense,atomic=dsi.")] = "bm25,dense",
     output: Annotated[Path, typer.Option("--output", "-o", help="Work directory: indexes/, runs/, bench.md, bench.json.")] = Path("bench-out"),
-    settings: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="LABEL.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", "-s", help="LABEL.KEY=VALUE (repeatable), e.g. dense.factory=HNSW32.")] = None,
     reuse: Annotated[bool, typer.Option("--reuse", help="Reuse indexes in the work directory built with the same config and corpus.")] = False,
     k: Annotated[int, typer.Option("-k", help="Hits per query in the run files.")] = 100,
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Build, run and evaluate each method; write one markdown table and JSON."""
+    from genir.evaluation.bench import markdown_table, run_bench, write_report
     from genir.indexer.collection import Collection
-    from genir.retrieval.bench import markdown_table, run_bench, write_report
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:

@@ -9,7 +9,7 @@ Two kinds of evaluation items per part ``D_j``:
   :mod:`genir.continual.protocol`), with their judgements; ``SPLIT Hits@10`` and ``SPLIT nDCG@10``.
 
 Both are searched through the index's own :class:`~genir.retrieval.searcher.Searcher` and scored
-by :func:`genir.retrieval.evaluation.evaluate`, as ``genir eval`` would score them. A part with
+by :func:`genir.measures.evaluate`, as ``genir eval`` would score them. A part with
 no queries of the split scores NaN there.
 """
 
@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 
 from genir.indexer.collection import Qrels
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher
 
 INDEX_MEASURES = {"Hits@1": "index Hits@1", "Hits@10": "index Hits@10"}

@@ -110,7 +110,7 @@ def split_collection(
         for qid, judged in qrels.items():
             relevant = [d for d, g in judged.items() if g > 0]
             if not relevant:
-                continue  # evaluation ignores it too (see genir.retrieval.evaluation)
+                continue  # evaluation ignores it too (see genir.measures)
             if any(d not in part for d in relevant):
                 dropped[split] += 1
                 continue

@@ -62,7 +62,7 @@ from genir.dsi.searcher import DSISearcher
 from genir.errors import GenirError
 from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Collection, Document, Qrels, write_beir
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, build_index
 from genir.seq2seq.fit import TrainSettings, fit
 from genir.seq2seq.model import Seq2Seq, freeze_output_embeddings

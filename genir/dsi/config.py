@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
-from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
 from genir.seq2seq.token_space import TOKEN_SPACE_MODEL
 

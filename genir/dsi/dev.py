@@ -27,7 +27,7 @@ from genir.dsi.decoding import DocidDecoder, Ranking
 from genir.dsi.docids import DocidScheme
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import split_dev
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
 from genir.views.querygen import QueryGenerator
 

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from genir.dsi.docids import Body, DocidScheme
+from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
 from genir.indexer.collection import Document
-from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.seq2seq.vocab import TextVocab
 
 Describer = Callable[[Sequence[Document]], list[str]]

@@ -79,12 +79,12 @@ from genir.dsi.index_files import (
 )
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
+from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
+from genir.encoding.stored import stored_embeddings
 from genir.errors import GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.dense import dense_embeddings
-from genir.retrieval.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
 from genir.retrieval.searcher import Hit, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import (
@@ -272,7 +272,7 @@ def _new_embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
 def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     """``[len(docs), d]`` float32 document embeddings (semantic docids, docid rows), reused when possible."""
     if config.embeddings_from:
-        return dense_embeddings(Path(config.embeddings_from), [d.id for d in docs])
+        return stored_embeddings(Path(config.embeddings_from), [d.id for d in docs])
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents", cache=document_cache())
 
 

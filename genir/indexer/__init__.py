@@ -3,7 +3,7 @@
 * :mod:`~genir.indexer.collection`: ``Document``, ``Query``, ``Qrels`` and ``Collection``, which
   reads and validates every corpus, ``builtin:NAME`` included.
 * :mod:`~genir.indexer.builtin_corpus`: writes the built-in corpora as ``corpus.jsonl`` under
-  ``cache_dir()``; imports nothing else of this package.
+  :func:`genir.cache.cache_dir`; imports nothing else of this package.
 * :mod:`~genir.indexer.artifact`: index directories: the manifest, and ``atomic_directory``
   (:func:`genir.atomic_files.atomic_dir` with the checks an index destination needs).
 """

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from genir import __version__
+from genir._version import __version__
 from genir.atomic_files import atomic_dir, stale_temporaries
 from genir.errors import CorruptIndexError, GenirError
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
 from genir.atomic_files import atomic_open
+from genir.cache import cache_dir
 from genir.errors import GenirError
 
 BUILTIN_PREFIX = "builtin:"
@@ -28,11 +28,6 @@ BUILTIN_NAMES = ("stdlib",)
 _SKIPPED_PARTS = {"test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
                   "site-packages", "dist-packages", "__pycache__", "__phello__"}
 _MIN_DOCSTRING_CHARS = 20
-
-
-def cache_dir() -> Path:
-    """Where genir keeps derived files that are not indexes (``$GENIR_CACHE`` or ~/.cache/genir)."""
-    return Path(os.environ.get("GENIR_CACHE", Path.home() / ".cache" / "genir"))
 
 
 def _module_name(root: Path, path: Path) -> str:

@@ -146,7 +146,7 @@ class Collection:
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
-    def open(cls, location: str | Path, allow_empty_docs: bool = False) -> "Collection":
+    def open(cls, location: str | Path, allow_empty_docs: bool = False) -> Collection:
         """Open a BEIR directory, a TSV corpus file, or ``builtin:<name>``."""
         text = str(location)
         if text.startswith(BUILTIN_PREFIX):

@@ -1,11 +1,13 @@
-"""Retrieval: the Searcher interface, BM25 and dense baselines, run files and evaluation."""
+"""The retrieval interface: :class:`Searcher`, :class:`Hit`, the method registry, and building,
+growing and shrinking an index of any method (:func:`build_index`, :func:`add_documents`,
+:func:`delete_documents`). Methods live in their own packages (``baselines``, ``dsi``, ``seal``);
+the harness that runs and scores them in ``evaluation``."""
 
-from genir.retrieval.evaluation import Evaluation, evaluate
-from genir.retrieval.runs import read_run, write_run
 from genir.retrieval.searcher import (
     METHODS,
     Change,
     Hit,
+    Run,
     Searcher,
     add_documents,
     build_index,
@@ -13,5 +15,4 @@ from genir.retrieval.searcher import (
     read_id_file,
 )
 
-__all__ = ["METHODS", "Change", "Evaluation", "Hit", "Searcher", "add_documents", "build_index", "delete_documents",
-           "evaluate", "read_id_file", "read_run", "write_run"]
+__all__ = ["METHODS", "Change", "Hit", "Run", "Searcher", "add_documents", "build_index", "delete_documents", "read_id_file"]

@@ -48,6 +48,10 @@ class Hit:
     score: float
 
 
+Run = dict[str, list[Hit]]
+"""query id -> hits, best first."""
+
+
 @dataclass(frozen=True)
 class Change:
     """What :meth:`Searcher.add` or :meth:`Searcher.delete` did to an index."""
@@ -106,6 +110,10 @@ class Searcher(ABC):
     def doc_text(self, docid: str) -> str | None:
         """The stored text of a document, when the index keeps it (for display only)."""
         return None
+
+    def parts(self) -> tuple[Searcher, ...]:
+        """The searchers whose rankings this one returns: itself, or a fusion's components."""
+        return (self,)
 
     # -- building and persistence --------------------------------------------------------
     @classmethod
@@ -341,13 +349,13 @@ def read_id_file(path: str | Path) -> list[str]:
 
 # Method name -> "module:Class"; imported lazily because each pulls in a heavy stack (Java, torch).
 METHODS: dict[str, str] = {
-    "bm25": "genir.retrieval.bm25:BM25Searcher",
-    "dense": "genir.retrieval.dense:DenseSearcher",
+    "bm25": "genir.baselines.bm25:BM25Searcher",
+    "dense": "genir.baselines.dense:DenseSearcher",
     "dsi": "genir.dsi.searcher:DSISearcher",
     "se-dsi": "genir.dsi.searcher:SEDSISearcher",
     "seal": "genir.seal.searcher:SEALSearcher",
-    "seal-hybrid": "genir.seal.hybrid:SEALHybridSearcher",
-    "hybrid": "genir.retrieval.hybrid:HybridSearcher",
+    "seal-hybrid": "genir.baselines.seal_hybrid:SEALHybridSearcher",
+    "hybrid": "genir.baselines.hybrid:HybridSearcher",
 }
 
 

@@ -31,8 +31,7 @@ from typing import Any
 from genir.errors import GenirError
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Searcher
-from genir.seal.hybrid import seal_component
-from genir.seal.searcher import QUERY_BATCH, SEALSearcher
+from genir.seal.searcher import QUERY_BATCH, SEALSearcher, seal_component
 from genir.seq2seq.vocab import FIRST_TOKEN
 
 DEFAULT_TOP = 10

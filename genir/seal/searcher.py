@@ -34,7 +34,7 @@ favour the documents it was trained on. A delete records tombstones: deleted doc
 returned, but their n-grams keep counting in the weights and may still steer decoding until
 ``optimize`` (``genir optimize``) merges the segments into one FM-index over the live documents,
 the FM-index a build of them gives. An index holding files that are not SEAL's refuses to change.
-A seal-hybrid (:mod:`genir.retrieval.hybrid`) grows through this: its SEAL component gets the segments.
+A seal-hybrid (:mod:`genir.baselines.hybrid`) grows through this: its SEAL component gets the segments.
 
 ``use_model=false`` skips training: keys are the query n-grams alone (the ablation showing what
 the FM-index and the query contribute without a model). ``model_from=INDEX`` copies the trained
@@ -57,13 +57,13 @@ import torch
 from tqdm.auto import tqdm
 
 from genir.devices import resolve_device
+from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
-from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.retrieval.searcher import Change, Hit, Searcher, searcher_class
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.pmi import PMIConstraint, check_pmi_lambda
@@ -436,3 +436,17 @@ def _train(collection: Collection, docs: list[Document], config: SEALConfig, voc
         seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
     run_dir = run_directory(collection, {"method": "seal", **{f: getattr(config, f) for f in TRAINING_FIELDS}})
     return train_and_save(seq2seq, pairs, TrainSettings.of(config), run_dir, out, frozen_encoder=token_space)
+
+
+def seal_component(searcher: Searcher) -> SEALSearcher:
+    """``searcher`` itself if it is a seal index's, else the SEAL part of a fusion (a ``seal-hybrid``).
+
+    Tools that read SEAL's own keys (``benchmarks/tune_seal.py``, :mod:`genir.seal.diagnostic`) take either kind of index.
+
+    Raises:
+        GenirError: no part of it is a SEAL searcher.
+    """
+    found = next((part for part in searcher.parts() if isinstance(part, SEALSearcher)), None)
+    if found is None:
+        raise GenirError(f"a {searcher.method} index holds no SEAL searcher (seal, or a hybrid with of=seal)")
+    return found

@@ -5,7 +5,7 @@ A :class:`DenseStartDecoder` is a BERT decoder (bert2bert) whose LM head reads, 
     z_t = q + R(h_t)        logits_t = exp(log_scale) * z_t @ W.T + b
 
 * ``q`` ``[B, H]``: the L2-normalized mean of the encoder's states over the source's tokens, i.e.
-  exactly the query embedding of the dense baseline (:class:`genir.retrieval.encoder.TextEncoder`
+  exactly the query embedding of the dense baseline (:class:`genir.encoding.encoder.TextEncoder`
   pools the same model the same way);
 * ``h_t`` ``[B, T, H]``: the decoder's hidden state; ``R`` a linear map whose weight and bias start
   at zero, so before any training ``z_t = q`` and training can only add to the dense retriever;

@@ -4,7 +4,7 @@ Training with a frozen encoder (:func:`genir.seq2seq.model.freeze_encoder`) read
 states at every epoch, and every build of the same corpus views with the same encoder (docid
 schemes compared side by side, settings tuned, a dev split carved differently) reads mostly the
 same states again. Each input's states are stored once, addressed by the sha256 of its token ids,
-in a bank per encoder (a key of its weights; the format is :mod:`genir.row_bank`'s), ``[tokens, d]``
+in a bank per encoder (a key of its weights; the format is :mod:`genir.encoding.row_bank`'s), ``[tokens, d]``
 float16 per input.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
-from genir.row_bank import banked_rows, weights_key
+from genir.encoding.row_bank import banked_rows, weights_key
 
 
 def encoder_states(

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from genir.cache import cache_dir
 from genir.devices import auto_precision, device_count, resolve_device
-from genir.indexer.builtin_corpus import cache_dir
 from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
 from genir.seq2seq.model_io import save_seq2seq

@@ -97,7 +97,7 @@ def build_seq2seq(
         tok = load_tokenizer(tokenizer)
         built = _t5_from_config(model[len(T5_PREFIX):], len(tok), output_vocab_size, config_overrides or {})
     else:
-        from genir.retrieval.encoder import resolve_model
+        from genir.encoding.encoder import resolve_model
 
         name = model.removeprefix(BERT2BERT_PREFIX)
         path = resolve_model(name)

@@ -3,7 +3,7 @@
 A decoder trained from a fresh cross-attention reads its input only once training has taught it
 to; until then (and on a CPU budget, for good) it writes what is likely regardless of the query.
 The decoders here give the head a direct path from the query: the L2-normalized mean of the
-encoder's states, the dense query vector of :class:`genir.retrieval.encoder.TextEncoder`. Two heads
+encoder's states, the dense query vector of :class:`genir.encoding.encoder.TextEncoder`. Two heads
 use it, each in its own module: the dense start (:mod:`genir.seq2seq.dense_start`, docid rows that
 are document embeddings) and the query start (:mod:`genir.seq2seq.query_start`, token rows that
 are the encoder's word embeddings).

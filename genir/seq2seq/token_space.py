@@ -34,13 +34,13 @@ import torch
 from torch import nn
 from transformers import BertLMHeadModel
 
+from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
-from genir.retrieval.encoder import DEFAULT_ENCODER
 from genir.seq2seq.model import BERT2BERT_PREFIX, Seq2Seq, build_seq2seq
 from genir.seq2seq.query_start import QueryStartDecoder
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, TextVocab
 
-#: The ``model`` string that selects this recipe over :data:`~genir.retrieval.encoder.DEFAULT_ENCODER`.
+#: The ``model`` string that selects this recipe over :data:`~genir.encoding.encoder.DEFAULT_ENCODER`.
 TOKEN_SPACE_MODEL = "minilm-tokens"
 TOKEN_TABLES = ("frozen", "train")
 DEFAULT_DECODER_LAYERS = 2

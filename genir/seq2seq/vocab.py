@@ -29,7 +29,7 @@ SPECIAL_TOKEN_NAMES = ["<pad>", "<eos>"]
 def load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedTokenizerBase:
     """A tokenizer object, loaded by name or path if given as a string.
 
-    ``all-MiniLM-L6-v2`` resolves to the local copy (:func:`genir.retrieval.encoder.resolve_model`).
+    ``all-MiniLM-L6-v2`` resolves to the local copy (:func:`genir.encoding.encoder.resolve_model`).
 
     Raises:
         GenirError: the name or path is not a tokenizer.
@@ -38,7 +38,7 @@ def load_tokenizer(tokenizer: PreTrainedTokenizerBase | str) -> PreTrainedTokeni
         return tokenizer
     from transformers import AutoTokenizer
 
-    from genir.retrieval.encoder import resolve_model
+    from genir.encoding.encoder import resolve_model
 
     try:
         return AutoTokenizer.from_pretrained(resolve_model(tokenizer))

@@ -171,7 +171,7 @@ class Seq2SeqQueryGenerator(QueryGenerator):
         """
         from transformers import AutoModelForSeq2SeqLM
 
-        from genir.retrieval.encoder import resolve_model
+        from genir.encoding.encoder import resolve_model
 
         path = resolve_model(name_or_path)
         tokenizer = load_tokenizer(path)

@@ -17,7 +17,7 @@ from ir_measures import RR, R, Success, nDCG
 
 from genir.errors import GenirError
 from genir.indexer.collection import Qrels
-from genir.retrieval.runs import Run
+from genir.retrieval.searcher import Run
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Work sharded across devices (several GPUs, or CPU processes) through Lightning's ``Trainer.predict``.
 
-One machinery, :func:`predict_sharded`, serves two uses: batch search (:func:`sharded_batch_search`,
-``genir run --devices N``) and text encoding (:meth:`genir.retrieval.encoder.TextEncoder.encode`
+One machinery, :func:`predict_sharded`, serves two uses: batch search
+(:func:`genir.evaluation.sharded_search.sharded_batch_search`, ``genir run --devices N``) and text encoding (:meth:`genir.encoding.encoder.TextEncoder.encode`
 inside ``using_device(spec, N)``, i.e. ``genir index --devices N``: the dense index's and DSI's
 document embeddings).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,8 +30,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
-
-from genir.retrieval.searcher import Hit, Searcher
 
 
 class ShardWork(Protocol):
@@ -91,38 +88,3 @@ def predict_sharded(work: ShardWork, count: int, devices: int, accelerator: str 
         for path in sorted(Path(scratch).glob("rank-*.pt")):
             found.update(torch.load(path, weights_only=True))
     return [found[i] for i in range(count)]
-
-
-@dataclass
-class _SearchShard:
-    """Opens the index on this process's device and searches queries by position: payload ``[(docid, score), ...]``."""
-
-    index_dir: str
-    queries: list[str]
-    k: int
-    settings: tuple[str, ...] = ()  # search settings KEY=VALUE (Searcher.load)
-    searcher: Searcher | None = field(default=None, repr=False)
-
-    def open(self, device: torch.device) -> None:
-        self.searcher = Searcher.load(self.index_dir, verify=False, device=device, settings=self.settings)
-
-    def __call__(self, positions: list[int]) -> list[list[tuple[str, float]]]:
-        hits = self.searcher.batch_search([self.queries[i] for i in positions], self.k)
-        return [[(h.docid, h.score) for h in row] for row in hits]
-
-
-def sharded_batch_search(index_dir: str | Path, queries: Sequence[str], k: int, devices: int,
-                         accelerator: str = "auto", batch_size: int = 64, settings: Sequence[str] = ()) -> list[list[Hit]]:
-    """``Searcher.batch_search(queries, k)`` of the index at ``index_dir``, spread over ``devices`` processes.
-
-    The hits are the single-process ones; scores agree to float rounding (a process batches other
-    queries together, so padding differs).
-
-    Args:
-        accelerator: ``"gpu"``, ``"cpu"`` or ``"auto"`` (GPUs when there are any), as in Lightning.
-        batch_size: queries one process searches at a time.
-        settings: search settings ``KEY=VALUE`` (:meth:`Searcher.load`).
-    """
-    found = predict_sharded(_SearchShard(str(index_dir), list(queries), k, tuple(settings)), len(queries), devices, accelerator,
-                            batch_size)
-    return [[Hit(docid, float(score)) for docid, score in hits] for hits in found]

@@ -9,7 +9,7 @@ Lucene's limit of 1,024 clauses (``IndexSearcher.setMaxClauseCount``, process-wi
 its maximum when an index is opened, so no term is dropped.
 
 Growing (:meth:`Searcher.add` / ``delete``): the Lucene folder is copied into the new version
-and changed there by a child process (:mod:`genir.lucene_edit`). Adds go through Anserini's
+and changed there by a child process (:mod:`genir.baselines.lucene_edit`). Adds go through Anserini's
 ``SimpleIndexer`` in append mode with the build's settings (same analyzer and document generator:
 positions, document vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the
 ``id`` field, followed by ``forceMergeDeletes`` so that no deleted document is left in the term
@@ -134,10 +134,10 @@ class BM25Searcher(Searcher):
         return self._edit_copy("delete", staging, [str(ids_file)], ids_file, f"deleting {len(ids):,} documents")
 
     def _edit_copy(self, operation: str, staging: Path, args: list[str], payload: Path, what: str) -> dict[str, Any]:
-        """Copy the Lucene folder into ``staging`` and change the copy in a child process (:mod:`genir.lucene_edit`)."""
+        """Copy the Lucene folder into ``staging`` and change the copy in a child process (:mod:`genir.baselines.lucene_edit`)."""
         target = staging / LUCENE_DIR
         shutil.copytree(self.lucene_dir, target)
-        command = [sys.executable, "-m", "genir.lucene_edit", operation, str(target), *args]
+        command = [sys.executable, "-m", "genir.baselines.lucene_edit", operation, str(target), *args]
         with Console(stderr=True).status(f"Lucene is {what}"):
             done = run_child(command, env=os.environ.copy())  # stopped with genir, however genir ends
         payload.unlink()

@@ -1,14 +1,14 @@
 """Dense retrieval on FAISS: the dense baseline.
 
 FAISS is imported where an index is built or opened, so other methods can reuse a dense index's
-embeddings (:func:`dense_embeddings`) on a machine without it.
+embeddings (:func:`genir.encoding.stored.stored_embeddings`) on a machine without it.
 
 Documents (``title + " " + text``) and queries are embedded by one encoder (all-MiniLM-L6-v2 by
 default: mean pooling, L2-normalized) and matched by inner product. The FAISS index type is any
 ``index_factory`` string: ``Flat`` (exact), ``HNSW32``, ``IVF256,PQ32`` ... The document
 embeddings are kept in the index directory, so rebuilding with another index type over the same
 corpus and encoder (``--overwrite``) does not encode again. ``genir index --devices N`` encodes
-the documents with one process per device (:mod:`genir.retrieval.encoder`: the same embeddings).
+the documents with one process per device (:mod:`genir.encoding.encoder`: the same embeddings).
 
 The query encoder is named by the index's config. A named model (``all-MiniLM-L6-v2``, a Hugging
 Face id) is loaded as such; a model *folder* is copied into the index (``encoder/``, covered by
@@ -36,23 +36,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genir.errors import CorruptIndexError, GenirError
-from genir.indexer.artifact import Manifest, read_manifest
-from genir.indexer.collection import Collection, Document
-from genir.retrieval.encoder import (
+from genir.encoding.encoder import (
     DEFAULT_ENCODER,
     TextEncoder,
     document_cache,
     resolve_model,
 )
+from genir.encoding.stored import DOCIDS, EMBEDDINGS
+from genir.errors import CorruptIndexError, GenirError
+from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import Hit, Searcher
 
 if TYPE_CHECKING:
     import faiss
 
-EMBEDDINGS = "embeddings.npy"
 FAISS_INDEX = "index.faiss"
-DOCIDS = "docids.json"
 ENCODER_DIR = "encoder"
 
 
@@ -161,26 +160,6 @@ class DenseSearcher(Searcher):
             [Hit(self.docids[r], float(s)) for s, r in zip(score_row, row) if r >= 0]
             for score_row, row in zip(scores, rows)
         ]
-
-
-def dense_embeddings(directory: Path, doc_ids: Sequence[str]) -> np.ndarray:
-    """``[len(doc_ids), d]`` float32: the stored embeddings of those documents in a dense index.
-
-    Other methods reuse a dense index of the same corpus (semantic docids, docid rows) instead of
-    encoding the documents again.
-
-    Raises:
-        GenirError: ``directory`` is not a dense index, or it lacks one of the documents.
-    """
-    manifest = read_manifest(directory, verify=False)
-    if manifest.method != DenseSearcher.method:
-        raise GenirError(f"{directory}: not a dense index (method {manifest.method!r}); its embeddings cannot be reused")
-    row = {doc_id: i for i, doc_id in enumerate(json.loads((directory / DOCIDS).read_text(encoding="utf-8")))}
-    missing = [d for d in doc_ids if d not in row]
-    if missing:
-        raise GenirError(f"{directory}: {len(missing)} of the documents are not in this dense index (e.g. {missing[0]!r})")
-    matrix = np.load(directory / EMBEDDINGS, mmap_mode="r", allow_pickle=False)
-    return np.asarray(matrix[[row[d] for d in doc_ids]], dtype=np.float32)
 
 
 def _is_folder(model: str) -> bool:

@@ -7,7 +7,7 @@ is rows ``offsets[i]:offsets[i + 1]``). A call computes only the inputs no shard
 them as one new shard. Nothing executable is stored (``allow_pickle=False``); a shard appears
 whole or not at all (written beside and renamed). Users: a frozen encoder's states
 (:mod:`genir.seq2seq.encoder_states`, many rows per input) and document embeddings
-(:meth:`genir.retrieval.encoder.TextEncoder.encode` with ``cache``, one row per input).
+(:meth:`genir.encoding.encoder.TextEncoder.encode` with ``cache``, one row per input).
 """
 
 from __future__ import annotations

@@ -43,12 +43,12 @@ from typing import Any
 
 import torch
 
+from genir.baselines.bm25 import BM25Config, BM25Searcher
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, index_file, read_manifest
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, QuerySplit, split_dev
-from genir.retrieval.bm25 import BM25Config, BM25Searcher
-from genir.retrieval.evaluation import evaluate
+from genir.measures import evaluate
 from genir.retrieval.searcher import Hit, Searcher, parse_config, searcher_class
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
@@ -186,6 +186,9 @@ class HybridSearcher(Searcher):
 
     def doc_text(self, docid: str) -> str | None:
         return self.bm25.doc_text(docid) or self.first.doc_text(docid)
+
+    def parts(self) -> tuple[Searcher, ...]:
+        return (self.first, self.bm25)
 
     def _batch_search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         depth = max(k, self.config.depth)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import torch
 
-from genir import __version__
+from genir._version import __version__
 from genir.errors import GenirError
+from genir.evaluation.runs import write_run
 from genir.indexer.artifact import index_size_bytes, read_manifest
 from genir.indexer.collection import Collection
-from genir.retrieval.evaluation import evaluate
-from genir.retrieval.runs import write_run
+from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 
 

@@ -9,10 +9,7 @@ from pathlib import Path
 from genir.atomic_files import atomic_open
 from genir.errors import InputError
 from genir.indexer.collection import decoded_lines
-from genir.retrieval.searcher import Hit
-
-Run = dict[str, list[Hit]]
-"""query id -> hits, best first."""
+from genir.retrieval.searcher import Hit, Run
 
 
 def write_run(run: Mapping[str, Sequence[Hit]], path: str | Path, tag: str = "genir") -> None:

@@ -1,8 +1,8 @@
 """Add documents to, or delete documents from, a Lucene index folder in place: the child process
-that :class:`genir.retrieval.bm25.BM25Searcher` runs for ``add`` and ``delete``.
+that :class:`genir.baselines.bm25.BM25Searcher` runs for ``add`` and ``delete``.
 
-Run as ``python -m genir.lucene_edit add LUCENE_DIR DOCS.jsonl STORE_RAW THREADS`` or
-``python -m genir.lucene_edit delete LUCENE_DIR IDS.json``; it prints ``{"num_docs": N}`` (the
+Run as ``python -m genir.baselines.lucene_edit add LUCENE_DIR DOCS.jsonl STORE_RAW THREADS`` or
+``python -m genir.baselines.lucene_edit delete LUCENE_DIR IDS.json``; it prints ``{"num_docs": N}`` (the
 documents left, deleted ones excluded) on its last line. A child process, as for building: Lucene's
 writers (Anserini's ``SimpleIndexer``, ``IndexWriter`` and its merge threads) in the process that
 also searches and runs torch made it crash later (SIGSEGV) in the test suite, and a child is

@@ -7,7 +7,7 @@ padding (wasted compute) stays small; a batch's vectors depend only on its own t
 Sharded encoding: inside ``using_device(spec, N)`` with ``N > 1`` (``genir index --devices N``,
 ``build_index(..., devices=N)``), :meth:`TextEncoder.encode` hands those same batches to ``N``
 processes (GPUs ``0..N-1`` when the encoder is on CUDA, else CPU processes) through
-:func:`genir.retrieval.sharded.predict_sharded`; every process loads the encoder from the same
+:func:`genir.encoding.sharded.predict_sharded`; every process loads the encoder from the same
 files, so the result is the single-process one, rows in input order.
 """
 
@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from genir.cache import cache_dir
 from genir.devices import device_count, resolve_device
+from genir.encoding.row_bank import banked_rows, weights_key
 from genir.errors import GenirError
-from genir.row_bank import banked_rows, weights_key
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
@@ -32,8 +33,6 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 def document_cache() -> Path:
     """The row banks of document embeddings (``TextEncoder.encode(cache=...)``): builds and adds of
     the same documents with the same encoder embed each document once."""
-    from genir.indexer.builtin_corpus import cache_dir
-
     return cache_dir() / "embeddings"
 
 
@@ -86,7 +85,7 @@ class TextEncoder:
 
         Args:
             progress: a progress bar's label (None: no bar); one process only.
-            cache: a directory of row banks (:mod:`genir.row_bank`): each text's vector is kept
+            cache: a directory of row banks (:mod:`genir.encoding.row_bank`): each text's vector is kept
                 there, addressed by its token ids, in a bank of this encoder's weights and
                 settings, and computed only when no earlier call stored it.
 
@@ -111,7 +110,7 @@ class TextEncoder:
         count = device_count()
         if count > 1 and len(batches) > 1:  # one batch is not worth starting processes for
             # Imported here: Lightning is heavy, and one-process encoding (every search) never needs it.
-            from genir.retrieval.sharded import predict_sharded
+            from genir.encoding.sharded import predict_sharded
 
             work = _EncodeShard(self.path, self.max_length, self.normalize, ids, batches)
             vectors = predict_sharded(work, len(batches), count, "gpu" if self.device.type == "cuda" else "cpu")
