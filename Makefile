@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test bench-scifact bench-kernels bench-dsi bench-seal continual-scifact clean
+.PHONY: demo test test-slow lint docs tables regress regress-cheap bench-scifact bench-kernels bench-dsi bench-seal continual-scifact clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -15,9 +15,37 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py
 
-## The test suite (tests that need ../shared/data skip when it is absent).
+## The test suite (tests that need ../shared/data skip when it is absent): every method end to end on toy corpora,
+## ~5 minutes on 2 idle cores. The slow tests (kill injection, training to convergence, the docs build) are
+## `make test-slow`; .ci/run runs both, the linter and the cheap regression conditions.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m slow
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check genir tests benchmarks scripts
+
+## The documentation site (mkdocs, Material theme) into site/, failing on any warning or broken link.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## Every results table and figure of the docs (and the README's headline table) from benchmarks/results/*.json.
+tables: $(VENV)/.installed
+	$(BIN)/python benchmarks/tables.py
+
+## Rerun reproducible conditions (benchmarks/conditions/*.yaml) and fail when a score leaves its tolerance.
+## regress-cheap is what CI runs (every method on the toy corpus; BM25 and dense on SciFact, ~10 minutes);
+## `make regress` reruns every condition (~4 hours on 2 cores).
+regress-cheap: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/genir regress benchmarks/conditions/toy.yaml --data $(SHARED)
+	if [ -d $(SHARED)/scifact ]; then OMP_WAIT_POLICY=PASSIVE $(BIN)/genir regress benchmarks/conditions/scifact.yaml --cheap \
+		--data $(SHARED); else echo "regress-cheap: no $(SHARED)/scifact here, SciFact conditions skipped"; fi
+
+regress: $(VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/genir regress benchmarks/conditions/toy.yaml --data $(SHARED)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/genir regress benchmarks/conditions/scifact.yaml --data $(SHARED)
 
 ## BM25 vs dense on SciFact test: the README's baseline table (about 6 minutes on 2 cores).
 bench-scifact: $(VENV)/.installed
@@ -97,4 +125,4 @@ continual-scifact: $(VENV)/.installed
 		--method add,add+fit,reindex,genreplay --set queries_split= --set max_epochs=2 --resume
 
 clean:
-	rm -rf indexes bench-out .pytest_cache
+	rm -rf indexes bench-out .pytest_cache site

@@ -23,5 +23,5 @@ fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 # torch is pinned in the same pip command as genir: an unpinned torch pulls a 5.5 GB CUDA build.
-"$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[test]"
+"$VENV/bin/python" -m pip install --disable-pip-version-check -q "torch==2.13.0" -e ".[test,docs]"
 echo "setup: done ($("$VENV/bin/genir" --version))"

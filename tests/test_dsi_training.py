@@ -167,6 +167,7 @@ if trainer.global_rank == 0:
 """
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     # Lightning's "ddp" relaunches the running script once per extra rank, so it runs in a script.
     script = tmp_path / "ddp_run.py"

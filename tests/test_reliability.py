@@ -69,6 +69,7 @@ def _kill_counts() -> tuple[int, int]:
     return int(bm25), int(dsi)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("method", ["bm25", "dsi"])
 def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, method):

@@ -21,6 +21,7 @@ from genir.seq2seq.model import build_seq2seq
 QUERIES = ["zebras", "json", "digest", "cells", "stripes", "parse", "bytes"]
 
 
+@pytest.mark.slow
 def test_sharded_search_returns_the_single_process_results(tmp_path):
     torch.set_num_threads(1)
     coll = Collection.open(write_beir(tmp_path / "c", split="train"))
@@ -43,6 +44,7 @@ def test_sharded_search_returns_the_single_process_results(tmp_path):
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_sharded_encoding_builds_the_single_process_embeddings(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     real, calls = sharded.predict_sharded, []
@@ -62,6 +64,7 @@ def test_sharded_encoding_builds_the_single_process_embeddings(tmp_path, monkeyp
     np.testing.assert_allclose(np.load(tmp_path / "idx" / "embeddings.npy"), one, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_on_two_processes_brings_the_weights_back(tmp_path):
     torch.set_num_threads(1)
     seq2seq = build_seq2seq("t5-config:tiny", 10, tokenizer=resolve_model("all-MiniLM-L6-v2"))

@@ -64,6 +64,7 @@ def test_tied_and_frozen_through_training_and_save_load(token_table, tmp_path, m
         assert torch.allclose(loaded(**batch, decoder_input_ids=start).logits, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypatch):
     """SE-DSI with ``model=minilm-tokens``: the elaborative docids are MiniLM token ids, which the decoder's
     tied table holds, so the index trains, saves, loads tied and frozen, and every hit is a real document;

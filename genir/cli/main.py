@@ -32,6 +32,7 @@ from genir.cli.common import (
     user_errors,
 )
 from genir.cli.continual import continual
+from genir.cli.regress import regress
 from genir.errors import GenirError
 
 app = typer.Typer(
@@ -337,6 +338,7 @@ def bench(
 
 # Commands defined in other modules (they import genir.cli.common, never this module), listed last in --help.
 app.command()(continual)
+app.command()(regress)
 
 if __name__ == "__main__":
     app()

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ def write_report(rows: Sequence[BenchRow], collection: Collection, split: str, w
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "commit": source_commit(),
     }
     title = f"genir bench: {collection.name}, split {split}, {rows[0].num_queries if rows else 0} queries"
     markdown = f"## {title}\n\n{markdown_table(rows)}\n\nMeasured {environment['date']} on {environment['cpu_count']} CPU(s), torch {environment['torch']}.\n"
@@ -199,3 +201,17 @@ def write_report(rows: Sequence[BenchRow], collection: Collection, split: str, w
                "rows": [dataclasses.asdict(r) for r in rows]}
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return md_path, json_path
+
+
+def source_commit() -> str | None:
+    """The git commit genir runs from (``+`` when the work tree has changes), None outside a git checkout:
+    every measured number carries the code that produced it."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+" if dirty else "")
