@@ -99,12 +99,7 @@ class DenseSearcher(Searcher):
         if _is_folder(config.model):  # the index must hold every file it loads
             encoder.model.save_pretrained(directory / ENCODER_DIR, safe_serialization=True)
             encoder.tokenizer.save_pretrained(directory / ENCODER_DIR)
-        np.save(directory / EMBEDDINGS, embeddings)
-        (directory / DOCIDS).write_text(json.dumps([d.id for d in docs]), encoding="utf-8")
-        import faiss
-
-        faiss.write_index(_faiss_index(embeddings, config.factory), str(directory / FAISS_INDEX))
-        return {"num_docs": len(docs), "dim": int(embeddings.shape[1]), "embeddings_reused": reused}
+        return {**write_dense_files(directory, docs, embeddings, config.factory), "embeddings_reused": reused}
 
     def write_files(self, directory: Path) -> None:
         for name in (EMBEDDINGS, FAISS_INDEX, DOCIDS):
@@ -160,6 +155,17 @@ class DenseSearcher(Searcher):
             [Hit(self.docids[r], float(s)) for s, r in zip(score_row, row) if r >= 0]
             for score_row, row in zip(scores, rows)
         ]
+
+
+def write_dense_files(directory: Path, docs: Sequence[Document], embeddings: np.ndarray, factory: str) -> dict[str, Any]:
+    """Write a dense index's rows (``[N, d]`` float32 ``embeddings``, row ``i`` = ``docs[i]``) and its
+    FAISS index of type ``factory`` into ``directory``; returns the manifest's statistics."""
+    import faiss
+
+    np.save(directory / EMBEDDINGS, embeddings)
+    (directory / DOCIDS).write_text(json.dumps([d.id for d in docs]), encoding="utf-8")
+    faiss.write_index(_faiss_index(embeddings, factory), str(directory / FAISS_INDEX))
+    return {"num_docs": len(docs), "dim": int(embeddings.shape[1])}
 
 
 def _is_folder(model: str) -> bool:

@@ -351,6 +351,7 @@ def read_id_file(path: str | Path) -> list[str]:
 METHODS: dict[str, str] = {
     "bm25": "genir.baselines.bm25:BM25Searcher",
     "dense": "genir.baselines.dense:DenseSearcher",
+    "dense-ft": "genir.baselines.dense_ft:DenseFTSearcher",
     "dsi": "genir.dsi.searcher:DSISearcher",
     "se-dsi": "genir.dsi.searcher:SEDSISearcher",
     "seal": "genir.seal.searcher:SEALSearcher",
