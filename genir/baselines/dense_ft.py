@@ -33,7 +33,7 @@ import torch
 
 from genir.baselines.dense import ENCODER_DIR, DenseConfig, DenseSearcher, write_dense_files
 from genir.devices import resolve_device
-from genir.encoding.encoder import TextEncoder, resolve_model
+from genir.encoding.encoder import TextEncoder, document_cache, resolve_model
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import split_dev
@@ -124,7 +124,8 @@ def _fine_tune(pairs: list[tuple[str, str]], docs: list[Document], dev_queries: 
         folder = scratch / f"epoch-{epoch}"
         model[0].auto_model.save_pretrained(folder, safe_serialization=True)
         model[0].tokenizer.save_pretrained(folder)
-        score, embeddings = _dev_score(folder, docs, dev_queries, dev_qrels, config)
+        # The untrained encoder's embeddings are the dense index's: shared through the row bank.
+        score, embeddings = _dev_score(folder, docs, dev_queries, dev_qrels, config, cache=document_cache() if epoch == 0 else None)
         curve.append([epoch, epoch * steps_per_epoch, round(score, 4)])
         log.info("dense-ft epoch %d: dev %s %.4f", epoch, DEV_MEASURE, score)
         # Ties keep the earlier epoch, the untrained start first; without dev queries, the last epoch.
@@ -140,11 +141,12 @@ def _on(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _dev_score(folder: Path, docs: list[Document], dev_queries: dict[str, str], dev_qrels: Qrels,
-               config: DenseFTConfig) -> tuple[float, np.ndarray]:
+               config: DenseFTConfig, cache: Path | None) -> tuple[float, np.ndarray]:
     """nDCG@10 of the encoder in ``folder`` on the dev queries over the whole corpus (exact inner
-    product, as a Flat index searches), and its ``[N, d]`` float32 document embeddings."""
+    product, as a Flat index searches), and its ``[N, d]`` float32 document embeddings (read from
+    and written to the row bank ``cache`` when given)."""
     encoder = TextEncoder(str(folder), config.max_length)
-    embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents (dev)")
+    embeddings = encoder.encode([d.contents for d in docs], config.batch_size, progress="encoding documents (dev)", cache=cache)
     if not dev_queries:
         return 0.0, embeddings
     vectors = encoder.encode(list(dev_queries.values()), config.batch_size)  # [Q, d]
