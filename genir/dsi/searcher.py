@@ -83,10 +83,10 @@ from genir.dsi.index_files import (
 from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
 from genir.encoding.stored import stored_embeddings
 from genir.errors import GenirError
-from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Hit, Opening, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
@@ -113,16 +113,16 @@ class DSISearcher(Searcher):
     description = f"DSI: seq2seq model generating docids under a docid trie ({' | '.join(docid_scheme_names())})"
     search_settings = ("atomic_search", "elaborative_search", "beams", "candidates", "score", "plan_weight", "dense_weight")
 
-    def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
+    def __init__(self, opening: Opening):
+        super().__init__(opening)
         from transformers import AutoTokenizer
 
-        self.directory = directory
-        self.model = load_seq2seq(directory / MODEL_DIR)
+        directory = opening.directory
+        self.model = load_seq2seq(directory / MODEL_DIR).to(opening.device)
         self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
         self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR),
-                                    rescore_weights=manifest.stats.get("rescore_weights"))
+                                    rescore_weights=opening.manifest.stats.get("rescore_weights"))
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
