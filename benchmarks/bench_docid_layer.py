@@ -26,13 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genir.dsi.coded_docids import CodedDocids
 from genir.dsi.config import DSIConfig
 from genir.dsi.decoding import DocidDecoder
-from genir.dsi.searcher import new_scheme
+from genir.dsi.docids import DocidScheme
 from genir.indexer.collection import Document
 from genir.seq2seq.model import build_seq2seq
-from genir.seq2seq.vocab import FIRST_TOKEN
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = ["effects of vitamin d on bone density", "gene expression in tumour cells", "antibiotic resistance",
@@ -47,15 +45,10 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
 
 def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple[int, ...]) -> dict:
     docs = [Document(str(i), "", "") for i in range(len(vectors))]
-    scheme = new_scheme(DSIConfig(docids=scheme_name))
+    scheme = DocidScheme.from_config(DSIConfig(docids=scheme_name))
     started = time.perf_counter()
     scheme.assign(docs, vectors)
-    if isinstance(scheme, CodedDocids):
-        rows, starts = scheme.token_vectors(vectors), scheme.position_starts()
-    else:
-        rows = np.zeros((scheme.vocab_size, vectors.shape[1]), dtype=np.float32)
-        rows[FIRST_TOKEN:] = vectors
-        starts = [FIRST_TOKEN]
+    rows, starts = scheme.token_vectors(vectors), scheme.position_starts()
     trie = scheme.trie()
     seq2seq = build_seq2seq("bert2bert:all-MiniLM-L6-v2", scheme.vocab_size, docid_embeddings=rows,
                             dense_start=True, position_starts=starts)

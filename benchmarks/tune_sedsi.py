@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from genir.dsi.config import DENSE_WEIGHTS, PLAN_WEIGHTS, rescore_weights_setting
+from genir.dsi.docids import SearchMode
 from genir.dsi.searcher import DSISearcher
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
@@ -55,8 +56,8 @@ def main() -> None:
 
     collection = Collection.open(args.collection)
     searcher = Searcher.load(args.index, settings=args.settings)
-    if not isinstance(searcher, DSISearcher) or searcher.scheme.scheme != "elaborative":
-        parser.error(f"{args.index}: not an index with elaborative docids (se-dsi)")
+    if not isinstance(searcher, DSISearcher) or searcher.scheme.search_mode(searcher.config) is not SearchMode.RESCORE:
+        parser.error(f"{args.index}: not an index searched by rescoring (se-dsi's elaborative docids, elaborative_search=rescore)")
     config = searcher.config
     weights = rescore_weights_setting(config, chosen=searcher.decoder.rescore_weights)  # the index's own
     if args.split == "dev":

@@ -9,6 +9,7 @@ SEAL index has no model (``use_model=false``); its segments are tested in test_s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -315,6 +316,22 @@ def test_a_change_made_elsewhere_is_not_overwritten(index_copy):
     assert Searcher.load(index, device="cpu").num_docs == 7
     second.add(docs_of(NEW_DOCS[1:]))  # reopened by the failed attempt: it now sees the first change
     assert Searcher.load(index, device="cpu").num_docs == 8
+
+
+def test_a_changed_searcher_is_the_new_version_opened_as_the_old_one_was(index_copy):
+    """The constructor receives everything (Opening); after add and delete the same object holds the
+    new version, opened with the same directory, search settings and device, and nothing of the old."""
+    index = index_copy("dense")
+    searcher = Searcher.load(index, device="cpu", settings=["nprobe=3"])
+    opening = searcher.opening
+    assert (opening.directory, opening.settings, opening.device.type) == (index, ("nprobe=3",), "cpu")
+    old_encoder = searcher.encoder
+    searcher.add(docs_of(NEW_DOCS))
+    assert searcher.opening == dataclasses.replace(opening, manifest=read_manifest(index))
+    assert searcher.config.nprobe == 3 and searcher.num_docs == 8 and searcher.encoder is not old_encoder
+    assert searcher.manifest.stats["num_docs"] == 8 and len(searcher.docids) == 8
+    searcher.delete(["n1"])
+    assert searcher.opening.settings == ("nprobe=3",) and "n1" not in ids(searcher.search(OLD_TEXTS[0], k=7))
 
 
 # -- CLI -------------------------------------------------------------------------------------------

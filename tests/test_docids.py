@@ -21,6 +21,9 @@ from genir.dsi.docids import (
     AtomicDocids,
     DocidScheme,
     NaiveDocids,
+    SearchMode,
+    docid_scheme_class,
+    docid_scheme_names,
     load_docid_scheme,
 )
 from genir.dsi.semantic_docids import SemanticDocids
@@ -358,3 +361,91 @@ def test_missing_unreadable_or_mismatched_files_are_refused(tmp_path):
     (directory / SCHEME_FILE).write_text("{not json")
     with pytest.raises(GenirError, match="not valid JSON"):
         load_docid_scheme(directory)
+
+
+# -- the registry and what each scheme says it can do ---------------------------------------------
+def test_every_scheme_module_registers_its_scheme():
+    assert docid_scheme_names() == ["atomic", "elaborative", "naive", "rq", "semantic", "semantic-digits"]
+    for name in docid_scheme_names():
+        assert docid_scheme_class(name).name == name
+    with pytest.raises(GenirError, match=r"unknown docid scheme 'nope' \(known: atomic, elaborative, naive"):
+        docid_scheme_class("nope")
+
+
+NEW_SCHEME_MODULE = '''
+from genir.dsi.docids import NaiveDocids
+
+
+class ReversedDocids(NaiveDocids):
+    """Naive docids under another name: enough to show that one file adds a scheme."""
+
+    name = "reversed-for-test"
+'''
+
+
+def test_one_new_file_adds_a_scheme_that_config_build_and_load_accept(tmp_path, monkeypatch, request):
+    """A ``*_docids`` module in the package is found without being imported or listed anywhere."""
+    import sys
+
+    import genir.dsi
+    from genir.dsi import docids as registry
+    from genir.dsi.config import DSIConfig, docid_embeddings_mode
+
+    (tmp_path / "reversed_for_test_docids.py").write_text(NEW_SCHEME_MODULE, encoding="utf-8")
+    monkeypatch.setattr(genir.dsi, "__path__", [*genir.dsi.__path__, str(tmp_path)])
+    monkeypatch.setattr(registry, "_SCHEMES", dict(registry._SCHEMES))  # the test's scheme leaves with it
+    request.addfinalizer(lambda: sys.modules.pop("genir.dsi.reversed_for_test_docids", None))
+    assert "reversed-for-test" in docid_scheme_names()
+    config = DSIConfig(docids="reversed-for-test")
+    assert docid_embeddings_mode(config) == "none"
+    scheme = DocidScheme.from_config(config)
+    scheme.assign(documents(["a", "b"]))
+    scheme.save(tmp_path / "saved")
+    assert load_docid_scheme(tmp_path / "saved").sequences() == scheme.sequences()
+    with pytest.raises(TypeError, match="is taken by"):
+        type("Impostor", (NaiveDocids,), {"name": "reversed-for-test"})
+
+
+@pytest.mark.parametrize("name, token_vectors, single_token, grows, describer, keeps_vectors", [
+    ("atomic", True, True, False, False, False),
+    ("rq", True, False, False, False, False),
+    ("semantic", True, False, False, False, False),
+    ("naive", False, False, False, False, False),
+    ("semantic-digits", False, False, True, False, False),
+    ("elaborative", False, False, True, True, True),
+])
+def test_each_scheme_declares_its_capabilities(name, token_vectors, single_token, grows, describer, keeps_vectors):
+    scheme = docid_scheme_class(name)
+    assert (scheme.has_token_vectors, scheme.single_token, scheme.grows_without_training, scheme.needs_describer,
+            scheme.can_keep_vectors) == (token_vectors, single_token, grows, describer, keeps_vectors)
+
+
+def test_schemes_built_from_a_dsi_config_take_its_settings_and_search_mode():
+    from genir.dsi.config import DSIConfig, SEDSIConfig
+
+    rq = DocidScheme.from_config(DSIConfig(docids="rq", rq_levels=2, rq_codes=8, seed=3))
+    assert rq.config() == {"levels": 2, "codes": 8, "seed": 3}
+    assert DocidScheme.from_config(DSIConfig(docids="semantic", semantic_k=4, semantic_levels=3)).config()["k"] == 4
+    assert DocidScheme.from_config(SEDSIConfig(description_tokens=5)).max_tokens == 5
+    assert isinstance(DocidScheme.from_config(DSIConfig(docids="semantic-digits")), DigitSemanticDocids)
+    assert AtomicDocids.search_mode(DSIConfig(atomic_search="exact")) is SearchMode.SINGLE_TOKEN
+    assert AtomicDocids.search_mode(DSIConfig(atomic_search="beam")) is SearchMode.BEAM
+    assert docid_scheme_class("elaborative").search_mode(SEDSIConfig()) is SearchMode.RESCORE
+    assert docid_scheme_class("elaborative").search_mode(SEDSIConfig(elaborative_search="beam")) is SearchMode.BEAM
+    assert NaiveDocids.search_mode(DSIConfig(docids="naive")) is SearchMode.BEAM
+    with pytest.raises(GenirError, match="unknown docid scheme"):
+        DocidScheme.from_config(DSIConfig(docids="nope"))
+
+
+def test_atomic_token_vectors_are_the_document_embeddings():
+    scheme = AtomicDocids()
+    x = random_embeddings(3)
+    scheme.assign(documents(["a", "b", "c"]))
+    rows = scheme.token_vectors(x)
+    assert rows.shape == (scheme.vocab_size, DIM) and rows.dtype == np.float32
+    assert not rows[:2].any() and np.array_equal(rows[[scheme.sequence(d)[0] for d in "abc"]], x)
+    scheme.extend(documents(["d"]))
+    assert np.array_equal(scheme.new_token_vectors(x[:1], 3), x[:1]) and scheme.position_starts() == [2]
+    with pytest.raises(GenirError, match="naive docids have no token vectors"):
+        NaiveDocids().token_vectors(x)
+    assert NaiveDocids().position_starts() is None and not NaiveDocids().needs_embeddings

@@ -124,7 +124,7 @@ def test_se_dsi_memorizes_with_keyword_descriptions(tmp_path):
                    "--set", "pseudo_queries=1")
     assert result.exit_code == 0, result.output
     searcher = Searcher.load(index)
-    assert searcher.method == "se-dsi" and searcher.scheme.scheme == "elaborative"
+    assert searcher.method == "se-dsi" and searcher.scheme.name == "elaborative"
     assert searcher.manifest.config["rehearsal"] == 3
     texts = [f"{d['title']} {d['text']}" for d in TOY_DOCS]
     assert [hits[0].docid for hits in searcher.batch_search(texts, k=2)] == [d["_id"] for d in TOY_DOCS]

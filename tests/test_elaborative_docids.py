@@ -160,7 +160,8 @@ def test_title_first_descriptions_and_their_token_cap() -> None:
     """``description=title+keywords`` names a document by its title, then the generator's description;
     ``description_tokens`` caps the docid; an unknown kind is one clear error before anything is named."""
     from genir.dsi.config import SEDSIConfig
-    from genir.dsi.searcher import describer, new_scheme
+    from genir.dsi.docids import DocidScheme
+    from genir.dsi.searcher import describer
     from genir.views.querygen import KeywordQueryGenerator
 
     corpus = [Document("a", "Zebra stripes", "Zebras have black and white stripes."), Document("b", "", "Cats purr loudly.")]
@@ -168,7 +169,7 @@ def test_title_first_descriptions_and_their_token_cap() -> None:
     keywords = generator.descriptions(corpus)
     config = SEDSIConfig(description="title+keywords", description_tokens=3)
     assert describer(config, generator)(corpus) == [f"Zebra stripes {keywords[0]}", keywords[1]]
-    scheme = new_scheme(config)
+    scheme = DocidScheme.from_config(config)
     scheme.describer = describer(config, generator)
     scheme.assign(corpus)
     assert all(len(scheme.sequence(d.id)) <= 3 + 1 for d in corpus)  # 3 tokens, then eos

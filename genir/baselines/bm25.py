@@ -32,9 +32,8 @@ from typing import Any
 from rich.console import Console
 
 from genir.errors import CorruptIndexError, GenirError
-from genir.indexer.artifact import Manifest
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Hit, Opening, Searcher
 from genir.subprocesses import run_child
 
 LUCENE_DIR = "lucene"
@@ -69,16 +68,16 @@ class BM25Searcher(Searcher):
     description = "Lucene BM25 via pyserini (title + text, k1=0.9, b=0.4)"
     search_settings = ("k1", "b", "threads")
 
-    def __init__(self, config: BM25Config, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
-        self.lucene_dir = lucene_dir = directory / LUCENE_DIR
+    def __init__(self, opening: Opening):
+        super().__init__(opening)
+        self.lucene_dir = lucene_dir = opening.directory / LUCENE_DIR
         if not lucene_dir.is_dir():
-            raise CorruptIndexError(f"{directory}: no {LUCENE_DIR}/ folder (not a BM25 index)")
+            raise CorruptIndexError(f"{opening.directory}: no {LUCENE_DIR}/ folder (not a BM25 index)")
         ensure_java()
         from pyserini.search.lucene import LuceneSearcher
 
         self._lucene = LuceneSearcher(str(lucene_dir))
-        self._lucene.set_bm25(config.k1, config.b)
+        self._lucene.set_bm25(self.config.k1, self.config.b)
         from jnius import autoclass  # pyserini's bridge to the JVM it started
 
         autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)

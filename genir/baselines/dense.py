@@ -44,9 +44,9 @@ from genir.encoding.encoder import (
 )
 from genir.encoding.stored import DOCIDS, EMBEDDINGS
 from genir.errors import CorruptIndexError, GenirError
-from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Hit, Opening, Searcher
 
 if TYPE_CHECKING:
     import faiss
@@ -71,9 +71,9 @@ class DenseSearcher(Searcher):
     description = "FAISS over all-MiniLM-L6-v2 embeddings (mean pooling, L2-normalized)"
     search_settings = ("nprobe", "ef_search", "batch_size")
 
-    def __init__(self, config: DenseConfig, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
-        self.directory = directory
+    def __init__(self, opening: Opening):
+        super().__init__(opening)
+        directory, config = opening.directory, self.config
         encoder = _query_encoder(directory, config.model)
         import faiss
 
@@ -84,6 +84,7 @@ class DenseSearcher(Searcher):
             raise CorruptIndexError(f"{directory}: unreadable dense index ({type(e).__name__}: {e})") from None
         _set_search_params(self.index, config)
         self.encoder = TextEncoder(encoder, config.max_length)
+        self.to(opening.device)
 
     @classmethod
     def build(cls, collection: Collection, config: DenseConfig, directory: Path, previous: Path | None) -> dict[str, Any]:

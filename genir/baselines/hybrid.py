@@ -44,12 +44,13 @@ from typing import Any
 import torch
 
 from genir.baselines.bm25 import BM25Config, BM25Searcher
+from genir.devices import resolve_device
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, index_file, read_manifest
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, QuerySplit, split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Hit, Searcher, parse_config, searcher_class
+from genir.retrieval.searcher import Hit, Opening, Searcher, parse_config, searcher_class
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
 FUSIONS = ("interp", "rrf")
@@ -110,25 +111,22 @@ class HybridSearcher(Searcher):
     description = "any index (of=METHOD) + BM25, fused by normalized score interpolation (weight chosen on dev) or RRF"
     search_settings = ("fusion", "weight", "depth", "rrf_k")
 
-    def __init__(self, config: HybridConfig, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
-        self.directory = directory
+    def __init__(self, opening: Opening):
+        manifest = opening.manifest
+        components = manifest.stats.get("components")
+        if not (isinstance(components, dict) and {FIRST_DIR, BM25_DIR} <= components.keys() and "weight" in manifest.stats):
+            # seal-hybrid indexes before the hybrid method were a seal index with bm25/ beside it
+            raise CorruptIndexError(f"{opening.directory}: a {manifest.method} index of an older layout (no components in its "
+                                    "manifest); build it again")
+        super().__init__(opening)
+        config = self.config
         _check_fusion(config.fusion)
         given = _given_weight(config.weight)  # a search setting may give one; auto: the build's
         weight = manifest.stats["weight"] if given is None else given
         if config.fusion == "interp" and weight is None:
             raise GenirError("this hybrid index was built with fusion=rrf: give weight=SHARE to search it with interp")
-        self.first, self.bm25 = _open_components(directory, manifest.stats["components"], manifest.files)
+        self.first, self.bm25 = _open_components(opening.directory, components, manifest.files, opening.device)
         self.weights = (1.0, 1.0) if config.fusion == "rrf" else (weight, 1.0 - weight)  # rrf weighs nothing
-
-    @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest, settings: Sequence[str] = ()) -> Searcher:
-        components = manifest.stats.get("components")
-        if not (isinstance(components, dict) and {FIRST_DIR, BM25_DIR} <= components.keys() and "weight" in manifest.stats):
-            # seal-hybrid indexes before the hybrid method were a seal index with bm25/ beside it
-            raise CorruptIndexError(f"{directory}: a {manifest.method} index of an older layout (no components in its "
-                                    "manifest); build it again")
-        return super().from_files(directory, manifest, settings)
 
     @classmethod
     def build(cls, collection: Collection, config: HybridConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -199,7 +197,7 @@ class HybridSearcher(Searcher):
     def _present(self, ids: Sequence[str]) -> set[str]:
         present = self.first._present(ids)
         if self.bm25._present(ids) != present:
-            raise CorruptIndexError(f"{self._directory()}: its {self.first.method} and BM25 components hold different "
+            raise CorruptIndexError(f"{self.directory}: its {self.first.method} and BM25 components hold different "
                                     "documents; build it again")
         return present
 
@@ -309,8 +307,10 @@ def _check_held_out(first_config: dict[str, Any], config: HybridConfig) -> None:
                          "trained on; set the same dev_fraction and seed, or give the weight")
 
 
-def _open_components(directory: Path, components: dict[str, Any], files: dict[str, dict[str, Any]]) -> tuple[Searcher, Searcher]:
-    """The first component and BM25, opened from their folders of ``directory``.
+def _open_components(directory: Path, components: dict[str, Any], files: dict[str, dict[str, Any]],
+                     device: torch.device) -> tuple[Searcher, Searcher]:
+    """The first component and BM25, opened from their folders of ``directory`` with their built
+    settings, their models on ``device``.
 
     Args:
         files: the hybrid's files (manifest entries by path); each component is given those of
@@ -321,7 +321,7 @@ def _open_components(directory: Path, components: dict[str, Any], files: dict[st
         record, prefix = components[name], f"{name}/"
         own = {path[len(prefix):]: entry for path, entry in files.items() if path.startswith(prefix)}
         manifest = Manifest(method=record["method"], config=record["config"], stats=record["stats"], files=own)
-        opened.append(searcher_class(record["method"]).from_files(directory / name, manifest))
+        opened.append(searcher_class(record["method"])(Opening(directory / name, manifest, device=device)))
     return opened[0], opened[1]
 
 
@@ -330,9 +330,8 @@ def _choose_weight(directory: Path, components: dict[str, Any], queries: dict[st
     """The weight of :data:`WEIGHT_GRID` with the best dev nDCG@10 (ties: nearest 0.5), and the curve."""
     # The hybrid's manifest is written after the build; until then its files are those on disk (not yet hashed).
     written = {path.relative_to(directory).as_posix(): {} for path in directory.rglob("*") if path.is_file()}
-    first, bm25 = _open_components(directory, components, written)
+    first, bm25 = _open_components(directory, components, written, resolve_device(None))  # the build's device
     try:
-        first.to(None)  # the build's device (genir.devices.using_device)
         texts = list(queries.values())
         hits = list(zip(first.batch_search(texts, depth), bm25.batch_search(texts, depth)))
     finally:

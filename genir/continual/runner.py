@@ -56,7 +56,7 @@ from genir.dsi.config import (
     freeze_encoder_setting,
     pseudo_queries_setting,
 )
-from genir.dsi.docids import AtomicDocids
+from genir.dsi.docids import docid_scheme_names, either
 from genir.dsi.row_fit import first_position_vectors, fit_new_rows
 from genir.dsi.searcher import DSISearcher
 from genir.errors import GenirError
@@ -318,8 +318,9 @@ class _Run:
 
     def _fit_rows(self, searcher: DSISearcher, j: int) -> dict[str, Any]:
         """Fit the rows of update ``j``'s documents (:mod:`genir.dsi.row_fit`) and write them."""
-        if not isinstance(searcher.scheme, AtomicDocids):
-            raise GenirError("add+fit fits atomic docids' rows: run it with docids=atomic")
+        if not searcher.scheme.single_token:
+            names = docid_scheme_names(lambda s: s.single_token)
+            raise GenirError(f"add+fit fits the rows of docids of one token per document: run it with docids={either(names)}")
         started = time.perf_counter()
         scheme, config = searcher.scheme, self.config
         new_docs = self.split.parts[j]
@@ -382,7 +383,8 @@ def _merged(parts: Sequence[Qrels]) -> Qrels:
 
 def _check_config(config: ContinualConfig, dsi: DSIConfig) -> None:
     if docid_embeddings_mode(dsi) == "none":
-        raise GenirError(f"continual runs grow the index with add, which needs atomic, rq or semantic docids whose rows are "
+        with_rows = either(docid_scheme_names(lambda s: s.has_token_vectors))
+        raise GenirError(f"continual runs grow the index with add, which needs {with_rows} docids whose rows are "
                          f"embeddings; docids={dsi.docids} with docid_embeddings={dsi.docid_embeddings} places a new "
                          "document only by training")
     for name in ("update_epochs", "fit_iterations"):

@@ -6,6 +6,9 @@ from genir.dsi.docids import (
            AtomicDocids,
            DocidScheme,
            NaiveDocids,
+           SearchMode,
+           docid_scheme_class,
+           docid_scheme_names,
            load_docid_scheme,
            new_docid_scheme,
 )
@@ -14,5 +17,5 @@ from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
 
 __all__ = ["AtomicDocids", "CodedDocids", "DigitSemanticDocids", "DocidScheme", "ElaborativeDocids", "NaiveDocids",
-           "RQDocids", "SemanticDocids",
-           "load_docid_scheme", "new_docid_scheme"]
+           "RQDocids", "SearchMode", "SemanticDocids",
+           "docid_scheme_class", "docid_scheme_names", "load_docid_scheme", "new_docid_scheme"]

@@ -36,6 +36,8 @@ from genir.seq2seq.vocab import FIRST_TOKEN
 class CodedDocids(DocidScheme):
     """A code of the document embedding, one token per level, then the document's token (module docstring)."""
 
+    has_token_vectors = True
+
     @abstractmethod
     def level_starts(self) -> list[int]:
         """``[L + 1]``: the first token of each code level, then :attr:`first_doc_token`."""
@@ -64,6 +66,11 @@ class CodedDocids(DocidScheme):
     def vocab_size(self) -> int:
         return self.first_doc_token + self.num_docs
 
+    @property
+    def needs_embeddings(self) -> bool:
+        """Always: a document's code is a code of its embedding."""
+        return True
+
     def position_starts(self) -> list[int]:
         """The first token of each position: the ``L`` code levels, then the document tokens."""
         return self.level_starts()
@@ -89,6 +96,10 @@ class CodedDocids(DocidScheme):
         rows[self.first_doc_token:] = self.residuals(x, 0)
         return rows
 
+    def new_token_vectors(self, embeddings: np.ndarray, start: int) -> np.ndarray:
+        """The new documents' own tokens' rows: their residuals (:meth:`residuals`); code tokens never change."""
+        return self.residuals(embeddings, start)
+
     def residuals(self, x: np.ndarray, start: int) -> np.ndarray:
         """Document rows ``[n, dim]``: ``x`` (the documents at positions ``start..start+n-1``) minus their code vectors."""
         codes = np.array([self._bodies[start + i][:-1] for i in range(len(x))], dtype=np.int64).reshape(len(x), self.levels)
@@ -102,7 +113,7 @@ class CodedDocids(DocidScheme):
                     and all(starts[level] <= t < starts[level + 1] for level, t in enumerate(body[:-1]))
                     and self._code_is_valid(body[:-1]))
             if not good:
-                raise GenirError(f"{path}: document {docid!r} at position {position} does not have a {self.scheme} docid "
+                raise GenirError(f"{path}: document {docid!r} at position {position} does not have a {self.name} docid "
                                  f"({levels} code tokens, then token {first + position})")
 
     def _code_is_valid(self, code: Body) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from genir.dsi.docids import docid_scheme_class, docid_scheme_names, either
 from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
 from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
@@ -128,19 +129,18 @@ DENSE_WEIGHTS = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 14.0, 20.0)
 """The grid a build's dev set chooses ``auto`` weights from: rescoring once per dev query gives every
 cell (:meth:`genir.dsi.decoding.DocidDecoder.rescore_terms`), so the grid costs next to nothing."""
 
-ROW_SCHEMES = ("atomic", "rq", "semantic")
-"""Docid schemes whose output rows are vectors of the encoder's space."""
-
-
 def docid_embeddings_mode(config: DSIConfig) -> str:
-    """``config.docid_embeddings`` resolved to ``frozen``, ``init`` or ``none``."""
+    """``config.docid_embeddings`` resolved to ``frozen``, ``init`` or ``none`` (``config.docids`` checked:
+    a registered scheme, :func:`genir.dsi.docids.docid_scheme_class`)."""
     mode = config.docid_embeddings
+    has_rows = docid_scheme_class(config.docids).has_token_vectors
     if mode == "auto":
-        return "frozen" if config.docids in ROW_SCHEMES else "none"
+        return "frozen" if has_rows else "none"
     if mode not in {"frozen", "init", "none"}:
         raise GenirError(f"docid_embeddings={mode!r}: choose frozen, init, none or auto")
-    if mode != "none" and config.docids not in ROW_SCHEMES:
-        raise GenirError(f"docid_embeddings={mode} needs atomic, rq or semantic docids (output rows that are embeddings)")
+    if mode != "none" and not has_rows:
+        raise GenirError(f"docid_embeddings={mode} needs {either(docid_scheme_names(lambda s: s.has_token_vectors))} docids "
+                         "(output rows that are embeddings)")
     return mode
 
 
@@ -181,11 +181,11 @@ def rescore_weights_setting(config: DSIConfig, keeps_vectors: bool = True,
 
 def _dense_weight(config: DSIConfig, keeps_vectors: bool, auto: float) -> float:
     """``config.dense_weight`` with ``auto`` = ``auto`` where the dense term applies, else 0."""
-    applies = config.docids == "elaborative" and config.model == TOKEN_SPACE_MODEL
+    applies = docid_scheme_class(config.docids).can_keep_vectors and config.model == TOKEN_SPACE_MODEL
     weight = _count_or_auto("dense_weight", config.dense_weight, auto if applies and keeps_vectors else 0.0, float)
     if weight > 0 and not applies:
-        raise GenirError(f"dense_weight={weight} needs docids=elaborative and model={TOKEN_SPACE_MODEL} "
-                         "(the encoder that embeds the documents); set dense_weight=0 otherwise")
+        raise GenirError(f"dense_weight={weight} needs docids={either(docid_scheme_names(lambda s: s.can_keep_vectors))} "
+                         f"and model={TOKEN_SPACE_MODEL} (the encoder that embeds the documents); set dense_weight=0 otherwise")
     return weight
 
 

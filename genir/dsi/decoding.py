@@ -2,9 +2,11 @@
 used by a loaded index (:class:`genir.dsi.searcher.DSISearcher`) and by the dev evaluation that
 chooses a checkpoint while training (:func:`genir.dsi.dev.dev_evaluator`).
 
-* atomic docids with ``atomic_search`` ``first`` or ``exact``: :func:`genir.kernels.single_token.single_token_topk`
-  (one or two decoder steps, exact);
-* elaborative docids with ``elaborative_search=rescore``: propose, then score. One decoder step gives
+The scheme chooses (:meth:`genir.dsi.docids.DocidScheme.search_mode`):
+
+* single-token search (atomic docids with ``atomic_search`` ``first`` or ``exact``):
+  :func:`genir.kernels.single_token.single_token_topk` (one or two decoder steps, exact);
+* rescore (elaborative docids with ``elaborative_search=rescore``): propose, then score. One decoder step gives
   the first position's logits ``[V]`` less the output layer's bias (what the query says, not how
   frequent a word is); a description's proposal score is their sum over its tokens (a sparse
   ``[N, V]`` bag of the live descriptions times the logits), and the ``max(k, candidates)`` best are
@@ -18,7 +20,7 @@ chooses a checkpoint while training (:func:`genir.dsi.dev.dev_evaluator`).
   with the dense term, the ``candidates`` documents most similar to the query are scored too (a
   document chosen twice counts once). Under ``auto`` the two weights are the build's choice on its
   dev set (:func:`genir.dsi.dev.choose_rescore_weights`, passed in as ``rescore_weights``);
-* otherwise constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
+* beam, any scheme: constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score).
 """
 
@@ -38,8 +40,7 @@ from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.devices import resolve_device
 from genir.dsi.config import DSIConfig, rescore_weights_setting, score_setting
-from genir.dsi.docids import AtomicDocids, DocidScheme
-from genir.dsi.elaborative_docids import ElaborativeDocids
+from genir.dsi.docids import DocidScheme, SearchMode
 from genir.errors import GenirError
 from genir.kernels.beam_search import beam_search, encode_sources
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
@@ -126,14 +127,15 @@ class DocidDecoder:
             self.model.train(training)
 
     def _search_batch(self, batch: BatchEncoding, k: int, config: DSIConfig) -> list[Ranking]:
-        if isinstance(self.scheme, AtomicDocids) and config.atomic_search != "beam":
+        mode = self.scheme.search_mode(config)
+        if mode is SearchMode.SINGLE_TOKEN:
             rows, scores = single_token_topk(self.model, batch["input_ids"], batch["attention_mask"], FIRST_TOKEN,
                                              len(self.position_ids), min(k, self.scheme.num_live), EOS, DECODER_START,
                                              first_step_only=config.atomic_search == "first",
                                              exclude=self.deleted_rows)
             return [[(self.position_ids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
         score = score_setting(config, is_dense_start(self.model))
-        if isinstance(self.scheme, ElaborativeDocids) and config.elaborative_search == "rescore":
+        if mode is SearchMode.RESCORE:
             return self._rescore(batch, k, config)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
@@ -147,7 +149,7 @@ class DocidDecoder:
         """``elaborative_search=rescore`` (module docstring) for a batch of queries."""
         if not self.docids:
             return [[] for _ in range(batch["input_ids"].shape[0])]
-        weights = rescore_weights_setting(config, self.scheme.vectors is not None, self.rescore_weights)
+        weights = rescore_weights_setting(config, self.scheme.keeps_vectors, self.rescore_weights)
         terms = self._rescore_terms(batch, config, max(k, config.candidates), weights[1] > 0)
         return terms.rankings(weights, k, self.docids)
 

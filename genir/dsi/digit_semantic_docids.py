@@ -64,8 +64,9 @@ class DigitSemanticDocids(DocidScheme):
         niter: k-means iterations per node.
     """
 
-    scheme = "semantic-digits"
+    name = "semantic-digits"
     array_names = ("parent", "leaf_size", "centroids")
+    grows_without_training = True  # a new document descends the saved tree (module docstring)
 
     def __init__(self, k: int = 10, c: int = 100, seed: int = 0, niter: int = 25):
         super().__init__()
@@ -81,6 +82,11 @@ class DigitSemanticDocids(DocidScheme):
     @property
     def vocab_size(self) -> int:
         return FIRST_TOKEN + max(self.k, self.c)
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Always: a document's path is chosen by its embedding."""
+        return True
 
     def token_names(self) -> list[str]:
         return SPECIAL_TOKEN_NAMES + [str(v) for v in range(max(self.k, self.c))]

@@ -23,16 +23,38 @@ them apart, as it does in the docid trie.
 ``save(directory)`` writes ``docid_scheme.json`` (the scheme, its configuration, every document id
 with its sequence, in corpus order, and the positions of deleted documents) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
 is pickled; loading checks the files and raises :class:`~genir.errors.GenirError` on any damage.
+
+What a scheme can do is asked of the scheme, never decided by its name elsewhere: its class
+attributes and methods (:class:`DocidScheme`) say whether its tokens can carry embeddings
+(:attr:`~DocidScheme.has_token_vectors`), whether it needs document embeddings or a describer to
+name documents, whether an index grows without training, how it is searched
+(:meth:`~DocidScheme.search_mode`) and how a DSI config builds it (:meth:`~DocidScheme.from_config`).
+
+Adding a docid scheme
+---------------------
+Add one file, ``genir/dsi/<name>_docids.py`` (e.g. ``genir/dsi/prefix_docids.py``), that defines a
+:class:`DocidScheme` subclass with a ``name`` class attribute, plus its tests. The class registers
+itself under ``name`` when its module is imported, and the registry imports every
+``genir/dsi/*_docids.py`` module the first time it is asked (:func:`docid_scheme_class`,
+:func:`docid_scheme_names`, :meth:`DocidScheme.load`), so ``docids=<name>`` is accepted by the DSI
+config, saved indexes load, and every capability the class declares is used, with no other file
+touched. Implement :meth:`~DocidScheme._extend_bodies`, :attr:`~DocidScheme.vocab_size`,
+:meth:`~DocidScheme.token_names` and :meth:`~DocidScheme._check_restored`; override
+:meth:`~DocidScheme.from_config` if it has settings, and the class attributes and methods of the
+capabilities it has (the defaults describe a scheme that has none).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -42,6 +64,9 @@ from genir.indexer.collection import Document
 from genir.kernels.trie import DocidTrie
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, SPECIAL_TOKEN_NAMES
 
+if TYPE_CHECKING:
+    from genir.dsi.config import DSIConfig
+
 SCHEME_FILE = "docid_scheme.json"
 ARRAYS_FILE = "docid_scheme.npz"
 _FORMAT = "genir.docid_scheme"
@@ -50,9 +75,21 @@ _FORMAT_VERSION = 1
 Body = tuple[int, ...]
 """A docid's tokens without the trailing eos."""
 
-#: Scheme name -> class. Each subclass registers itself when its module is imported; the package
-#: (:mod:`genir.dsi`) imports every scheme module, so all are known wherever a scheme is loaded.
+Describer = Callable[[Sequence[Document]], list[str]]
+"""Returns one description per document, in order."""
+
+#: Scheme name -> class. Each subclass with a ``name`` registers itself when its module is imported;
+#: :func:`_registry` imports every ``*_docids`` module of this package first, so all are known.
 _SCHEMES: dict[str, type[DocidScheme]] = {}
+_SCHEME_MODULE_SUFFIX = "_docids"
+
+
+class SearchMode(Enum):
+    """How a DSI index is searched (:meth:`DocidScheme.search_mode`; :mod:`genir.dsi.decoding`)."""
+
+    BEAM = "beam"  # constrained beam search over the docid trie: any scheme
+    SINGLE_TOKEN = "single-token"  # every document ranked from one or two decoder steps: single_token schemes only
+    RESCORE = "rescore"  # candidates proposed from the first step's logits, then scored exactly (SE-DSI)
 
 
 class DocidScheme(ABC):
@@ -60,16 +97,109 @@ class DocidScheme(ABC):
 
     Subclasses name new documents in :meth:`_extend_bodies` (and, if the first assignment differs,
     :meth:`_assign_bodies`); the base class checks ids, keeps the two-way map, and stores it.
+    The class attributes and the methods under "capabilities" describe what a scheme can do; the
+    defaults are those of a scheme that can do none of it (naive docids).
     """
 
-    scheme: ClassVar[str]
+    #: The scheme's registry name: ``docids=`` in a DSI config, ``scheme`` in ``docid_scheme.json``.
+    #: A subclass that sets it registers itself (abstract intermediate classes leave it unset).
+    name: ClassVar[str]
     #: Names of the arrays a scheme keeps in ``docid_scheme.npz`` (none by default).
     array_names: ClassVar[tuple[str, ...]] = ()
 
+    # -- capabilities ----------------------------------------------------------------------
+    #: Whether every output token can carry a vector of the document encoder's space such that the
+    #: rows of one docid sum to the document's embedding: then :meth:`token_vectors`,
+    #: :meth:`new_token_vectors` and :meth:`position_starts` answer, DSI's ``docid_embeddings`` and
+    #: dense start apply, and an index whose rows are embeddings places a new document by its rows.
+    has_token_vectors: ClassVar[bool] = False
+    #: Whether each docid is one token of the document's own, ``2 + position``, then eos: one
+    #: decoder step can rank every document (:attr:`SearchMode.SINGLE_TOKEN`), and a document's
+    #: output row is its own (continual ``add+fit``).
+    single_token: ClassVar[bool] = False
+    #: Whether a new document's docid comes from its content in tokens the model already has (a
+    #: k-means path, a description), so :meth:`extend` names it without training and without new
+    #: output rows; an unchanged model finds it as well as it generalizes. Schemes without this
+    #: place new documents only through :meth:`new_token_vectors`, or only by training.
+    grows_without_training: ClassVar[bool] = False
+    #: Whether naming documents reads their descriptions from :attr:`describer`, which must be set
+    #: before :meth:`assign` or :meth:`extend` (it is code: never saved, None after :meth:`load`).
+    needs_describer: ClassVar[bool] = False
+    #: Whether the scheme can keep each document's embedding beside its docid (assigned with
+    #: embeddings; :meth:`live_vectors`): the document side of rescore's dense term.
+    can_keep_vectors: ClassVar[bool] = False
+    #: The tokenizer (name or path) whose vocabulary the docids are written in, token = its id + 2;
+    #: None for a scheme with tokens of its own.
+    tokenizer: str | None = None
+    #: Gives the descriptions of new documents (schemes with :attr:`needs_describer`).
+    describer: Describer | None = None
+
+    @classmethod
+    def from_config(cls, config: DSIConfig) -> DocidScheme:
+        """An empty scheme with the settings a DSI config gives it.
+
+        Called on :class:`DocidScheme` it builds the scheme named by ``config.docids`` (raising
+        :class:`~genir.errors.GenirError` for an unknown name); called on a subclass, that
+        subclass. The default reads no settings: the constructor's defaults.
+        """
+        if cls is DocidScheme:
+            return docid_scheme_class(config.docids).from_config(config)
+        return cls()
+
+    @classmethod
+    def search_mode(cls, config: DSIConfig) -> SearchMode:
+        """How an index of these docids is searched under ``config`` (whose search settings are
+        checked by the decoder); :attr:`SearchMode.BEAM` by default."""
+        return SearchMode.BEAM
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether naming documents (:meth:`assign`, :meth:`extend`) needs their embeddings: schemes
+        that code them, and schemes that keep document vectors (:attr:`keeps_vectors`)."""
+        return False
+
+    @property
+    def keeps_vectors(self) -> bool:
+        """Whether this scheme holds a vector per document (:meth:`live_vectors`)."""
+        return False
+
+    def live_vectors(self) -> np.ndarray | None:
+        """``[num_live, d]`` float32: the vectors of the live documents in :meth:`sequences` order, or None."""
+        return None
+
+    def token_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        """The output row of every token, pad and eos zero (schemes with :attr:`has_token_vectors`).
+
+        Args:
+            embeddings: ``[num_docs, dim]`` float32, the documents in assignment order.
+        Returns:
+            ``[vocab_size, dim]`` float32: the rows of a document's docid sum to its embedding.
+        """
+        raise GenirError(f"{self.name} docids have no token vectors")
+
+    def new_token_vectors(self, embeddings: np.ndarray, start: int) -> np.ndarray:
+        """The output rows of the tokens that :meth:`extend` added for documents ``start..start+n-1``
+        (schemes with :attr:`has_token_vectors`), in token order.
+
+        Args:
+            embeddings: ``[n, dim]`` float32, those documents' embeddings.
+        Returns:
+            ``[n, dim]`` float32: each new document's own token's row (its docid's rows sum to its embedding).
+        """
+        raise GenirError(f"{self.name} docids have no token vectors")
+
+    def position_starts(self) -> list[int] | None:
+        """The first token of each docid position, ascending, where position ``p`` only ever holds
+        tokens ``[starts[p], starts[p + 1])`` (the dense start's per-position softmax), or None."""
+        return None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "scheme" in cls.__dict__:
-            _SCHEMES[cls.scheme] = cls
+        if "name" in cls.__dict__:
+            known = _SCHEMES.get(cls.name)
+            if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise TypeError(f"docid scheme name {cls.name!r} is taken by {known.__module__}.{known.__qualname__}")
+            _SCHEMES[cls.name] = cls
 
     def __init__(self) -> None:
         self._docids: list[str] = []
@@ -92,7 +222,7 @@ class DocidScheme(ABC):
             GenirError: docids were already assigned, ``docs`` is empty, or an id repeats.
         """
         if self._docids:
-            raise GenirError(f"the {self.scheme} docids are already assigned ({self.num_docs} documents); use extend() to add documents")
+            raise GenirError(f"the {self.name} docids are already assigned ({self.num_docs} documents); use extend() to add documents")
         docs = list(docs)
         ids = self._new_ids(docs)
         if not ids:
@@ -109,7 +239,7 @@ class DocidScheme(ABC):
             GenirError: nothing was assigned yet, or an id is already named or repeats.
         """
         if not self._docids:
-            raise GenirError(f"the {self.scheme} docids have not been assigned yet; call assign() first")
+            raise GenirError(f"the {self.name} docids have not been assigned yet; call assign() first")
         docs = list(docs)
         ids = self._new_ids(docs)
         if ids:
@@ -126,7 +256,7 @@ class DocidScheme(ABC):
         for docid in ids:
             row = self._row.get(docid)
             if row is None:
-                raise GenirError(f"document id {docid!r} has no {self.scheme} docid (absent or already deleted)")
+                raise GenirError(f"document id {docid!r} has no {self.name} docid (absent or already deleted)")
             rows.append(row)
         if len(set(rows)) != len(rows):
             raise GenirError("a document id repeats among the ids to delete")
@@ -200,7 +330,7 @@ class DocidScheme(ABC):
         """The tokens that name ``docid``, ending with eos."""
         row = self._row.get(docid)
         if row is None:
-            raise GenirError(f"document id {docid!r} has no {self.scheme} docid")
+            raise GenirError(f"document id {docid!r} has no {self.name} docid")
         return [*self._bodies[row], EOS]
 
     def sequences(self) -> dict[str, list[int]]:
@@ -260,7 +390,7 @@ class DocidScheme(ABC):
         record = {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
-            "scheme": self.scheme,
+            "scheme": self.name,
             "config": self.config(),
             "vocab_size": self.vocab_size,
             "state": self._state(),
@@ -282,11 +412,12 @@ class DocidScheme(ABC):
         """
         path = Path(directory) / SCHEME_FILE
         record = _read_record(path)
-        scheme_class = _SCHEMES.get(record["scheme"])
-        if scheme_class is None:
-            raise GenirError(f"{path}: unknown docid scheme {record['scheme']!r} (known: {', '.join(sorted(_SCHEMES))})")
+        try:
+            scheme_class = docid_scheme_class(record["scheme"])
+        except GenirError as e:
+            raise GenirError(f"{path}: {e}") from None
         if cls is not DocidScheme and scheme_class is not cls:
-            raise GenirError(f"{path}: holds {record['scheme']} docids, not {cls.scheme}")
+            raise GenirError(f"{path}: holds {record['scheme']} docids, not {cls.name}")
         try:
             scheme = scheme_class(**record["config"])
         except (TypeError, GenirError) as e:
@@ -331,10 +462,29 @@ class AtomicDocids(DocidScheme):
     """One output token per document: ``[2 + corpus position, eos]``.
 
     ``vocab_size`` is ``2 + num_docs`` and grows with :meth:`extend`, so a model trained on these
-    docids needs its output layer grown with them.
+    docids needs its output layer grown with them. A document's token vector is its embedding.
     """
 
-    scheme = "atomic"
+    name = "atomic"
+    has_token_vectors = True
+    single_token = True
+
+    @classmethod
+    def search_mode(cls, config: DSIConfig) -> SearchMode:
+        """``atomic_search=first`` or ``exact``: single-token search; ``beam``: beam search."""
+        return SearchMode.BEAM if config.atomic_search == "beam" else SearchMode.SINGLE_TOKEN
+
+    def token_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        rows = np.zeros((self.vocab_size, embeddings.shape[1]), dtype=np.float32)
+        rows[FIRST_TOKEN:] = embeddings
+        return rows
+
+    def new_token_vectors(self, embeddings: np.ndarray, start: int) -> np.ndarray:
+        return np.asarray(embeddings, dtype=np.float32)
+
+    def position_starts(self) -> list[int]:
+        """One position, the document tokens."""
+        return [FIRST_TOKEN]
 
     @property
     def vocab_size(self) -> int:
@@ -364,7 +514,7 @@ class NaiveDocids(DocidScheme):
     numbering. The vocabulary is always the ten digit tokens plus pad and eos.
     """
 
-    scheme = "naive"
+    name = "naive"
 
     @property
     def vocab_size(self) -> int:
@@ -382,17 +532,47 @@ class NaiveDocids(DocidScheme):
                 raise GenirError(f"{path}: document {docid!r} at position {position} does not have the naive docid {position}")
 
 
+def _registry() -> dict[str, type[DocidScheme]]:
+    """Every scheme, by name: the ``*_docids`` modules of this package are imported (once; importing
+    one registers its classes), so a scheme is known wherever any is asked for."""
+    package = importlib.import_module(__package__)
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.endswith(_SCHEME_MODULE_SUFFIX):
+            importlib.import_module(f"{__package__}.{module.name}")
+    return _SCHEMES
+
+
+def docid_scheme_class(name: str) -> type[DocidScheme]:
+    """The scheme registered as ``name`` (``docids=`` of a DSI config).
+
+    Raises:
+        GenirError: no scheme has that name; the message lists those that do.
+    """
+    schemes = _registry()
+    if name not in schemes:
+        raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(schemes))})")
+    return schemes[name]
+
+
+def docid_scheme_names(where: Callable[[type[DocidScheme]], bool] = lambda scheme: True) -> list[str]:
+    """The names of the registered schemes for which ``where`` holds, sorted."""
+    return sorted(name for name, scheme in _registry().items() if where(scheme))
+
+
+def either(names: Sequence[str]) -> str:
+    """Names as a message lists alternatives: ``"a"``, ``"a or b"``, ``"a, b or c"``."""
+    return " or ".join(filter(None, (", ".join(names[:-1]), names[-1]))) if names else "none"
+
+
 def load_docid_scheme(directory: str | Path) -> DocidScheme:
     """Load whichever docid scheme ``directory`` holds (dispatching on its ``scheme`` field)."""
     return DocidScheme.load(directory)
 
 
 def new_docid_scheme(name: str, **options: Any) -> DocidScheme:
-    """An empty scheme of the named kind (``atomic``, ``rq``, ``semantic``, ``naive``, ``semantic-digits``, ``elaborative``),
-    built with ``options`` (its constructor's arguments; the defaults otherwise)."""
-    if name not in _SCHEMES:
-        raise GenirError(f"unknown docid scheme {name!r} (known: {', '.join(sorted(_SCHEMES))})")
-    return _SCHEMES[name](**options)
+    """An empty scheme of the named kind (:func:`docid_scheme_names`), built with ``options`` (its
+    constructor's arguments; the defaults otherwise)."""
+    return docid_scheme_class(name)(**options)
 
 
 def _read_record(path: Path) -> dict[str, Any]:

@@ -26,20 +26,19 @@ it can name new documents (a query generator's ``descriptions`` is one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from genir.dsi.docids import Body, DocidScheme
+from genir.dsi.docids import Body, Describer, DocidScheme, SearchMode
 from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import TextVocab
 
-Describer = Callable[[Sequence[Document]], list[str]]
-"""Returns one description per document, in order."""
+if TYPE_CHECKING:
+    from genir.dsi.config import DSIConfig
 
 #: The first disambiguating suffix; the undecorated description is the first candidate.
 FIRST_SUFFIX = 2
@@ -59,7 +58,10 @@ class ElaborativeDocids(DocidScheme):
         describer: gives the descriptions of new documents; None after :meth:`load`.
     """
 
-    scheme = "elaborative"
+    name = "elaborative"
+    grows_without_training = True  # a new document is named by its description
+    needs_describer = True
+    can_keep_vectors = True
 
     def __init__(self, tokenizer: str = DEFAULT_ENCODER, max_tokens: int = 16) -> None:
         super().__init__()
@@ -74,6 +76,25 @@ class ElaborativeDocids(DocidScheme):
         self.vectors: np.ndarray | None = None  # [num_docs, d] float32 by position, or None
         # Next suffix to try per description: skips the suffixes already taken (a speed-up only).
         self._next_suffix: dict[Body, int] = {}
+
+    @classmethod
+    def from_config(cls, config: DSIConfig) -> ElaborativeDocids:
+        """Descriptions of at most ``description_tokens`` tokens, in the default encoder's vocabulary."""
+        return cls(max_tokens=config.description_tokens)
+
+    @classmethod
+    def search_mode(cls, config: DSIConfig) -> SearchMode:
+        """``elaborative_search=rescore``: propose, then rescore; ``beam``: beam search."""
+        return SearchMode.RESCORE if config.elaborative_search == "rescore" else SearchMode.BEAM
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """When the scheme keeps document vectors: every document it names needs its embedding."""
+        return self.keeps_vectors
+
+    @property
+    def keeps_vectors(self) -> bool:
+        return self.vectors is not None
 
     def config(self) -> dict[str, Any]:
         return {"tokenizer": self.tokenizer, "max_tokens": self.max_tokens}

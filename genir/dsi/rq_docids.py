@@ -14,7 +14,7 @@ Arrays (``docid_scheme.npz``): ``codebooks``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from genir.dsi.kmeans import embedding_matrix, nearest_centroid, one_openmp_thre
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES
+
+if TYPE_CHECKING:
+    from genir.dsi.config import DSIConfig
 
 
 class RQDocids(CodedDocids):
@@ -35,7 +38,7 @@ class RQDocids(CodedDocids):
         seed: seeds faiss' training.
     """
 
-    scheme = "rq"
+    name = "rq"
     array_names = ("codebooks",)
 
     def __init__(self, levels: int = 1, codes: int = 256, seed: int = 0):
@@ -46,6 +49,11 @@ class RQDocids(CodedDocids):
             raise GenirError(f"rq docids need codes = a power of two >= 2, got {codes!r}")
         self.rq_levels, self.codes, self.seed = levels, codes, seed
         self.codebooks = np.zeros((levels, codes, 0), dtype=np.float32)
+
+    @classmethod
+    def from_config(cls, config: DSIConfig) -> RQDocids:
+        """``rq_levels`` codebooks of ``rq_codes`` codewords, trained with the config's seed."""
+        return cls(levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
 
     def level_starts(self) -> list[int]:
         return [FIRST_TOKEN + level * self.codes for level in range(self.rq_levels + 1)]

@@ -13,22 +13,26 @@ that is killed resumes from its last checkpoint when the same command is run aga
 without the ``queries_split`` qrels trains zero-shot (documents and pseudo-queries); the dev set of
 :mod:`genir.dsi.dev` chooses the checkpoint kept, the untrained (dense start) one included.
 
+What differs between docid schemes is asked of the scheme (:class:`genir.dsi.docids.DocidScheme`'s
+capabilities), never decided here by its name.
+
 Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
 
-* add, atomic docids whose output rows are document embeddings (``docid_embeddings`` frozen or
-  init): each new document gets the next atomic docid and its LM-head row is placed as a build
-  places it (:func:`genir.seq2seq.model.grow_output_vocab`: the embedding itself under the dense
-  start; else the seeded projection, rescaled to the docid rows' norm);
-* add, rq and semantic docids (:class:`genir.dsi.coded_docids.CodedDocids`): the new document is
-  coded with the saved codebooks or k-means tree and its document token's row is its residual, so
-  its summed rows are its embedding, as in a build. In both cases nothing else in the model changes.
-* add, semantic-digits docids (DSI's): the new document's code is its path down the saved k-means
-  tree (nearest centroid at each level) and the next free position in its leaf; elaborative docids: a new
-  description (the keyword describer, or ``querygen``'s), and its embedding when the scheme keeps
-  document vectors (``dense_weight > 0``). The trie grows; the model, untouched,
-  finds the new document as well as it generalizes to a code it never trained on (new position
-  tokens start near the mean of the existing rows).
-  Atomic docids without embedding rows and naive docids need training to place a new document: refused.
+* add, docids with token vectors (``has_token_vectors``: atomic, rq, semantic) whose output rows
+  are document embeddings (``docid_embeddings`` frozen or init): the scheme names the new
+  document (atomic: the next token; rq and semantic: a code from the saved codebooks or k-means
+  tree, then a new document token) and its new token's LM-head row is placed as a build places it
+  (:meth:`~genir.dsi.docids.DocidScheme.new_token_vectors`: the embedding, or the residual left by
+  its code vectors, so its summed rows are its embedding; then
+  :func:`genir.seq2seq.model.grow_output_vocab`: that row itself under the dense start, else the
+  seeded projection, rescaled to the docid rows' norm). Nothing else in the model changes.
+* add, docids that grow without training (``grows_without_training``: semantic-digits, a path down
+  the saved k-means tree and the next free position in its leaf; elaborative, a new description
+  from the keyword describer or ``querygen``'s, and its embedding when the scheme keeps document
+  vectors, ``dense_weight > 0``): the trie grows; the model, untouched, finds the new document as
+  well as it generalizes to a code it never trained on.
+  Any other docids (naive; token vectors without embedding rows) need training to place a new
+  document: refused.
 * delete (any docid scheme): the document leaves the trie and the results; its docid stays
   reserved (:meth:`genir.dsi.docids.DocidScheme.delete`). The model is copied unchanged; exact
   atomic search masks the deleted rows.
@@ -47,7 +51,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from genir.dsi.coded_docids import CodedDocids
 from genir.dsi.config import (
     DSIConfig,
     SEDSIConfig,
@@ -60,14 +63,14 @@ from genir.dsi.config import (
 )
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.dev import choose_rescore_weights, dev_evaluator, dev_set
-from genir.dsi.digit_semantic_docids import DigitSemanticDocids
 from genir.dsi.docids import (
-    AtomicDocids,
+    Describer,
     DocidScheme,
+    SearchMode,
+    docid_scheme_names,
+    either,
     load_docid_scheme,
-    new_docid_scheme,
 )
-from genir.dsi.elaborative_docids import Describer, ElaborativeDocids
 from genir.dsi.index_files import (
     DOCIDS_DIR,
     FILES,
@@ -77,15 +80,13 @@ from genir.dsi.index_files import (
     write_docid_files,
     write_dsi_files,
 )
-from genir.dsi.rq_docids import RQDocids
-from genir.dsi.semantic_docids import SemanticDocids
 from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
 from genir.encoding.stored import stored_embeddings
 from genir.errors import GenirError
-from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Hit, Opening, Searcher
 from genir.seq2seq.fit import TrainSettings, fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
@@ -100,31 +101,28 @@ from genir.seq2seq.token_space import (
     build_token_space_seq2seq,
     check_token_table,
 )
-from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import QueryGenerator, query_generator
 
 log = logging.getLogger(__name__)
 
-ROW_SCHEME_CLASSES = (AtomicDocids, CodedDocids)  # docid schemes whose output rows can be embeddings (config.ROW_SCHEMES)
-
 
 class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
-    description = "DSI: seq2seq model generating docids under a docid trie (atomic | rq | semantic | naive | semantic-digits | elaborative)"
+    description = f"DSI: seq2seq model generating docids under a docid trie ({' | '.join(docid_scheme_names())})"
     search_settings = ("atomic_search", "elaborative_search", "beams", "candidates", "score", "plan_weight", "dense_weight")
 
-    def __init__(self, config: DSIConfig, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
+    def __init__(self, opening: Opening):
+        super().__init__(opening)
         from transformers import AutoTokenizer
 
-        self.directory = directory
-        self.model = load_seq2seq(directory / MODEL_DIR)
+        directory = opening.directory
+        self.model = load_seq2seq(directory / MODEL_DIR).to(opening.device)
         self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
         self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR),
-                                    rescore_weights=manifest.stats.get("rescore_weights"))
+                                    rescore_weights=opening.manifest.stats.get("rescore_weights"))
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -133,19 +131,18 @@ class DSISearcher(Searcher):
             log.warning("collection %r has no qrels split %r: training zero-shot (documents and pseudo-queries)",
                         collection.name, config.queries_split)
         docs = list(collection.docs())
+        scheme = DocidScheme.from_config(config)  # first: an unknown docids= is refused before a query generator loads
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
-        scheme = new_scheme(config)
-        if isinstance(scheme, ElaborativeDocids):
+        if scheme.needs_describer:
             scheme.describer = describer(config, generator)
         docid_embeddings = docid_embeddings_mode(config)
         dense_start = dense_start_setting(config)
         frozen_encoder = freeze_encoder_setting(config)
         started = time.perf_counter()
-        # rescore's weights to choose on dev (one cell: nothing to choose); elaborative docids keep
-        # document vectors for the dense term where one of them has it
-        grid = rescore_grid(config) if config.docids == "elaborative" and config.elaborative_search == "rescore" else []
-        needs_embeddings = (config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
-                            or any(dense > 0 for _, dense in grid))
+        # rescore's weights to choose on dev (one cell: nothing to choose); the scheme keeps document
+        # vectors for the dense term where one of them has it (given embeddings, it keeps them)
+        grid = rescore_grid(config) if scheme.search_mode(config) is SearchMode.RESCORE else []
+        needs_embeddings = scheme.needs_embeddings or docid_embeddings != "none" or any(dense > 0 for _, dense in grid)
         embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
@@ -162,8 +159,8 @@ class DSISearcher(Searcher):
         else:
             tokenizer = config.tokenizer if config.model.startswith(T5_PREFIX) else None
             seq2seq = build_seq2seq(config.model, scheme.vocab_size, tokenizer=tokenizer, decoder_layers=config.decoder_layers,
-                                    docid_embeddings=_docid_rows(scheme, docs, embeddings) if docid_embeddings != "none" else None,
-                                    dense_start=dense_start, position_starts=_position_starts(scheme) if dense_start else None,
+                                    docid_embeddings=scheme.token_vectors(embeddings) if docid_embeddings != "none" else None,
+                                    dense_start=dense_start, position_starts=scheme.position_starts() if dense_start else None,
                                     seed=config.seed)
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
@@ -206,29 +203,27 @@ class DSISearcher(Searcher):
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         mode = docid_embeddings_mode(self.config)
-        rows_placed = isinstance(self.scheme, ROW_SCHEME_CLASSES) and mode != "none"
-        if not rows_placed and not isinstance(self.scheme, (DigitSemanticDocids, ElaborativeDocids)):
+        scheme = self.scheme
+        rows_placed = scheme.has_token_vectors and mode != "none"
+        if not (rows_placed or scheme.grows_without_training):
+            with_rows = either(docid_scheme_names(lambda s: s.has_token_vectors))
+            growing = either(docid_scheme_names(lambda s: s.grows_without_training))
             raise GenirError(f"adding documents to a {self.method} index needs docids a new document can be placed by: "
-                             "atomic, rq or semantic docids whose output rows are embeddings (docid_embeddings=frozen or "
-                             f"init), semantic-digits or elaborative docids; this one has {self.scheme.scheme} docids"
-                             + (f" with docid_embeddings={mode}" if isinstance(self.scheme, ROW_SCHEME_CLASSES) else "")
+                             f"{with_rows} docids whose output rows are embeddings (docid_embeddings=frozen or "
+                             f"init), {growing} docids; this one has {scheme.name} docids"
+                             + (f" with docid_embeddings={mode}" if scheme.has_token_vectors else "")
                              + ", which place a new document only by training: not supported yet")
         started = time.perf_counter()
-        keeps_vectors = isinstance(self.scheme, ElaborativeDocids) and self.scheme.vectors is not None
-        embeddings = (_new_embeddings(docs, self.config) if rows_placed or keeps_vectors or isinstance(self.scheme, DigitSemanticDocids)
-                      else None)  # [n, d]
+        embeddings = _new_embeddings(docs, self.config) if rows_placed or scheme.needs_embeddings else None  # [n, d]
         embedding_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        if isinstance(self.scheme, ElaborativeDocids):
+        if scheme.needs_describer:
             # Keyword descriptions weigh words by their idf over the documents added together.
-            self.scheme.describer = describer(self.config, query_generator(self.config.querygen, docs,
-                                                                           self.config.pseudo_query_words))
-        first = self.scheme.num_docs
-        self.scheme.extend(docs, embeddings)
-        rows = None
-        if rows_placed:
-            rows = self.scheme.residuals(embeddings, first) if isinstance(self.scheme, CodedDocids) else embeddings
-        grow_output_vocab(self.model, self.scheme.vocab_size, rows, seed=self.config.seed)
+            scheme.describer = describer(self.config, query_generator(self.config.querygen, docs, self.config.pseudo_query_words))
+        first = scheme.num_docs
+        scheme.extend(docs, embeddings)
+        rows = scheme.new_token_vectors(embeddings, first) if rows_placed else None
+        grow_output_vocab(self.model, scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
         files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme)
@@ -276,17 +271,6 @@ def _embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:
     return TextEncoder(DEFAULT_ENCODER).encode([d.contents for d in docs], progress="embedding documents", cache=document_cache())
 
 
-def new_scheme(config: DSIConfig) -> DocidScheme:
-    """An empty docid scheme of ``config.docids``, with the rq and semantic settings for those."""
-    if config.docids == "rq":
-        return RQDocids(levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
-    if config.docids == "semantic":
-        return SemanticDocids(k=config.semantic_k, levels=config.semantic_levels, seed=config.seed)
-    if config.docids == "elaborative":
-        return ElaborativeDocids(max_tokens=config.description_tokens)
-    return new_docid_scheme(config.docids)
-
-
 def describer(config: DSIConfig, generator: QueryGenerator) -> Describer:
     """Elaborative docids' descriptions as ``config.description`` says: ``keywords`` = the generator's
     description (keywords of the most salient sentence, or a query generator's query); ``title+keywords``
@@ -301,25 +285,9 @@ def describer(config: DSIConfig, generator: QueryGenerator) -> Describer:
 def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
     """``model=minilm-tokens``: elaborative docids written in MiniLM's tokens, which the decoder's tied
     table already holds (:mod:`genir.seq2seq.token_space`)."""
-    if not (isinstance(scheme, ElaborativeDocids) and scheme.tokenizer == DEFAULT_ENCODER):
-        raise GenirError(f"model={TOKEN_SPACE_MODEL} writes {DEFAULT_ENCODER}'s tokens: it needs elaborative docids "
-                         f"(se-dsi) in that tokenizer, not {scheme.scheme} docids")
+    if scheme.tokenizer != DEFAULT_ENCODER:
+        writers = either(docid_scheme_names(lambda s: s.needs_describer))  # schemes that write descriptions
+        raise GenirError(f"model={TOKEN_SPACE_MODEL} writes {DEFAULT_ENCODER}'s tokens: it needs {writers} docids "
+                         f"(se-dsi) in that tokenizer, not {scheme.name} docids")
     check_token_table(config.token_table)
     return build_token_space_seq2seq(token_table=config.token_table, decoder_layers=config.decoder_layers, seed=config.seed)
-
-
-def _docid_rows(scheme: DocidScheme, docs: list[Document], embeddings: np.ndarray) -> np.ndarray:
-    """``[vocab_size, d]`` float32 output rows: an atomic document's token = its embedding; rq and semantic
-    tokens = code vectors and residuals (:meth:`genir.dsi.coded_docids.CodedDocids.token_vectors`); pad and eos zero."""
-    if isinstance(scheme, CodedDocids):
-        return scheme.token_vectors(embeddings)
-    vectors = np.zeros((scheme.vocab_size, embeddings.shape[1]), dtype=np.float32)
-    vectors[[scheme.sequence(d.id)[0] for d in docs]] = embeddings
-    return vectors
-
-
-def _position_starts(scheme: DocidScheme) -> list[int] | None:
-    """The first token of each docid position (atomic: one position; rq, semantic: code levels, then documents)."""
-    if isinstance(scheme, CodedDocids):
-        return scheme.position_starts()
-    return [FIRST_TOKEN] if isinstance(scheme, AtomicDocids) else None

@@ -24,7 +24,7 @@ float32 (each node's centroid, not the difference).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from genir.dsi.kmeans import embedding_matrix, kmeans_split, nearest_centroid
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES
+
+if TYPE_CHECKING:
+    from genir.dsi.config import DSIConfig
 
 
 class SemanticDocids(CodedDocids):
@@ -46,7 +49,7 @@ class SemanticDocids(CodedDocids):
         niter: k-means iterations per node.
     """
 
-    scheme = "semantic"
+    name = "semantic"
     array_names = ("parent", "centroids")
 
     def __init__(self, k: int = 10, levels: int = 2, seed: int = 0, niter: int = 25):
@@ -58,6 +61,11 @@ class SemanticDocids(CodedDocids):
             raise GenirError(f"semantic docids need an integer seed, got {seed!r}")
         self.k, self.tree_levels, self.seed, self.niter = k, levels, seed, niter
         self._set_tree(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
+
+    @classmethod
+    def from_config(cls, config: DSIConfig) -> SemanticDocids:
+        """A tree of ``semantic_levels`` levels of at most ``semantic_k`` clusters, with the config's seed."""
+        return cls(k=config.semantic_k, levels=config.semantic_levels, seed=config.seed)
 
     def _set_tree(self, parent: np.ndarray, centroids: np.ndarray) -> None:
         self.parent, self.centroids = parent, centroids

@@ -78,11 +78,11 @@ def exhaustive_scores(
     out = torch.empty(input_ids.shape[0], n_docs, dtype=torch.float32, device=device)
     for b in range(input_ids.shape[0]):
         if b == 0 or not shared:
-            docids = sequences if shared else sequences[b]  # [N, L]
-            real = docids != pad_token_id  # [N, L]
+            targets = sequences if shared else sequences[b]  # [N, L]
+            real = targets != pad_token_id  # [N, L]
             lengths = real.sum(1)  # [N]
             order = lengths.argsort()  # [N] shortest first, so that a chunk's docids pad little
-            decoder_inputs = torch.cat([start, docids[:, :-1]], dim=1)  # [N, L]
+            decoder_inputs = torch.cat([start, targets[:, :-1]], dim=1)  # [N, L]
         for lo in range(0, n_docs, chunk):
             rows = order[lo:lo + chunk]  # [R]
             width = int(lengths[rows[-1]])  # the chunk's longest docid: its columns past that are all padding
@@ -91,6 +91,6 @@ def exhaustive_scores(
                            decoder_input_ids=decoder_inputs[rows, :width], use_cache=False, return_dict=True).logits.float()
             if score == "logprob":
                 logits = torch.log_softmax(logits, dim=-1)  # [R, width, V]
-            picked = logits.gather(2, docids[rows, :width].clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [R, width]
+            picked = logits.gather(2, targets[rows, :width].clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [R, width]
             out[b, rows] = torch.where(real[rows, :width], picked, 0.0).sum(1)
     return out

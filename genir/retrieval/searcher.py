@@ -10,10 +10,15 @@ only documents that hold a generated n-gram). :meth:`Searcher.batch_search` chec
 ``k`` once; methods implement :meth:`Searcher._batch_search`, which never sees a ``k`` above
 :attr:`Searcher.num_docs`.
 
+A searcher is opened from an :class:`Opening` (its directory, checked manifest, search settings and
+device: everything :meth:`Searcher.load` knows), which its constructor receives whole and reads its
+index from; nothing is set on a searcher after construction.
+
 Indexes grow and shrink in place (:meth:`Searcher.add`, :meth:`Searcher.delete`, and
 :func:`add_documents` / :func:`delete_documents` on a directory): each change writes a complete
 new version of the index through :func:`~genir.indexer.artifact.atomic_directory`, so the old
 version answers until the new one is renamed into place, and a kill leaves one or the other.
+The searcher then opens the new version through its constructor again (:meth:`Searcher._reopen`).
 """
 
 from __future__ import annotations
@@ -64,12 +69,36 @@ class Change:
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's own figures
 
 
+@dataclass(frozen=True)
+class Opening:
+    """What a searcher is opened with: everything :meth:`Searcher.load` knows about an index.
+
+    Attributes:
+        directory: the index directory (a fusion's component: its folder there), which the searcher
+            reads its files from and where :meth:`Searcher.add` and :meth:`Searcher.delete` write.
+        manifest: its manifest, checked (a component's is made from the fusion's record of it).
+        settings: ``KEY=VALUE`` search settings (the method's :attr:`Searcher.search_settings`) that
+            replace the manifest's config values for this session.
+        device: where the searcher's models run.
+    """
+
+    directory: Path
+    manifest: Manifest
+    settings: tuple[str, ...] = ()
+    device: torch.device = torch.device("cpu")
+
+
 class Searcher(ABC):
     """A searchable index.
 
     Subclasses set :attr:`method` and :attr:`Config`, build from a collection into a directory
-    (:meth:`build`), open a built directory (their constructor, through :meth:`from_files`), copy
-    their files (:meth:`write_files`) and search (:meth:`_batch_search`).
+    (:meth:`build`), open a built directory (their constructor), copy their files
+    (:meth:`write_files`) and search (:meth:`_batch_search`).
+
+    A subclass's constructor takes the :class:`Opening` alone, calls ``super().__init__(opening)``
+    first, then reads its index from ``opening.directory`` and puts its models on
+    ``opening.device``. It sets every attribute the searcher has (nothing else sets any), so that
+    running it again opens another version of the index in place (:meth:`_reopen`).
     """
 
     method: ClassVar[str]
@@ -79,9 +108,24 @@ class Searcher(ABC):
     #: (``genir search/run --set``) may give them for one session; the manifest keeps the built ones.
     search_settings: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: Any, manifest: Manifest):
-        self.config = config
-        self.manifest = manifest
+    def __init__(self, opening: Opening):
+        """Keep ``opening`` and set :attr:`config`: the manifest's with ``opening.settings`` applied.
+
+        Raises:
+            GenirError: a setting that is not one of :attr:`search_settings`, or a bad value.
+        """
+        self.opening = opening
+        self.config = parse_config(self.Config, {**opening.manifest.config, **search_overrides(type(self), opening.settings)})
+
+    @property
+    def directory(self) -> Path:
+        """The index directory this searcher was opened from (where :meth:`add` and :meth:`delete` write)."""
+        return self.opening.directory
+
+    @property
+    def manifest(self) -> Manifest:
+        """The manifest of the version of the index this searcher holds."""
+        return self.opening.manifest
 
     # -- searching ---------------------------------------------------------------------
     def search(self, query: str, k: int = 10) -> list[Hit]:
@@ -128,12 +172,6 @@ class Searcher(ABC):
             Statistics recorded in the manifest (e.g. number of documents).
         """
 
-    @classmethod
-    def from_files(cls, directory: Path, manifest: Manifest, settings: Sequence[str] = ()) -> Searcher:
-        """Open an index directory whose manifest has been checked: ``cls(config, manifest, directory)``,
-        the config being the manifest's with ``settings`` (``KEY=VALUE`` of :attr:`search_settings`) applied."""
-        return cls(parse_config(cls.Config, {**manifest.config, **search_overrides(cls, settings)}), manifest, directory)
-
     @abstractmethod
     def write_files(self, directory: Path) -> None:
         """Write this index's data files (not the manifest) into ``directory``."""
@@ -149,10 +187,10 @@ class Searcher(ABC):
     def add(self, docs: Iterable[Document]) -> Change:
         """Add documents to this index, on disk and in this searcher.
 
-        The index directory this searcher was opened from (:meth:`load`) is replaced atomically by
-        a new version holding the old documents and ``docs``; the old version answers until the new
-        one is in place. Old documents keep their docids. Afterwards this searcher is the new
-        version (or, if writing failed, still the old one, as on disk).
+        The index directory this searcher was opened from is replaced atomically by a new version
+        holding the old documents and ``docs``; the old version answers until the new one is in
+        place. Old documents keep their docids. Afterwards this searcher is the new version (or, if
+        writing failed, still the old one, as on disk), opened with the same settings and device.
 
         Raises:
             GenirError: the method cannot add documents, ``docs`` is empty, an id is already in
@@ -167,7 +205,7 @@ class Searcher(ABC):
         present = self._present(ids)
         if present:
             first = next(i for i in ids if i in present)
-            raise GenirError(f"document {first!r} is already in {self._directory()}"
+            raise GenirError(f"document {first!r} is already in {self.directory}"
                              + (f" (and {len(present) - 1} more of the {len(ids)} documents to add)" if len(present) > 1 else "")
                              + "; delete it first to replace it")
         return self._change("add", ids, lambda staging: self._write_added(docs, staging))
@@ -190,10 +228,10 @@ class Searcher(ABC):
         present = self._present(ids)
         absent = [i for i in ids if i not in present]
         if absent:
-            raise GenirError(f"document {absent[0]!r} is not in {self._directory()}"
+            raise GenirError(f"document {absent[0]!r} is not in {self.directory}"
                              + (f" (nor are {len(absent) - 1} more of the {len(ids)} ids to delete)" if len(absent) > 1 else ""))
         if len(ids) >= self.num_docs:
-            raise GenirError(f"deleting {len(ids)} documents would leave {self._directory()} empty; build a new index instead")
+            raise GenirError(f"deleting {len(ids)} documents would leave {self.directory} empty; build a new index instead")
         return self._change("delete", ids, lambda staging: self._write_deleted(ids, staging))
 
     def _present(self, ids: Sequence[str]) -> set[str]:
@@ -203,7 +241,7 @@ class Searcher(ABC):
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         """Write this index's data files plus ``docs`` (new ids, checked) into the empty ``staging``.
 
-        May change this searcher's state: it is reopened from disk afterwards, success or not.
+        May change this searcher's state: it is reopened from disk afterwards, success or not (:meth:`_reopen`).
         Returns:
             Manifest statistics that change (``num_docs`` at least) and the method's own figures.
         """
@@ -213,15 +251,9 @@ class Searcher(ABC):
         """Write this index's data files less the documents ``ids`` (present, checked) into ``staging``."""
         raise GenirError(f"{self.method} indexes do not support deleting documents yet")
 
-    def _directory(self) -> Path:
-        directory = getattr(self, "directory", None)
-        if directory is None:
-            raise GenirError("this searcher was not opened from an index directory (Searcher.load); it cannot be changed")
-        return Path(directory)
-
     def _change(self, operation: str, ids: list[str], write: Callable[[Path], dict[str, Any]]) -> Change:
         """Write a new version of the index through ``write`` atomically, then reopen it."""
-        directory = self._directory()
+        directory = self.directory
         before = self.num_docs
         started = time.perf_counter()
         try:
@@ -244,15 +276,21 @@ class Searcher(ABC):
         return Change(operation, len(ids), before, self.num_docs, round(seconds, 3), stats)
 
     def _reopen(self) -> None:
-        """Make this searcher the index now on disk at its directory."""
-        directory = self._directory()
-        manifest = read_manifest(directory, verify=False)  # just written (or untouched) by this process
-        fresh = (searcher_class(manifest.method).from_files(directory, manifest, getattr(self, "settings", ()))
-                 .to(getattr(self, "device_setting", "cpu")))
+        """Make this searcher the version of the index now at its directory (the one just written, or
+        the old one if writing failed), with the same settings and device: its constructor runs
+        again, on an :class:`Opening` that differs only by the manifest. As every constructor sets
+        all of its searcher's state, nothing of the old version is left.
+
+        Raises:
+            GenirError: the directory now holds an index of another method (replaced by another
+                process, as the manifest check of :meth:`_change` reports); or as the constructor,
+                after which this searcher is not usable (open the directory again).
+        """
+        manifest = read_manifest(self.directory, verify=False)  # just written (or untouched) by this process
+        if manifest.method != self.manifest.method:
+            raise GenirError(f"{self.directory} now holds a {manifest.method} index, not {self.manifest.method}; open it again")
         self.close()
-        self.__dict__.clear()
-        self.__dict__.update(fresh.__dict__)
-        self.directory = directory
+        self.__init__(dataclasses.replace(self.opening, manifest=manifest))
 
     def save(self, directory: str | Path, overwrite: bool = False) -> None:
         """Write this index to ``directory`` atomically, with a fresh manifest."""
@@ -273,11 +311,7 @@ class Searcher(ABC):
         directory = Path(directory)
         target = resolve_device(device)
         manifest = read_manifest(directory, verify=verify)
-        searcher = searcher_class(manifest.method).from_files(directory, manifest, settings).to(target)
-        searcher.directory = directory  # where add() and delete() write
-        searcher.device_setting = target
-        searcher.settings = tuple(settings)  # kept when add() or delete() reopens it
-        return searcher
+        return searcher_class(manifest.method)(Opening(directory, manifest, tuple(settings), target))
 
 
 def _refuse_repeats(ids: Sequence[str], where: str) -> None:

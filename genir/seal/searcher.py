@@ -59,12 +59,12 @@ from tqdm.auto import tqdm
 from genir.devices import resolve_device
 from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import CorruptIndexError, GenirError
-from genir.indexer.artifact import Manifest, read_manifest
+from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
-from genir.retrieval.searcher import Change, Hit, Searcher, searcher_class
+from genir.retrieval.searcher import Change, Hit, Opening, Searcher, searcher_class
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.pmi import PMIConstraint, check_pmi_lambda
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
@@ -157,13 +157,13 @@ class SEALSearcher(Searcher):
     search_settings = ("beams", "pmi_lambda", "max_ngram_tokens", "generated_ngrams", "query_ngrams", "query_ngram_words",
                        "query_ngram_prob", "alpha", "beta", "max_occurrences")
 
-    def __init__(self, config: SEALConfig, manifest: Manifest, directory: Path):
-        super().__init__(config, manifest)
+    def __init__(self, opening: Opening):
+        super().__init__(opening)
         from transformers import AutoTokenizer
 
-        check_pmi_lambda(config.pmi_lambda)
-        self.directory = directory
-        self.index = SegmentedFMIndex.load(directory, listed=manifest.files)
+        check_pmi_lambda(self.config.pmi_lambda)
+        directory = opening.directory
+        self.index = SegmentedFMIndex.load(directory, listed=opening.manifest.files)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR)
         except (OSError, ValueError) as e:
@@ -173,6 +173,7 @@ class SEALSearcher(Searcher):
         if self.model is not None and is_query_start(self.model):  # only the corpus' tokens can be generated
             self.model.get_decoder().restrict_output(torch.from_numpy(self.index.present_tokens(EOS)))
         self.constraint = SegmentConstraint(self.index, eos_token_id=EOS)
+        self.to(opening.device)
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -316,7 +317,7 @@ class SEALSearcher(Searcher):
         foreign = sorted(name for name in self.manifest.files
                          if not (name.startswith((f"{MODEL_DIR}/", f"{TOKENIZER_DIR}/")) or self.index.owns(name)))
         if foreign:
-            raise GenirError(f"{self._directory()} holds files that are not SEAL's ({foreign[0]}"
+            raise GenirError(f"{self.directory} holds files that are not SEAL's ({foreign[0]}"
                              + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
                              + f"), which adding, deleting or merging segments would leave behind: not supported for "
                              f"this {self.method} index")
@@ -349,9 +350,9 @@ class SEALSearcher(Searcher):
         self._check_growable()
         before = self.index
         stats = {"merged_segments": len(before.segments), "dropped_docs": int(before.deleted.shape[0]),
-                 "fmindex_bytes_before": before.stats(self._directory())["fmindex_bytes"]}
+                 "fmindex_bytes_before": before.stats(self.directory)["fmindex_bytes"]}
         if len(before.segments) == 1 and not before.deleted.shape[0]:
-            return Change("optimize", 0, self.num_docs, self.num_docs, 0.0, {**stats, **before.stats(self._directory())})
+            return Change("optimize", 0, self.num_docs, self.num_docs, 0.0, {**stats, **before.stats(self.directory)})
 
         def write(staging: Path) -> dict[str, Any]:
             started = time.perf_counter()
