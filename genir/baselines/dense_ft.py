@@ -115,7 +115,7 @@ def _fine_tune(pairs: list[tuple[str, str]], docs: list[Document], dev_queries: 
             order = rng.permutation(len(pairs))
             for start in range(0, len(order), config.train_batch_size):
                 batch = [pairs[i] for i in order[start:start + config.train_batch_size]]
-                features = [_on(model.tokenize([p[side] for p in batch]), device) for side in (0, 1)]
+                features = [_on(model.preprocess([p[side] for p in batch]), device) for side in (0, 1)]
                 value = loss(features, labels=None)
                 optimizer.zero_grad()
                 value.backward()
