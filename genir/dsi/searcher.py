@@ -48,16 +48,7 @@ import numpy as np
 import torch
 
 from genir.dsi.coded_docids import CodedDocids
-from genir.dsi.config import (
-    DSIConfig,
-    SEDSIConfig,
-    dense_start_setting,
-    dev_margin_setting,
-    docid_embeddings_mode,
-    freeze_encoder_setting,
-    pseudo_queries_setting,
-    rescore_grid,
-)
+from genir.dsi.config import DSIConfig, SEDSIConfig
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.dev import choose_rescore_weights, dev_evaluator, dev_set
 from genir.dsi.digit_semantic_docids import DigitSemanticDocids
@@ -86,7 +77,7 @@ from genir.indexer.artifact import Manifest, read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
 from genir.retrieval.searcher import Hit, Searcher
-from genir.seq2seq.fit import TrainSettings, fit, run_directory
+from genir.seq2seq.fit import fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
     Seq2Seq,
@@ -98,7 +89,6 @@ from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     build_token_space_seq2seq,
-    check_token_table,
 )
 from genir.seq2seq.vocab import FIRST_TOKEN
 from genir.views.pairs import ViewConfig, training_pairs
@@ -137,13 +127,13 @@ class DSISearcher(Searcher):
         scheme = new_scheme(config)
         if isinstance(scheme, ElaborativeDocids):
             scheme.describer = describer(config, generator)
-        docid_embeddings = docid_embeddings_mode(config)
-        dense_start = dense_start_setting(config)
-        frozen_encoder = freeze_encoder_setting(config)
+        docid_embeddings = config.docid_embeddings_mode()
+        dense_start = config.dense_start_setting()
+        frozen_encoder = config.freeze_encoder_setting()
         started = time.perf_counter()
         # rescore's weights to choose on dev (one cell: nothing to choose); elaborative docids keep
         # document vectors for the dense term where one of them has it
-        grid = rescore_grid(config) if config.docids == "elaborative" and config.elaborative_search == "rescore" else []
+        grid = config.rescore_grid() if config.docids == "elaborative" and config.elaborative_search == "rescore" else []
         needs_embeddings = (config.docids in ("rq", "semantic", "semantic-digits") or docid_embeddings != "none"
                             or any(dense > 0 for _, dense in grid))
         embeddings = _embeddings(docs, config) if needs_embeddings else None
@@ -152,7 +142,7 @@ class DSISearcher(Searcher):
         dev = dev_set(collection, docs, config, supervised, generator)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)
                               if f.name not in ("pseudo_queries", "queries_split")},
-                           pseudo_queries=pseudo_queries_setting(config, supervised),
+                           pseudo_queries=config.pseudo_queries_setting(supervised),
                            queries_split=config.queries_split if supervised else "")
         pairs = [(text, scheme.sequence(docid))
                  for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
@@ -168,8 +158,8 @@ class DSISearcher(Searcher):
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
         select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config, grid)
-        margin = dev_margin_setting(config, supervised)
-        stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder,
+        margin = config.dev_margin_setting(supervised)
+        stats = fit(seq2seq, pairs, config, run_directory(collection, config), frozen_encoder=frozen_encoder,
                     select=select, select_margin=margin)
         started = time.perf_counter()
         if len(grid) > 1 and dev.queries:  # the kept checkpoint's best cell, as its dev score chose it
@@ -205,7 +195,7 @@ class DSISearcher(Searcher):
         return {docid for docid in ids if docid in live}
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
-        mode = docid_embeddings_mode(self.config)
+        mode = self.config.docid_embeddings_mode()
         rows_placed = isinstance(self.scheme, ROW_SCHEME_CLASSES) and mode != "none"
         if not rows_placed and not isinstance(self.scheme, (DigitSemanticDocids, ElaborativeDocids)):
             raise GenirError(f"adding documents to a {self.method} index needs docids a new document can be placed by: "
@@ -293,9 +283,7 @@ def describer(config: DSIConfig, generator: QueryGenerator) -> Describer:
     = the document's title, then that (an author's own summary first; SciFact dev, README "SE-DSI")."""
     if config.description == "keywords":
         return generator.descriptions
-    if config.description == "title+keywords":
-        return lambda docs: [f"{doc.title} {text}".strip() for doc, text in zip(docs, generator.descriptions(docs))]
-    raise GenirError(f"description={config.description!r}: choose keywords or title+keywords")
+    return lambda docs: [f"{doc.title} {text}".strip() for doc, text in zip(docs, generator.descriptions(docs))]
 
 
 def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
@@ -304,7 +292,6 @@ def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
     if not (isinstance(scheme, ElaborativeDocids) and scheme.tokenizer == DEFAULT_ENCODER):
         raise GenirError(f"model={TOKEN_SPACE_MODEL} writes {DEFAULT_ENCODER}'s tokens: it needs elaborative docids "
                          f"(se-dsi) in that tokenizer, not {scheme.scheme} docids")
-    check_token_table(config.token_table)
     return build_token_space_seq2seq(token_table=config.token_table, decoder_layers=config.decoder_layers, seed=config.seed)
 
 
