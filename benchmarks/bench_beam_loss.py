@@ -16,14 +16,12 @@ Prints one table; writes ``benchmarks/results/beam_loss-<index name>.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from genir.dsi.config import score_setting
 from genir.indexer.collection import Collection
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
 from genir.measures import evaluate
@@ -64,7 +62,7 @@ def main() -> None:
         queries = dict(list(queries.items())[:args.queries])
     qrels = {qid: collection.qrels(args.split)[qid] for qid in queries}
     searcher = Searcher.load(args.index, device="cpu")
-    score = score_setting(searcher.config, is_dense_start(searcher.model))
+    score = searcher.config.score_setting(is_dense_start(searcher.model))
     rows = []
     started = time.perf_counter()
     exhaustive = exhaustive_run(searcher, queries, score)
@@ -73,7 +71,7 @@ def main() -> None:
     rows.append({"search": "exhaustive", "nDCG@10": evaluate(exhaustive, qrels, ("nDCG@10",)).aggregate["nDCG@10"],
                  "found_of_exhaustive_top10": 1.0, "seconds": round(seconds, 1)})
     for beams in (int(b) for b in args.beams.split(",")):
-        searcher.config = dataclasses.replace(searcher.config, beams=beams, atomic_search="beam")
+        searcher.config = searcher.config.replace(beams=beams, atomic_search="beam")
         started = time.perf_counter()
         hits = searcher.batch_search(list(queries.values()), 10)
         seconds = time.perf_counter() - started

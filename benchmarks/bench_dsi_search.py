@@ -11,7 +11,6 @@ Usage: ``python benchmarks/bench_dsi_search.py --index indexes/scifact-dsi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ def main() -> None:
     rows = []
     for mode in MODES:
         searcher = Searcher.load(args.index, device=args.device)
-        searcher.config = dataclasses.replace(searcher.config, atomic_search=mode)
+        searcher.config = searcher.config.replace(atomic_search=mode)
         searcher.batch_search(texts[:16], 10)
         row = {"atomic_search": mode}
         for k in (10, 100):

@@ -35,7 +35,6 @@ at k = 10 and 100), writes ``OUT/bench_gpu.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import statistics
@@ -193,7 +192,7 @@ def bench_search(index_dir: Path, label: str, collection: Collection, out: Path,
     for mode in search_modes:
         searcher = Searcher.load(index_dir, device=device)
         if mode:
-            searcher.config = dataclasses.replace(searcher.config, atomic_search=mode)
+            searcher.config = searcher.config.replace(atomic_search=mode)
         name = f"{label}-{mode}" if mode else label
         row: Row = {"entry": name, "device": str(device), **built}
         for k in (10, 100):

@@ -17,7 +17,6 @@ Usage: python benchmarks/tune_seal.py --index IDX --collection ../shared/data/sc
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import time
@@ -27,7 +26,7 @@ from genir.baselines.hybrid import HybridSearcher, fuse
 from genir.indexer.collection import Collection
 from genir.indexer.dev_split import split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Searcher, parse_config
+from genir.retrieval.searcher import Searcher
 from genir.seal.searcher import seal_component
 
 KEY_SETTINGS = ("query_ngram_prob", "query_ngram_words", "generated_ngrams", "query_ngrams", "pmi_lambda", "beams")
@@ -67,7 +66,7 @@ def main() -> None:
     cached_settings, cached_keys = None, []
     for combo in itertools.product(*grid.values()):
         settings = dict(zip(names, combo))
-        config = parse_config(type(searcher.config), {**dataclasses.asdict(searcher.config), **settings})
+        config = searcher.config.replace(**settings)
         searcher.config = config
         key_settings = {k: getattr(config, k) for k in KEY_SETTINGS}
         if key_settings != cached_settings:

@@ -29,7 +29,7 @@ import json
 import time
 from pathlib import Path
 
-from genir.dsi.config import DENSE_WEIGHTS, PLAN_WEIGHTS, rescore_weights_setting
+from genir.dsi.config import DENSE_WEIGHTS, PLAN_WEIGHTS
 from genir.dsi.docids import SearchMode
 from genir.dsi.searcher import DSISearcher
 from genir.indexer.collection import Collection
@@ -59,7 +59,7 @@ def main() -> None:
     if not isinstance(searcher, DSISearcher) or searcher.scheme.search_mode(searcher.config) is not SearchMode.RESCORE:
         parser.error(f"{args.index}: not an index searched by rescoring (se-dsi's elaborative docids, elaborative_search=rescore)")
     config = searcher.config
-    weights = rescore_weights_setting(config, chosen=searcher.decoder.rescore_weights)  # the index's own
+    weights = config.rescore_weights_setting(chosen=searcher.decoder.rescore_weights)  # the index's own
     if args.split == "dev":
         qrels = split_dev(collection, config.queries_split, config.dev_fraction, config.seed).dev
         grid = [(float(p), float(d)) for p in args.plan_weights.split(",") for d in args.dense_weights.split(",")]

@@ -175,7 +175,7 @@ def test_deleted_document_is_never_returned(method, index_copy):
         assert len(hits) <= 4
     if method == "dsi":  # every atomic search mode, beam search over the pruned trie included
         for mode in ("beam", "first"):
-            searcher.config.atomic_search = mode
+            searcher.config = searcher.config.replace(atomic_search=mode)
             for hits in searcher.batch_search(QUERIES + OLD_TEXTS, k=4):
                 assert not {"d6", "d3"} & set(ids(hits)) and len(hits) == 4
         assert searcher.scheme.lookup([2 + 5, 1]) is None  # d6's docid names nobody

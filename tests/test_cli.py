@@ -116,7 +116,7 @@ def test_bad_queries_and_qrels_exit_2_before_building(tmp_path, qrels_line, quer
 @pytest.mark.parametrize("args, message", [
     (["index", "-m", "nope", "-c", "builtin:stdlib", "-o", "x"], "unknown method 'nope'"),
     (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k3=1"], "unknown option 'k3'"),
-    (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k1=high"], "expected float"),
+    (["index", "-m", "bm25", "-c", "builtin:stdlib", "-o", "x", "--set", "k1=high"], "k1='high': expected a number >= 0"),
     (["search", "no-such-index", "q"], "no such index directory"),
     (["bench", "-c", "builtin:stdlib", "--methods", "bm25,x=nope"], "unknown method 'nope'"),
     (["bench", "-c", "builtin:stdlib", "--methods", "bm25", "--set", "dense.factory=Flat"], "LABEL one of bm25"),

@@ -204,13 +204,13 @@ def test_best_on_dev_keeps_the_start_unless_training_beats_it_beyond_noise():
 
 
 def test_dev_margin_is_zero_with_training_queries_and_two_without():
-    from genir.dsi.config import DSIConfig, dev_margin_setting
+    from genir.dsi.config import DSIConfig
 
-    assert dev_margin_setting(DSIConfig(), supervised=True) == 0.0
-    assert dev_margin_setting(DSIConfig(), supervised=False) == 2.0
-    assert dev_margin_setting(DSIConfig(dev_margin="1.5"), supervised=True) == 1.5
+    assert DSIConfig().dev_margin_setting(supervised=True) == 0.0
+    assert DSIConfig().dev_margin_setting(supervised=False) == 2.0
+    assert DSIConfig(dev_margin="1.5").dev_margin_setting(supervised=True) == 1.5
     with pytest.raises(GenirError, match="dev_margin"):
-        dev_margin_setting(DSIConfig(dev_margin="-1"), supervised=True)
+        DSIConfig(dev_margin="-1")
 
 
 def test_a_collection_without_training_queries_trains_zero_shot(tmp_path):

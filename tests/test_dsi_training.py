@@ -262,12 +262,13 @@ def test_bert2bert_warm_start_from_minilm() -> None:
 
 def test_a_resumed_run_that_had_finished_reports_its_last_loss(tmp_path: Path) -> None:
     """A build killed after its last step resumes with nothing left to train: the loss comes from its logs."""
-    from genir.seq2seq.fit import TrainSettings, fit
+    from genir.seq2seq.fit import fit
     from genir.seq2seq.model import Seq2Seq
+    from genir.seq2seq.settings import TrainingSettings
 
     torch.set_num_threads(1)
     _, _, tokenizer, model, datamodule = toy_setup(batch_size=5)
-    settings = TrainSettings(batch_size=5, max_source_len=datamodule.max_source_len, max_epochs=2, warmup_steps=0)
+    settings = TrainingSettings(batch_size=5, max_source_len=datamodule.max_source_len, max_epochs=2, warmup_steps=0)
     # The killed attempt: trained to the end, checkpoints and logs left in the run directory.
     first = train(Seq2SeqModule(model), datamodule, tmp_path / "run", max_epochs=2, log_every_n_steps=1)
     logged = float(first.callback_metrics["train_loss"])

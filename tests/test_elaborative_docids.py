@@ -173,7 +173,7 @@ def test_title_first_descriptions_and_their_token_cap() -> None:
     scheme.describer = describer(config, generator)
     scheme.assign(corpus)
     assert all(len(scheme.sequence(d.id)) <= 3 + 1 for d in corpus)  # 3 tokens, then eos
-    with pytest.raises(GenirError, match="choose keywords or title"):
+    with pytest.raises(GenirError, match=r"description='abstract': expected one of keywords, title\+keywords"):
         describer(SEDSIConfig(description="abstract"), generator)
 
 

@@ -165,10 +165,10 @@ def test_bad_configurations_are_clear_errors_and_leave_nothing(dense_index, tmp_
         (coll, ["of=dense", f"of_from={dense}", "of_set=factory=HNSW8"], "give one of them"),
         (coll, ["of=dense", "of_set=factory"], "of_set='factory': option 'factory' is not of the form KEY=VALUE"),
         (coll, ["of=dense", "of_set=colour=red"], "of_set='colour=red': unknown option 'colour' for DenseConfig"),
-        (coll, ["of=dense", "weight=1.5"], r"weight='1.5': give the first component's share, a number in \[0, 1\], or auto"),
+        (coll, ["of=dense", "weight=1.5"], r"weight='1.5': expected auto or a number in \[0, 1\]"),
         (coll, ["of=dense", "weight=heavy"], "weight='heavy'"),
-        (coll, ["of=dense", "fusion=max"], "unknown fusion 'max'"),
-        (coll, ["of=dense", "depth=0"], "depth=0"),
+        (coll, ["of=dense", "fusion=max"], "fusion='max': expected one of interp, rrf"),
+        (coll, ["of=dense", "depth=0"], "depth='0': expected an integer >= 1"),
     ]
     for collection_, options, message in cases:
         with pytest.raises(GenirError, match=message):
@@ -208,7 +208,7 @@ def test_search_settings_change_one_session_and_the_index_keeps_its_own(dense_in
     session = Searcher.load(tmp_path / "hybrid", settings=["weight=1.0"])  # the dense component alone: d4 first
     assert session.search(QUERY, k=1)[0].docid == "d4"
     session.add([Document("n1", "Giraffes", "Giraffes have long necks and eat acacia leaves.")])
-    assert session.config.weight == "1.0" and session.search(QUERY, k=1)[0].docid == "d4"  # kept through the reopen
+    assert session.config.weight == 1.0 and session.search(QUERY, k=1)[0].docid == "d4"  # kept through the reopen
     assert Searcher.load(tmp_path / "hybrid").manifest.stats["weight"] == 0.0
     result = genir("search", tmp_path / "hybrid", QUERY, "-k", "1", "--set", "weight=1.0")
     assert result.exit_code == 0 and "d4" in result.output and "d3" not in result.output

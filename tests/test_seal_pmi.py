@@ -58,7 +58,7 @@ def test_pmi_keys_occur_in_the_corpus_and_keep_the_models_log_prob(seal_index):
     collection, index = seal_index
     searcher = Searcher.load(index)
     corpus = corpus_tokens(searcher, collection)
-    searcher.config.pmi_lambda = 2.0
+    searcher.config = searcher.config.replace(pmi_lambda=2.0)
     generated = searcher._generated(QUERIES)
     assert sum(len(g) for g in generated) > 0
     batch = searcher.tokenizer(QUERIES, padding=True, return_tensors="pt")
@@ -83,7 +83,7 @@ def test_a_larger_lambda_prefers_rarer_ngrams(seal_index):
     searcher = Searcher.load(index)
     mean_log_count = []
     for pmi_lambda in (0.0, 0.5, 2.0):
-        searcher.config.pmi_lambda = pmi_lambda
+        searcher.config = searcher.config.replace(pmi_lambda=pmi_lambda)
         counts = [searcher.index.range_counts(lo[None], hi[None])[0] for per_query in searcher._generated(QUERIES)
                   for _, _, lo, hi in per_query]
         mean_log_count.append(float(np.mean(np.log(counts))))

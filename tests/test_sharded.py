@@ -15,8 +15,9 @@ from genir.errors import GenirError
 from genir.evaluation.sharded_search import sharded_batch_search
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
-from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.fit import fit
 from genir.seq2seq.model import build_seq2seq
+from genir.seq2seq.settings import TrainingSettings
 
 QUERIES = ["zebras", "json", "digest", "cells", "stripes", "parse", "bytes"]
 
@@ -70,7 +71,7 @@ def test_training_on_two_processes_brings_the_weights_back(tmp_path):
     seq2seq = build_seq2seq("t5-config:tiny", 10, tokenizer=resolve_model("all-MiniLM-L6-v2"))
     before = {name: value.clone() for name, value in seq2seq.model.state_dict().items()}
     pairs = [(f"text number {i}", [2 + i % 8, 1]) for i in range(24)]
-    settings = TrainSettings(batch_size=4, max_epochs=2, warmup_steps=0, lr=1e-2)
+    settings = TrainingSettings(batch_size=4, max_epochs=2, warmup_steps=0, lr=1e-2)
     with using_device("cpu", 2):
         stats = fit(seq2seq, pairs, settings, tmp_path / "run", resume=False, progress=False)
     # 24 pairs over 2 processes: 3 batches of 4 per process and epoch.

@@ -3,16 +3,15 @@ through training and a safetensors save/load."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
-from genir.dsi.config import DENSE_WEIGHT, PLAN_WEIGHT, rescore_grid
+from genir.dsi.config import DENSE_WEIGHT, PLAN_WEIGHT
 from genir.errors import GenirError
 from genir.kernels.exhaustive import exhaustive_scores, pad_docids
-from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.fit import fit
 from genir.seq2seq.model_io import PICKLE_SUFFIXES, load_seq2seq, save_seq2seq
+from genir.seq2seq.settings import TrainingSettings
 from genir.seq2seq.token_space import build_token_space_seq2seq, tied_token_table
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, TextVocab
 
@@ -46,7 +45,7 @@ def test_tied_and_frozen_through_training_and_save_load(token_table, tmp_path, m
     before = table(built.model).detach().clone()
     vocab = TextVocab(built.tokenizer)
     pairs = [(source, vocab.encode(target, 8)) for source, target in PAIRS]
-    settings = TrainSettings(batch_size=2, lr=1e-2, warmup_steps=0, max_epochs=2)
+    settings = TrainingSettings(batch_size=2, lr=1e-2, warmup_steps=0, max_epochs=2)
     stats = fit(built, pairs, settings, tmp_path / "run", frozen_encoder=True, progress=False)
     assert stats["train_steps"] == 4
     trained = table(built.model).detach().clone()
@@ -119,8 +118,7 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     assert vectors.shape == (len(TOY_DOCS), query.shape[0])
     config = searcher.config
     for plan_weight, dense_weight in ((0.0, 0.0), (PLAN_WEIGHT, DENSE_WEIGHT)):
-        searcher.config = dataclasses.replace(config, candidates=len(TOY_DOCS), plan_weight=plan_weight,
-                                              dense_weight=str(dense_weight))
+        searcher.config = config.replace(candidates=len(TOY_DOCS), plan_weight=plan_weight, dense_weight=str(dense_weight))
         hits = searcher.search("striped zebras", k=len(TOY_DOCS))
         brute = (exact + plan_weight * plan + dense_weight * vectors @ query).tolist()
         expected = sorted(zip(brute, sequences), reverse=True)
@@ -132,11 +130,10 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
         fused = terms.fused(plan_weight, dense_weight)[0]  # [2N]
         order = fused.argsort(descending=True)[: len(TOY_DOCS)]
         assert [searcher.decoder.docids[r] for r in terms.rows[0, order].tolist()] == [h.docid for h in hits]
-    searcher.config = dataclasses.replace(searcher.config, elaborative_search="beam")
+    searcher.config = searcher.config.replace(elaborative_search="beam")
     assert {h.docid for h in searcher.search("striped zebras", k=3)} <= {d["_id"] for d in TOY_DOCS}
-    searcher.config = dataclasses.replace(searcher.config, elaborative_search="propose")
-    with pytest.raises(GenirError, match="choose rescore or beam"):
-        searcher.search("striped zebras", k=3)
+    with pytest.raises(GenirError, match="elaborative_search='propose': expected one of rescore, beam"):
+        searcher.config.replace(elaborative_search="propose")
     # A document added later is embedded alike: the dense term finds it, and a deleted one leaves with its row.
     from genir.encoding.encoder import TextEncoder
     from genir.indexer.collection import Document
@@ -149,13 +146,13 @@ def test_se_dsi_writes_its_descriptions_in_minilm_token_space(tmp_path, monkeypa
     live = grown.scheme.live_vectors()  # [N, H]
     assert live.shape[0] == len(TOY_DOCS) and list(grown.scheme.sequences())[-1] == "n1"
     torch.testing.assert_close(torch.from_numpy(live[-1]), torch.from_numpy(TextEncoder().encode([giraffes.contents])[0]))
-    grown.config = dataclasses.replace(grown.config, dense_weight="1000")  # the dense term decides
+    grown.config = grown.config.replace(dense_weight="1000")  # the dense term decides
     assert grown.search("giraffes eating acacia leaves", k=1)[0].docid == "n1"
     searcher.scheme.vectors = None  # as an index built without the dense term (and before builds chose weights)
     searcher.decoder._descriptions, searcher.decoder.rescore_weights = None, None
-    searcher.config = dataclasses.replace(config, elaborative_search="rescore")
+    searcher.config = config.replace(elaborative_search="rescore")
     assert [h.docid for h in searcher.search("striped zebras", k=3)] == ranked_without_dense[:3]  # auto: no dense term
-    searcher.config = dataclasses.replace(config, dense_weight="6")
+    searcher.config = config.replace(dense_weight="6")
     with pytest.raises(GenirError, match="keeps no document vectors"):
         searcher.search("striped zebras", k=3)
     with pytest.raises(GenirError, match="needs docids=elaborative and model=minilm-tokens"):
@@ -179,7 +176,7 @@ def _check_rescore_weights_chosen_on_dev(searcher, collection) -> None:
 
     config, stats = searcher.config, searcher.manifest.stats
     assert stats["dev_set"] == "held-out pseudo-queries" and (config.plan_weight, config.dense_weight) == ("auto", "auto")
-    grid = rescore_grid(config)
+    grid = config.rescore_grid()
     chosen = tuple(stats["rescore_weights"])
     assert len(grid) == 56 and chosen in grid and stats["dev_best"][2] == pytest.approx(stats["rescore_dev_ndcg10"], abs=1e-4)
     assert dev_summary(stats).startswith(f"epoch {stats['dev_best'][0]}, plan {chosen[0]:g} dense {chosen[1]:g} (dev nDCG@10")
@@ -194,7 +191,7 @@ def _check_rescore_weights_chosen_on_dev(searcher, collection) -> None:
     dev = DevSet(queries, qrels, {}, "crafted")
 
     def dev_ndcg(plan_weight: float, dense_weight: float) -> float:
-        searcher.config = dataclasses.replace(config, plan_weight=str(plan_weight), dense_weight=str(dense_weight))
+        searcher.config = config.replace(plan_weight=str(plan_weight), dense_weight=str(dense_weight))
         run = dict(zip(queries, searcher.batch_search(list(queries.values()), k=10)))
         return evaluate(run, qrels, ("nDCG@10",)).aggregate["nDCG@10"]
 
@@ -216,7 +213,7 @@ def test_the_query_start_reads_the_query_before_any_seq2seq_step(tmp_path, monke
     assert is_query_start(built.model)
     vocab = TextVocab(built.tokenizer)
     pairs = [(source, vocab.encode(target, 8)) for source, target in PAIRS]
-    stats = fit(built, pairs, TrainSettings(batch_size=2, max_epochs=0), tmp_path / "run", frozen_encoder=True,
+    stats = fit(built, pairs, TrainingSettings(batch_size=2, max_epochs=0), tmp_path / "run", frozen_encoder=True,
                 progress=False)
     before, after = stats["query_start_loss"]
     assert after < before - 1.0

@@ -25,15 +25,16 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from rich.console import Console
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import Hit, Opening, Searcher
+from genir.settings import Settings
 from genir.subprocesses import run_child
 
 LUCENE_DIR = "lucene"
@@ -54,12 +55,12 @@ def ensure_java() -> None:
         raise GenirError("BM25 needs Java 17: install it with `apt-get install openjdk-17-jdk-headless` (or set JAVA_HOME)")
 
 
-@dataclass
-class BM25Config:
-    k1: float = 0.9
-    b: float = 0.4
-    threads: int = 2
-    store_raw: bool = True
+class BM25Config(Settings):
+    # k1 < 0 or b outside [0, 1] build an index whose scores are not BM25 (and can be negative).
+    k1: float = Field(0.9, ge=0, description="term-frequency saturation (0: term presence only)")
+    b: float = Field(0.4, ge=0, le=1, description="document-length normalization (0: none, 1: full)")
+    threads: int = Field(2, ge=1, description="Lucene indexing threads")
+    store_raw: bool = Field(True, description="keep each document's raw text in the index (shown by genir search)")
 
 
 class BM25Searcher(Searcher):

@@ -29,12 +29,12 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from genir.encoding.encoder import (
     DEFAULT_ENCODER,
@@ -47,6 +47,7 @@ from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import Hit, Opening, Searcher
+from genir.settings import Settings
 
 if TYPE_CHECKING:
     import faiss
@@ -55,14 +56,13 @@ FAISS_INDEX = "index.faiss"
 ENCODER_DIR = "encoder"
 
 
-@dataclass
-class DenseConfig:
-    model: str = DEFAULT_ENCODER
-    max_length: int = 256
-    batch_size: int = 64
-    factory: str = "Flat"
-    nprobe: int = 16  # IVF lists visited per query
-    ef_search: int = 128  # HNSW search breadth
+class DenseConfig(Settings):
+    model: str = Field(DEFAULT_ENCODER, description="the encoder of documents and queries: a model name (Hugging Face id) or folder")
+    max_length: int = Field(256, ge=1, description="tokens of a document or query read by the encoder")
+    batch_size: int = Field(64, ge=1, description="texts encoded together")
+    factory: str = Field("Flat", description="FAISS index_factory string: Flat (exact), HNSW32, IVF256,PQ32...")
+    nprobe: int = Field(16, ge=1, description="IVF lists visited per query")
+    ef_search: int = Field(128, ge=1, description="HNSW search breadth")
 
 
 class DenseSearcher(Searcher):

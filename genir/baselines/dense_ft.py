@@ -24,36 +24,36 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from genir.baselines.dense import ENCODER_DIR, DenseConfig, DenseSearcher, write_dense_files
 from genir.devices import resolve_device
 from genir.encoding.encoder import TextEncoder, document_cache, resolve_model
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document, Qrels
-from genir.indexer.dev_split import split_dev
+from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, DevFraction, split_dev
 from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
+from genir.settings import Seed
 
 log = logging.getLogger(__name__)
 
 DEV_MEASURE = "nDCG@10"
 
 
-@dataclass
 class DenseFTConfig(DenseConfig):
-    queries_split: str = "train"  # the qrels split whose (query, relevant document) pairs it trains on
-    dev_fraction: float = 0.1  # held out of queries_split to choose the epoch (seeded; genir.indexer.dev_split)
-    epochs: int = 2
-    train_batch_size: int = 32  # pairs per step: each query's in-batch negatives are the other 31 documents
-    lr: float = 2e-5
-    warmup_fraction: float = 0.1  # of all steps, linear warm-up from 0 (then constant)
-    seed: int = 0
+    queries_split: str = Field("train", description="the qrels split whose (query, relevant document) pairs it trains on")
+    dev_fraction: DevFraction = DEFAULT_DEV_FRACTION
+    epochs: int = Field(2, ge=0, description="passes over the training pairs (the dev carve chooses among 0..epochs)")
+    train_batch_size: int = Field(32, ge=2, description="pairs per step: each query's in-batch negatives are the other documents")
+    lr: float = Field(2e-5, gt=0, description="AdamW learning rate")
+    warmup_fraction: float = Field(0.1, ge=0, le=1, description="share of all steps of linear warm-up from 0 (then constant)")
+    seed: Seed = 0
 
 
 class DenseFTSearcher(DenseSearcher):

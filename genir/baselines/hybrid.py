@@ -34,49 +34,53 @@ method can change at all).
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import torch
+from pydantic import Field
 
 from genir.baselines.bm25 import BM25Config, BM25Searcher
 from genir.devices import resolve_device
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import Manifest, index_file, read_manifest
 from genir.indexer.collection import Collection, Document, Qrels
-from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, QuerySplit, split_dev
+from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, DevFraction, QuerySplit, split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Hit, Opening, Searcher, parse_config, searcher_class
+from genir.retrieval.searcher import Hit, Opening, Searcher, searcher_class
+from genir.settings import AUTO, Auto, Seed, Settings, parse_config
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
-FUSIONS = ("interp", "rrf")
-AUTO = "auto"
 DEFAULT_WEIGHT = 0.5  # no dev queries to choose on: both components count alike
 WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # 0.00, 0.05, ..., 1.00
 DEV_MEASURE = "nDCG@10"
 
 
-@dataclass
-class HybridConfig:
-    of: str = "dsi"  # the first component's method (any registered method but a hybrid)
-    of_from: str = ""  # an index of the same collection and method `of`, copied instead of building one
-    of_set: str = ""  # the first component's options when it is built: KEY=VALUE;KEY=VALUE
-    fusion: str = "interp"  # interp | rrf
-    weight: str = AUTO  # the first component's share in interp, in [0, 1], or auto (chosen on dev)
-    depth: int = 100  # documents each component contributes
-    rrf_k: int = 60
-    queries_split: str = "train"  # the split whose dev part chooses weight=auto
-    dev_fraction: float = DEFAULT_DEV_FRACTION
-    seed: int = 0
+Fusion = Literal["interp", "rrf"]
+FUSIONS = get_args(Fusion)
+Of = Annotated[str, Field(description="the first component's method (any registered method but a hybrid)")]
+Weight = Annotated[Auto | Annotated[float, Field(ge=0, le=1)], Field(
+    description="the first component's share under interp, or auto (chosen on dev at build; module docstring)")]
 
 
-def _check_fusion(fusion: str) -> None:
-    if fusion not in FUSIONS:
-        raise GenirError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
+class HybridConfig(Settings):
+    of: Of = "dsi"
+    of_from: str = Field("", description="an index of the same collection and method `of`, copied instead of building one")
+    of_set: str = Field("", description="the first component's options when it is built: KEY=VALUE;KEY=VALUE")
+    fusion: Fusion = Field("interp", description="interp: min-max normalized scores, weighted; rrf: reciprocal-rank fusion")
+    weight: Weight = AUTO
+    depth: int = Field(100, ge=1, description="documents each component contributes")
+    rrf_k: int = Field(60, ge=0, description="rrf's constant: a document at rank r adds 1 / (rrf_k + r)")
+    queries_split: str = Field("train", description="the split whose dev carve chooses weight=auto")
+    dev_fraction: DevFraction = DEFAULT_DEV_FRACTION
+    seed: Seed = 0
+
+    @property
+    def given_weight(self) -> float | None:
+        """``weight`` as a share in ``[0, 1]``, or None for ``auto`` (the build's choice)."""
+        return None if self.weight == AUTO else self.weight
 
 
 def fuse(runs: Sequence[list[Hit]], weights: Sequence[float], fusion: str, rrf_k: int = 60) -> list[Hit]:
@@ -88,7 +92,8 @@ def fuse(runs: Sequence[list[Hit]], weights: Sequence[float], fusion: str, rrf_k
     Raises:
         GenirError: an unknown fusion.
     """
-    _check_fusion(fusion)
+    if fusion not in FUSIONS:
+        raise GenirError(f"unknown fusion {fusion!r}; choose one of {', '.join(FUSIONS)}")
     fused: dict[str, float] = {}
     for hits, weight in zip(runs, weights):
         if not hits:
@@ -120,8 +125,7 @@ class HybridSearcher(Searcher):
                                     "manifest); build it again")
         super().__init__(opening)
         config = self.config
-        _check_fusion(config.fusion)
-        given = _given_weight(config.weight)  # a search setting may give one; auto: the build's
+        given = config.given_weight  # a search setting may give one; auto: the build's
         weight = manifest.stats["weight"] if given is None else given
         if config.fusion == "interp" and weight is None:
             raise GenirError("this hybrid index was built with fusion=rrf: give weight=SHARE to search it with interp")
@@ -132,10 +136,7 @@ class HybridSearcher(Searcher):
     def build(cls, collection: Collection, config: HybridConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
         # Every option is checked before the first component, which may take hours, is built. ``previous``
         # is not read: a rebuild builds the first component again, and of_from reuses a built one.
-        _check_fusion(config.fusion)
-        given = _given_weight(config.weight)
-        if config.depth < 1:
-            raise GenirError(f"depth={config.depth}: each component must contribute at least 1 document")
+        given = config.given_weight
         first_cls = _first_component_class(config.of)
         if config.of_from and config.of_set:
             raise GenirError("of_set applies when the first component is built; with of_from it is copied as it is "
@@ -145,14 +146,14 @@ class HybridSearcher(Searcher):
             first = _copy_index(Path(config.of_from), config.of, collection, directory / FIRST_DIR)
         else:
             first_config = _parse_of_set(first_cls, config.of_set)
-            first = {"method": config.of, "config": dataclasses.asdict(first_config)}
+            first = {"method": config.of, "config": first_config.model_dump(mode="json")}
         dev = _dev_split(collection, config) if config.fusion == "interp" and given is None else None
         if dev is not None:
             _check_held_out(first["config"], config)
         if not config.of_from:
             first["stats"] = first_cls.build(collection, first_config, directory / FIRST_DIR, None)
         (directory / BM25_DIR).mkdir()
-        bm25 = {"method": "bm25", "config": dataclasses.asdict(BM25Config()),
+        bm25 = {"method": "bm25", "config": BM25Config().model_dump(mode="json"),
                 "stats": BM25Searcher.build(collection, BM25Config(), directory / BM25_DIR, None)}
         components = {FIRST_DIR: first, BM25_DIR: bm25}
         stats: dict[str, Any] = {"num_docs": first["stats"]["num_docs"], "components": components}
@@ -215,23 +216,6 @@ class HybridSearcher(Searcher):
             record = self.manifest.stats["components"][name]
             components[name] = {**record, "stats": {**record["stats"], **write(component, staging / name)}}
         return {"num_docs": components[FIRST_DIR]["stats"]["num_docs"], "components": components}
-
-
-def _given_weight(weight: str) -> float | None:
-    """The weight option as a share in ``[0, 1]``, or None for ``auto``.
-
-    Raises:
-        GenirError: neither ``auto`` nor a number in ``[0, 1]``.
-    """
-    if weight == AUTO:
-        return None
-    try:
-        value = float(weight)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:  # NaN fails too
-        raise GenirError(f"weight={weight!r}: give the first component's share, a number in [0, 1], or {AUTO}")
-    return value
 
 
 def _first_component_class(of: str) -> type[Searcher]:

@@ -12,15 +12,12 @@ kind of index.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from genir.baselines.hybrid import HybridConfig, HybridSearcher
+from genir.baselines.hybrid import HybridConfig, HybridSearcher, Of, Weight
 
 
-@dataclass
 class SEALHybridConfig(HybridConfig):
-    of: str = "seal"
-    weight: str = "0.2"
+    of: Of = "seal"
+    weight: Weight = 0.2
 
 
 class SEALHybridSearcher(HybridSearcher):

@@ -7,6 +7,7 @@ imports none of them.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from genir.errors import GenirError
 
@@ -47,8 +49,14 @@ DevicesOpt = Annotated[int, typer.Option(
 )]
 
 
+#: OSError numbers that say something about the user's paths or disk (not a bug): reported as user errors.
+_PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG,
+                errno.ENOTDIR, errno.EISDIR}
+
+
 def user_errors(command):
-    """Turn genir's input errors into one line on stderr and exit status 2."""
+    """Turn genir's input errors, and writes the file system refuses (no space, read-only, permission,
+    a name too long), into one line on stderr and exit status 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -57,23 +65,49 @@ def user_errors(command):
         except GenirError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as e:
+            if e.errno not in _PATH_ERRORS:
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            err.print(f"[bold red]error:[/] {escape(where + (e.strerror or str(e)))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
 
 def output_file(path: Path, option: str) -> Path:
-    """``path``, checked before any work that it could become a file (missing folders are created later).
+    """``path``, checked before any work that a file can be written there (missing folders are created later).
 
     Raises:
-        GenirError: ``path`` is a folder, or a part of its parent path is a file.
+        GenirError: ``path`` is a folder, or as :func:`output_folder`.
     """
+    output_folder(path, option)  # first: is_dir() fails on a name that is too long
     if path.is_dir():
         raise GenirError(f"{option} {path} is a folder; give the path of a file to write")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise GenirError(f"{option} {path}: {parent} is not a folder")
-            break
+    return path
+
+
+def output_folder(path: Path, option: str) -> Path:
+    """``path``, checked before any work that it can be created (with its missing parent folders).
+
+    Raises:
+        GenirError: a part of its parent path is a file, a name to create is longer than the file
+            system allows, or the nearest existing folder above it cannot be written to.
+    """
+    absolute = path.absolute()
+    existing = next(parent for parent in absolute.parents if parent.exists())
+    if not existing.is_dir():
+        raise GenirError(f"{option} {path}: {existing} is not a folder")
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for name in absolute.relative_to(existing).parts:
+        if len(os.fsencode(name)) > limit:
+            raise GenirError(f"{option} {path}: the name {name[:16]}... is {len(os.fsencode(name))} bytes long; "
+                             f"the file system allows {limit}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GenirError(f"{option} {path}: {existing} is not writable (read-only, or no permission)")
     return path
 
 

@@ -55,8 +55,6 @@ def continual(
     part's best earlier score), LA_n (each part's score when it arrived), and the optimizer steps and minutes each
     method spent. Every step's index is a normal dsi index (genir search, genir run, Searcher.load).
     """
-    import dataclasses
-
     from genir.continual.evaluation import measure_names
     from genir.continual.report import write_report
     from genir.continual.runner import ContinualConfig, MethodRun, run_continual
@@ -64,18 +62,16 @@ def continual(
     from genir.dsi.config import DSIConfig
     from genir.errors import GenirError
     from genir.indexer.collection import Collection
-    from genir.retrieval.searcher import parse_config
+    from genir.settings import parse_config, split_assignment
 
-    own = [f.name for f in dataclasses.fields(ContinualConfig)]
-    settings = settings or []
-    for entry in settings:
-        key = entry.partition("=")[0].strip()
-        if key not in own and key not in {f.name for f in dataclasses.fields(DSIConfig)}:
+    assignments = [split_assignment(entry) for entry in settings or []]
+    own = ContinualConfig.model_fields
+    for key, _ in assignments:
+        if key not in own and key not in DSIConfig.model_fields:
             raise GenirError(f"unknown option {key!r}: neither the run's ({', '.join(own)}) nor the dsi index's "
                              "(genir.dsi.config.DSIConfig, README)")
-    mine = [s for s in settings if s.partition("=")[0].strip() in own]
-    config = dataclasses.replace(parse_config(ContinualConfig, mine), steps=steps)
-    dsi = parse_config(DSIConfig, [s for s in settings if s not in mine])
+    config = parse_config(ContinualConfig, {**{k: v for k, v in assignments if k in own}, "steps": steps})
+    dsi = parse_config(DSIConfig, {k: v for k, v in assignments if k not in own})
     runs = [MethodRun.parse(entry, sam) for entry in method.split(",") if entry.strip()]
     known = measure_names(config.eval_split) if config.eval_split else measure_names("")[:2]
     if measure == "auto":

@@ -6,7 +6,6 @@ command with one ``error:`` line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +26,7 @@ from genir.cli.common import (
     err,
     out,
     output_file,
+    output_folder,
     quiet_libraries,
     terminate_like_interrupt,
     user_errors,
@@ -66,12 +66,16 @@ def methods() -> None:
     """List the retrieval methods and their options (set them with --set KEY=VALUE when building; those
     marked "search" also for one search, `genir search/run --set`)."""
     from genir.retrieval.searcher import METHODS, searcher_class
+    from genir.settings import describe_fields
 
     for name in METHODS:
         cls = searcher_class(name)
         out.print(f"[bold]{name}[/]: {cls.description}")
-        for f in dataclasses.fields(cls.Config):
-            out.print(f"    {f.name} = {f.default!r}" + ("  (search)" if f.name in cls.search_settings else ""), highlight=False)
+        for field, allowed, default, help_text in describe_fields(cls.Config):
+            mark = "  (search)" if field in cls.search_settings else ""
+            out.print(f"    {field} = {default!r}: {allowed}{mark}", highlight=False, markup=False, soft_wrap=True)
+            if help_text:
+                out.print(f"        {help_text}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -92,11 +96,13 @@ def index(
     """Build an index of a collection. The directory appears only when the build succeeds."""
     from genir.indexer.artifact import index_size_bytes
     from genir.indexer.collection import Collection
-    from genir.retrieval.searcher import build_index, parse_config, searcher_class
+    from genir.retrieval.searcher import build_index, searcher_class
+    from genir.settings import parse_config
 
     shortcuts = {"model": model, "docids": docids, "max_time": max_time}
     settings = [f"{key}={value}" for key, value in shortcuts.items() if value is not None] + (settings or [])
     config = parse_config(searcher_class(method).Config, settings)
+    output_folder(output, "--output")
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
     manifest = build_index(method, coll, output, config, overwrite=overwrite, device=device, devices=devices)
     size = index_size_bytes(output) / 2**20
@@ -181,13 +187,16 @@ def train_querygen(
     collection: CollectionOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the trained generator.")],
     split: Annotated[str, typer.Option("--split", help="qrels split whose (document, query) pairs it learns from.")] = "train",
-    model: Annotated[str, typer.Option("--model", help=(
-        "t5-config:tiny|small|base, bert2bert:NAME, a HF seq2seq, or minilm-tokens "
-        "(the frozen --tokenizer encoder writing through its word embeddings, with the query start)."))] = "t5-config:small",
-    tokenizer: Annotated[str, typer.Option("--tokenizer", help="Tokenizer of queries and documents.")] = "all-MiniLM-L6-v2",
-    max_epochs: Annotated[int, typer.Option("--max-epochs", min=1)] = 10,
-    max_time: Annotated[str | None, typer.Option("--max-time", help="Training budget DD:HH:MM:SS.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    model: Annotated[str | None, typer.Option("--model", help=(
+        "t5-config:tiny|small|base (t5-config:small by default), bert2bert:NAME, a HF seq2seq, or minilm-tokens "
+        "(the frozen --tokenizer encoder writing through its word embeddings, with the query start)."))] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer of queries and documents (all-MiniLM-L6-v2 by default).")] = None,
+    max_epochs: Annotated[int | None, typer.Option("--max-epochs", min=1, help="Epochs (10 by default).")] = None,
+    max_time: Annotated[str | None, typer.Option("--max-time", help="Training budget DD:HH:MM:SS (none by default).")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Pairs per step (32 by default).")] = None,
+    settings: Annotated[list[str] | None, typer.Option(
+        "--set", "-s", help="Any other setting KEY=VALUE (repeatable): lr, seed, max_source_len, max_query_tokens, warmup_steps, "
+                            "decay, precision (genir.views.querygen.QueryGenConfig).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing generator at --output.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -199,20 +208,22 @@ def train_querygen(
     from genir.indexer.artifact import Manifest, atomic_directory, write_manifest
     from genir.indexer.collection import Collection
     from genir.seq2seq.fit import run_directory
-    from genir.views.querygen import train_query_generator
+    from genir.settings import parse_config
+    from genir.views.querygen import QueryGenConfig, train_query_generator
 
+    shortcuts = {"model": model, "tokenizer": tokenizer, "max_epochs": max_epochs, "max_time": max_time, "batch_size": batch_size}
+    config = parse_config(QueryGenConfig, [*(settings or []), *(f"{key}={value}" for key, value in shortcuts.items() if value is not None)])
+    output_folder(output, "--output")
     coll = Collection.open(collection)
     docs = {d.id: d for d in coll.docs()}
     queries = coll.queries
     pairs = [(docs[d].contents, queries[q]) for q, judged in coll.qrels(split).items() for d, grade in judged.items() if grade > 0]
-    settings = {"model": model, "tokenizer": tokenizer, "max_epochs": max_epochs, "max_time": max_time,
-                "batch_size": batch_size, "split": split}
-    run_dir = run_directory(coll, {"querygen": settings})
+    recorded = {**config.model_dump(mode="json"), "split": split}
+    run_dir = run_directory(coll, {"querygen": recorded})
     with using_device(device), atomic_directory(output, overwrite) as staging:
-        generator = train_query_generator(pairs, out_dir=run_dir, model=model, tokenizer=tokenizer, max_time=max_time,
-                                          max_epochs=max_epochs, batch_size=batch_size, enable_progress_bar=True)
+        generator = train_query_generator(pairs, out_dir=run_dir, config=config, enable_progress_bar=True)
         generator.save(staging)
-        write_manifest(staging, Manifest(method="querygen", config=settings, stats={"train_pairs": len(pairs)},
+        write_manifest(staging, Manifest(method="querygen", config=recorded, stats={"train_pairs": len(pairs)},
                                          collection={"name": coll.name, "sha256": coll.fingerprint}))
     out.print(f"trained a query generator on {len(pairs)} (document, query) pairs of {coll.name} {split}: {output}")
 

@@ -45,17 +45,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from genir.continual.evaluation import QUERY_MEASURES, evaluate_parts
 from genir.continual.protocol import ContinualSplit, split_collection
 from genir.continual.replay import REPLAY_METHODS, GenerativeMemory, update_examples
 from genir.continual.report import finite
-from genir.dsi.config import (
-    DSIConfig,
-    docid_embeddings_mode,
-    freeze_encoder_setting,
-    pseudo_queries_setting,
-)
+from genir.dsi.config import DSIConfig
 from genir.dsi.docids import docid_scheme_names, either
 from genir.dsi.row_fit import first_position_vectors, fit_new_rows
 from genir.dsi.searcher import DSISearcher
@@ -64,9 +60,11 @@ from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Collection, Document, Qrels, write_beir
 from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, build_index
-from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.fit import fit
 from genir.seq2seq.model import Seq2Seq, freeze_output_embeddings
 from genir.seq2seq.sam import DEFAULT_RHO
+from genir.seq2seq.settings import LearningRate, WarmupSteps
+from genir.settings import Seed, Settings
 from genir.views.pairs import (
     TextPair,
     ViewConfig,
@@ -85,32 +83,36 @@ METHODS = (*GROWING_METHODS, *REPLAY_METHODS, "reindex")
 TRAIN_SPLIT = "train"  # the qrels split the part collections carry their training queries in
 
 
-@dataclass
-class ContinualConfig:
-    """The protocol, the updates and the evaluation; the index itself is a :class:`~genir.dsi.config.DSIConfig`."""
+class ContinualConfig(Settings):
+    """The protocol, the updates and the evaluation; the index itself is a :class:`~genir.dsi.config.DSIConfig`.
+
+    An update that trains (finetune, replay, genreplay) trains with the index's training settings
+    less its time budget, with ``update_epochs``, ``update_lr`` and ``update_warmup_steps`` in place of
+    ``max_epochs``, ``lr`` and ``warmup_steps`` (:meth:`genir.seq2seq.settings.TrainingSettings.training`).
+    """
 
     # -- protocol
-    steps: int = 5  # updates D1..Dn
-    d0_fraction: float = 0.5
-    max_docs: int = 0  # 0: every document
-    judged_only: bool = False  # draw documents among those some query judges relevant
-    queries_split: str = "train"  # each part's queries of this split train with it ("": zero-shot)
+    steps: int = Field(5, ge=1, description="updates D1..Dn")
+    d0_fraction: float = Field(0.5, gt=0, lt=1, description="the share of the documents in D0")
+    max_docs: int = Field(0, ge=0, description="documents drawn (0: every document)")
+    judged_only: bool = Field(False, description="draw documents among those some query judges relevant")
+    queries_split: str = Field("train", description="each part's queries of this split train with it ('': zero-shot)")
     # -- updates that train (finetune, replay, genreplay)
-    update_epochs: int = 1
-    update_lr: float = 3e-4
-    update_warmup_steps: int = 10
-    sam_rho: float = DEFAULT_RHO  # radius of SAM, for the methods run with SAM
-    replay_ratio: float = 1.0  # replayed examples per new example (replay, genreplay)
-    memory_queries: int = 3  # keyword queries per document the generative memory draws from
+    update_epochs: int = Field(1, ge=1, description="epochs of an update that trains")
+    update_lr: LearningRate = 3e-4
+    update_warmup_steps: WarmupSteps = 10
+    sam_rho: float = Field(DEFAULT_RHO, gt=0, description="radius of SAM, for the methods run with SAM")
+    replay_ratio: float = Field(1.0, ge=0, description="replayed examples per new example (replay, genreplay)")
+    memory_queries: int = Field(3, ge=0, description="keyword queries per document the generative memory draws from (0: its best ones)")
     # -- add+fit
-    fit_queries: int = 4  # pseudo-queries per new document its row is fitted to (with its first words)
-    fit_old_queries: int = 2000  # at most this many queries of earlier documents constrain the new rows
-    fit_proximity: float = 1.0  # pull toward the row's embedding
-    fit_iterations: int = 30
+    fit_queries: int = Field(4, ge=0, description="pseudo-queries per new document its row is fitted to (with its first words)")
+    fit_old_queries: int = Field(2000, ge=0, description="at most this many queries of earlier documents constrain the new rows")
+    fit_proximity: float = Field(1.0, ge=0, description="pull toward the row's embedding")
+    fit_iterations: int = Field(30, ge=1, description="optimizer iterations of the row fit")
     # -- evaluation
-    eval_split: str = "test"  # queries scored per part
-    eval_docs: int = 200  # documents per part scored for indexing accuracy (0: all)
-    seed: int = 0
+    eval_split: str = Field("test", description="queries scored per part ('': none, indexing accuracy only)")
+    eval_docs: int = Field(200, ge=0, description="documents per part scored for indexing accuracy (0: all)")
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def run_continual(
     protocol = {
         "format": _FORMAT, "format_version": _FORMAT_VERSION, "fingerprint": fingerprint,
         "collection": {"name": collection.name, "path": str(collection.corpus_path.resolve()), "sha256": collection.fingerprint},
-        "config": dataclasses.asdict(config), "dsi": dataclasses.asdict(dsi), "split": split.describe(),
+        "config": config.model_dump(mode="json"), "dsi": dsi.model_dump(mode="json"), "split": split.describe(),
         "part_doc_ids": [[d.id for d in part] for part in split.parts],
         "generative_memory": memory.kind,
     }
@@ -198,7 +200,7 @@ class _Run:
         self.queries = collection.queries if (self.supervised or config.eval_split) else {}
         self.views = ViewConfig(**{f.name: getattr(dsi, f.name) for f in dataclasses.fields(ViewConfig)
                                    if f.name not in ("pseudo_queries", "queries_split")},
-                                pseudo_queries=pseudo_queries_setting(dsi, self.supervised), queries_split="")
+                                pseudo_queries=dsi.pseudo_queries_setting(self.supervised), queries_split="")
         self.doc_views = [self._eval_views(docs, j) for j, docs in enumerate(split.parts)]
 
     # -- the parts -----------------------------------------------------------------------
@@ -304,14 +306,14 @@ class _Run:
             [d for i in earlier for d in self.split.parts[i]], self.config.replay_ratio, self.memory,
             seed=self.config.seed * 1000 + j,
         )
-        if docid_embeddings_mode(self.dsi) == "frozen":
+        if self.dsi.docid_embeddings_mode() == "frozen":
             freeze_output_embeddings(searcher.model)
         targets = [(text, searcher.scheme.sequence(doc_id)) for text, doc_id in pairs]
-        settings = TrainSettings.of(self.dsi, max_epochs=self.config.update_epochs, lr=self.config.update_lr,
-                                    warmup_steps=self.config.update_warmup_steps, max_time=None)
+        settings = self.dsi.training(max_epochs=self.config.update_epochs, lr=self.config.update_lr,
+                                     warmup_steps=self.config.update_warmup_steps, max_time=None)
         # resume=False: a leftover of a killed run must not be resumed into another model.
         stats = fit(Seq2Seq(searcher.model, searcher.tokenizer), targets, settings, self.output / ".train" / f"{spec.label}-{j}",
-                    frozen_encoder=freeze_encoder_setting(self.dsi), sam_rho=self.config.sam_rho if spec.sam else 0.0,
+                    frozen_encoder=self.dsi.freeze_encoder_setting(), sam_rho=self.config.sam_rho if spec.sam else 0.0,
                     resume=False, progress=self.progress)
         searcher.save_model({"continual": {"method": spec.label, "step": j, "train_steps": stats["train_steps"]}})
         return {"updates": stats["train_steps"], "examples": len(targets), "train_seconds": stats["train_seconds"]}
@@ -382,23 +384,15 @@ def _merged(parts: Sequence[Qrels]) -> Qrels:
 
 
 def _check_config(config: ContinualConfig, dsi: DSIConfig) -> None:
-    if docid_embeddings_mode(dsi) == "none":
+    if dsi.docid_embeddings_mode() == "none":
         with_rows = either(docid_scheme_names(lambda s: s.has_token_vectors))
         raise GenirError(f"continual runs grow the index with add, which needs {with_rows} docids whose rows are "
                          f"embeddings; docids={dsi.docids} with docid_embeddings={dsi.docid_embeddings} places a new "
                          "document only by training")
-    for name in ("update_epochs", "fit_iterations"):
-        if getattr(config, name) < 1:
-            raise GenirError(f"{name} must be at least 1, got {getattr(config, name)}")
-    for name in ("fit_queries", "fit_old_queries", "eval_docs"):
-        if getattr(config, name) < 0:
-            raise GenirError(f"{name} cannot be negative, got {getattr(config, name)}")
-    if config.sam_rho <= 0:
-        raise GenirError(f"sam_rho must be positive, got {config.sam_rho}")
 
 
 def _fingerprint(collection: Collection, config: ContinualConfig, dsi: DSIConfig) -> str:
-    text = json.dumps([collection.fingerprint, dataclasses.asdict(config), dataclasses.asdict(dsi)], sort_keys=True)
+    text = json.dumps([collection.fingerprint, config.model_dump(mode="json"), dsi.model_dump(mode="json")], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

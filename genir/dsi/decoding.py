@@ -39,7 +39,7 @@ import torch
 from transformers import BatchEncoding, PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.devices import resolve_device
-from genir.dsi.config import DSIConfig, rescore_weights_setting, score_setting
+from genir.dsi.config import DSIConfig
 from genir.dsi.docids import DocidScheme, SearchMode
 from genir.errors import GenirError
 from genir.kernels.beam_search import beam_search, encode_sources
@@ -92,13 +92,7 @@ class DocidDecoder:
     @torch.inference_mode()
     def search(self, queries: Sequence[str], k: int, config: DSIConfig) -> list[Ranking]:
         """The ``k`` best documents of each query (fewer if fewer are live), best first, searched as
-        ``config`` says (``atomic_search``, ``beams``, ``score``, ``max_source_len``)."""
-        if config.atomic_search not in {"beam", "exact", "first"}:
-            raise GenirError(f"atomic_search={config.atomic_search!r}: choose beam, exact or first")
-        if config.elaborative_search not in {"beam", "rescore"}:
-            raise GenirError(f"elaborative_search={config.elaborative_search!r}: choose rescore or beam")
-        if config.candidates < 1:
-            raise GenirError(f"candidates={config.candidates}: choose at least 1")
+        ``config`` says (``atomic_search``, ``beams``, ``score``, ``max_source_len``; checked when it was made)."""
         return [ranking for rankings in self._batches(queries, config, lambda batch: self._search_batch(batch, k, config))
                 for ranking in rankings]
 
@@ -134,7 +128,7 @@ class DocidDecoder:
                                              first_step_only=config.atomic_search == "first",
                                              exclude=self.deleted_rows)
             return [[(self.position_ids[r], s) for r, s in zip(rs, ss)] for rs, ss in zip(rows.tolist(), scores.tolist())]
-        score = score_setting(config, is_dense_start(self.model))
+        score = config.score_setting(is_dense_start(self.model))
         if mode is SearchMode.RESCORE:
             return self._rescore(batch, k, config)
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
@@ -149,7 +143,7 @@ class DocidDecoder:
         """``elaborative_search=rescore`` (module docstring) for a batch of queries."""
         if not self.docids:
             return [[] for _ in range(batch["input_ids"].shape[0])]
-        weights = rescore_weights_setting(config, self.scheme.keeps_vectors, self.rescore_weights)
+        weights = config.rescore_weights_setting(self.scheme.keeps_vectors, self.rescore_weights)
         terms = self._rescore_terms(batch, config, max(k, config.candidates), weights[1] > 0)
         return terms.rankings(weights, k, self.docids)
 
@@ -187,7 +181,7 @@ class DocidDecoder:
             dense_only = torch.cat([torch.zeros_like(repeated), ~repeated], dim=1)
         else:
             dense_only = torch.zeros_like(proposed)
-        score = score_setting(config, is_dense_start(self.model))
+        score = config.score_setting(is_dense_start(self.model))
         chunk = rows.shape[1] if input_ids.device.type == "cuda" else RESCORE_CHUNK
         exact = exhaustive_scores(self.model, input_ids, attention_mask, described.padded[rows], decoder_start_token_id=DECODER_START,
                                   pad_token_id=PAD, score=score, chunk=chunk, encoded=encoded)  # [B, C']

@@ -70,7 +70,7 @@ def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig,
 def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig,
                   grid: Sequence[tuple[float, float]] = ()):
     """``evaluate(model) -> per-query nDCG@10`` on ``dev`` (in dev order) with the index's own search;
-    None for an empty dev set. With a ``grid`` of rescore weights (:func:`genir.dsi.config.rescore_grid`,
+    None for an empty dev set. With a ``grid`` of rescore weights (:meth:`genir.dsi.config.DSIConfig.rescore_grid`,
     more than one cell), a checkpoint is scored with its best cell (:func:`choose_rescore_weights`),
     so the checkpoint and the weights it is searched with are chosen together."""
     if not dev.queries:

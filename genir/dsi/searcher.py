@@ -51,16 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genir.dsi.config import (
-    DSIConfig,
-    SEDSIConfig,
-    dense_start_setting,
-    dev_margin_setting,
-    docid_embeddings_mode,
-    freeze_encoder_setting,
-    pseudo_queries_setting,
-    rescore_grid,
-)
+from genir.dsi.config import DSIConfig, SEDSIConfig
 from genir.dsi.decoding import DocidDecoder
 from genir.dsi.dev import choose_rescore_weights, dev_evaluator, dev_set
 from genir.dsi.docids import (
@@ -87,7 +78,7 @@ from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
 from genir.retrieval.searcher import Hit, Opening, Searcher
-from genir.seq2seq.fit import TrainSettings, fit, run_directory
+from genir.seq2seq.fit import fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
     Seq2Seq,
@@ -99,7 +90,6 @@ from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     build_token_space_seq2seq,
-    check_token_table,
 )
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import QueryGenerator, query_generator
@@ -135,13 +125,13 @@ class DSISearcher(Searcher):
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
         if scheme.needs_describer:
             scheme.describer = describer(config, generator)
-        docid_embeddings = docid_embeddings_mode(config)
-        dense_start = dense_start_setting(config)
-        frozen_encoder = freeze_encoder_setting(config)
+        docid_embeddings = config.docid_embeddings_mode()
+        dense_start = config.dense_start_setting()
+        frozen_encoder = config.freeze_encoder_setting()
         started = time.perf_counter()
         # rescore's weights to choose on dev (one cell: nothing to choose); the scheme keeps document
         # vectors for the dense term where one of them has it (given embeddings, it keeps them)
-        grid = rescore_grid(config) if scheme.search_mode(config) is SearchMode.RESCORE else []
+        grid = config.rescore_grid() if scheme.search_mode(config) is SearchMode.RESCORE else []
         needs_embeddings = scheme.needs_embeddings or docid_embeddings != "none" or any(dense > 0 for _, dense in grid)
         embeddings = _embeddings(docs, config) if needs_embeddings else None
         embedding_seconds = time.perf_counter() - started
@@ -149,7 +139,7 @@ class DSISearcher(Searcher):
         dev = dev_set(collection, docs, config, supervised, generator)
         views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)
                               if f.name not in ("pseudo_queries", "queries_split")},
-                           pseudo_queries=pseudo_queries_setting(config, supervised),
+                           pseudo_queries=config.pseudo_queries_setting(supervised),
                            queries_split=config.queries_split if supervised else "")
         pairs = [(text, scheme.sequence(docid))
                  for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
@@ -165,8 +155,8 @@ class DSISearcher(Searcher):
         if docid_embeddings == "frozen":
             freeze_output_embeddings(seq2seq.model)
         select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config, grid)
-        margin = dev_margin_setting(config, supervised)
-        stats = fit(seq2seq, pairs, TrainSettings.of(config), run_directory(collection, config), frozen_encoder=frozen_encoder,
+        margin = config.dev_margin_setting(supervised)
+        stats = fit(seq2seq, pairs, config, run_directory(collection, config), frozen_encoder=frozen_encoder,
                     select=select, select_margin=margin)
         started = time.perf_counter()
         if len(grid) > 1 and dev.queries:  # the kept checkpoint's best cell, as its dev score chose it
@@ -202,7 +192,7 @@ class DSISearcher(Searcher):
         return {docid for docid in ids if docid in live}
 
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
-        mode = docid_embeddings_mode(self.config)
+        mode = self.config.docid_embeddings_mode()
         scheme = self.scheme
         rows_placed = scheme.has_token_vectors and mode != "none"
         if not (rows_placed or scheme.grows_without_training):
@@ -277,9 +267,7 @@ def describer(config: DSIConfig, generator: QueryGenerator) -> Describer:
     = the document's title, then that (an author's own summary first; SciFact dev, README "SE-DSI")."""
     if config.description == "keywords":
         return generator.descriptions
-    if config.description == "title+keywords":
-        return lambda docs: [f"{doc.title} {text}".strip() for doc, text in zip(docs, generator.descriptions(docs))]
-    raise GenirError(f"description={config.description!r}: choose keywords or title+keywords")
+    return lambda docs: [f"{doc.title} {text}".strip() for doc, text in zip(docs, generator.descriptions(docs))]
 
 
 def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
@@ -289,5 +277,4 @@ def _token_space_seq2seq(scheme: DocidScheme, config: DSIConfig) -> Seq2Seq:
         writers = either(docid_scheme_names(lambda s: s.needs_describer))  # schemes that write descriptions
         raise GenirError(f"model={TOKEN_SPACE_MODEL} writes {DEFAULT_ENCODER}'s tokens: it needs {writers} docids "
                          f"(se-dsi) in that tokenizer, not {scheme.name} docids")
-    check_token_table(config.token_table)
     return build_token_space_seq2seq(token_table=config.token_table, decoder_layers=config.decoder_layers, seed=config.seed)

@@ -21,7 +21,8 @@ from genir.evaluation.runs import write_run
 from genir.indexer.artifact import index_size_bytes, read_manifest
 from genir.indexer.collection import Collection
 from genir.measures import evaluate
-from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
+from genir.retrieval.searcher import Searcher, build_index, searcher_class
+from genir.settings import Settings, parse_config
 
 
 @dataclass
@@ -99,7 +100,7 @@ def split_overrides(labels: Sequence[str], assignments: Sequence[str]) -> dict[s
 SOURCE_FIELDS = ("of_from", "model_from", "embeddings_from")
 
 
-def _reusable(directory: Path, method: str, config: object, collection: Collection) -> bool:
+def _reusable(directory: Path, method: str, config: Settings, collection: Collection) -> bool:
     """Whether the index at ``directory`` was built by ``method`` with ``config`` from ``collection``, after
     every index its config copies from was last written (a source rebuilt since, e.g. a SEAL index that
     a ``seal-hybrid`` copies, makes the copy stale although its config reads the same)."""
@@ -113,10 +114,19 @@ def _reusable(directory: Path, method: str, config: object, collection: Collecti
     sources = [Path(value) / "manifest.json" for value in (getattr(config, f, "") for f in SOURCE_FIELDS) if value]
     return (
         manifest.method == method
-        and manifest.config == dataclasses.asdict(config)
+        and _same_config(config, manifest.config)
         and manifest.collection.get("sha256") == collection.fingerprint
         and all(not source.is_file() or source.stat().st_mtime <= built for source in sources)
     )
+
+
+def _same_config(config: Settings, built: dict[str, object]) -> bool:
+    """Whether a manifest's config is ``config``, compared as parsed (an older manifest's text values
+    read as the numbers they stand for; a field added since as its default)."""
+    try:
+        return parse_config(type(config), built) == config
+    except GenirError:
+        return False
 
 
 def run_bench(

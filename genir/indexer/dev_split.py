@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field
 
 from genir.errors import GenirError
 from genir.indexer.collection import Collection, Qrels
 
 DEFAULT_DEV_FRACTION = 0.1
+DevFraction = Annotated[float, Field(ge=0, lt=1, description="the share of queries_split's judged queries held out as dev (seeded by seed)")]
+"""The type of every config's ``dev_fraction`` (what :func:`split_dev` accepts)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The one interface every retrieval method implements, and the registry that finds them.
 
-A method is a :class:`Searcher` subclass plus a configuration dataclass. ``genir index``,
+A method is a :class:`Searcher` subclass plus a configuration model (:class:`genir.settings.Settings`). ``genir index``,
 ``run``, ``eval`` and ``bench`` only ever talk to this interface, so a new method joins them by
 adding one line to :data:`METHODS`.
 
@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import torch
 
 from genir.devices import resolve_device, using_device
-from genir.errors import GenirError, InputError
+from genir.errors import CorruptIndexError, GenirError, InputError
 from genir.indexer.artifact import (
     Manifest,
     atomic_directory,
@@ -45,6 +45,7 @@ from genir.indexer.artifact import (
     write_manifest,
 )
 from genir.indexer.collection import Collection, Document
+from genir.settings import Settings, SettingsError, parse_config, split_assignment
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Searcher(ABC):
     """
 
     method: ClassVar[str]
-    Config: ClassVar[type]
+    Config: ClassVar[type[Settings]]
     description: ClassVar[str] = ""
     #: Config fields that only change how a built index is searched: :meth:`load`'s ``settings``
     #: (``genir search/run --set``) may give them for one session; the manifest keeps the built ones.
@@ -112,10 +113,16 @@ class Searcher(ABC):
         """Keep ``opening`` and set :attr:`config`: the manifest's with ``opening.settings`` applied.
 
         Raises:
-            GenirError: a setting that is not one of :attr:`search_settings`, or a bad value.
+            CorruptIndexError: the manifest's config is not one of this method's (older indexes' text values,
+                ``"auto"`` or ``"0.3"``, are).
+            GenirError: a setting that is not one of :attr:`search_settings`, or a bad value (SettingsError).
         """
         self.opening = opening
-        self.config = parse_config(self.Config, {**opening.manifest.config, **search_overrides(type(self), opening.settings)})
+        try:
+            built = parse_config(self.Config, opening.manifest.config)
+        except SettingsError as e:
+            raise CorruptIndexError(f"{opening.directory}: its manifest's config is not a valid {self.method} config ({e})") from None
+        self.config = built.replace(**search_overrides(type(self), opening.settings))
 
     @property
     def directory(self) -> Path:
@@ -401,29 +408,13 @@ def searcher_class(method: str) -> type[Searcher]:
     return getattr(importlib.import_module(module), name)
 
 
-def parse_config(config_cls: type, overrides: Sequence[str] | dict[str, Any] = ()) -> Any:
-    """Build a config dataclass from ``KEY=VALUE`` strings (or a dict), converting to field types.
-
-    Raises:
-        GenirError: an unknown key or a value of the wrong type.
-    """
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    items = overrides.items() if isinstance(overrides, dict) else (_split_assignment(o) for o in overrides)
-    values: dict[str, Any] = {}
-    for key, raw in items:
-        if key not in fields:
-            raise GenirError(f"unknown option {key!r} for {config_cls.__name__} (known: {', '.join(fields)})")
-        values[key] = _convert(raw, fields[key].type, key)
-    return config_cls(**values)
-
-
 def search_overrides(cls: type[Searcher], settings: Sequence[str]) -> dict[str, str]:
     """``KEY=VALUE`` search settings of ``cls`` as a dict.
 
     Raises:
         GenirError: a key that is not one of ``cls.search_settings`` (the others are fixed at build).
     """
-    overrides = dict(_split_assignment(text) for text in settings)
+    overrides = dict(split_assignment(text) for text in settings)
     for key in overrides:
         if key not in cls.search_settings:
             allowed = ", ".join(cls.search_settings) or "none"
@@ -432,34 +423,11 @@ def search_overrides(cls: type[Searcher], settings: Sequence[str]) -> dict[str, 
     return overrides
 
 
-def _split_assignment(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise GenirError(f"option {text!r} is not of the form KEY=VALUE")
-    return key.strip(), value.strip()
-
-
-def _convert(raw: Any, annotation: Any, key: str) -> Any:
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(annotation), str)
-    if not isinstance(raw, str):
-        return raw
-    if kind is bool:
-        if raw.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if raw.lower() in {"0", "false", "no", "off"}:
-            return False
-        raise GenirError(f"option {key}={raw!r}: expected true or false")
-    try:
-        return kind(raw)
-    except ValueError:
-        raise GenirError(f"option {key}={raw!r}: expected {kind.__name__}") from None
-
-
 def build_index(
     method: str,
     collection: Collection,
     destination: str | Path,
-    config: Any = None,
+    config: Settings | None = None,
     overwrite: bool = False,
     device: str | None = "auto",
     devices: int = 1,
@@ -479,7 +447,7 @@ def build_index(
         stats["build_seconds"] = round(time.perf_counter() - started, 3)
         manifest = Manifest(
             method=method,
-            config=dataclasses.asdict(config),
+            config=config.model_dump(mode="json"),
             stats=stats,
             collection={"name": collection.name, "path": str(collection.corpus_path.resolve()), "sha256": collection.fingerprint},
         )

@@ -48,12 +48,12 @@ import dataclasses
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from genir.devices import resolve_device
@@ -61,12 +61,13 @@ from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
+from genir.indexer.dev_split import DevFraction
 from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
 from genir.retrieval.searcher import Change, Hit, Opening, Searcher, searcher_class
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
-from genir.seal.pmi import PMIConstraint, check_pmi_lambda
+from genir.seal.pmi import PMIConstraint
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
 from genir.seal.segments import (
     Segment,
@@ -75,14 +76,15 @@ from genir.seal.segments import (
     copy_tree,
     write_segment,
 )
-from genir.seq2seq.fit import TrainSettings, run_directory, train_and_save
+from genir.seq2seq.fit import run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.query_start import is_query_start
+from genir.seq2seq.settings import BatchSize, MaxEpochs, TrainingSettings
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
+    TokenTable,
     build_token_space_seq2seq,
-    check_token_table,
 )
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
 
@@ -91,63 +93,59 @@ QUERY_BATCH = 16  # queries decoded together
 TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
 
-@dataclass
-class SEALConfig:
-    # minilm-tokens (genir.seq2seq.token_space: frozen MiniLM encoder, query start, tied MiniLM token table), or
-    # t5-config:NAME, bert2bert:NAME, a HF seq2seq name/path
-    model: str = "minilm-tokens"
-    tokenizer: str = DEFAULT_ENCODER  # the tokenizer of t5-config: models (encoder input, decoder output, FM-index)
-    # minilm-tokens: its tied MiniLM token table trained (train) or kept (frozen); train chosen on SciFact's dev carve
-    # (0.7442 against 0.7157 nDCG@10; the model's keys alone 0.5560 against 0.2480)
-    token_table: str = "train"
-    use_model: bool = True  # false: no training, keys are the query n-grams alone
-    model_from: str = ""  # a seal index of the same corpus whose trained model is reused
+class SEALConfig(TrainingSettings):
+    model: str = Field(TOKEN_SPACE_MODEL, description=(
+        "minilm-tokens (genir.seq2seq.token_space: frozen MiniLM encoder, query start, tied MiniLM token table), "
+        "or t5-config:NAME, bert2bert:NAME, a HF seq2seq name/path"))
+    tokenizer: str = Field(DEFAULT_ENCODER, description="the tokenizer of t5-config: models (encoder input, decoder output, FM-index)")
+    # train chosen on SciFact's dev carve (0.7442 against 0.7157 nDCG@10; the model's keys alone 0.5560 against 0.2480)
+    token_table: TokenTable = Field("train", description="minilm-tokens: its tied MiniLM token table trained (train) or kept (frozen)")
+    use_model: bool = Field(True, description="false: no training, keys are the query n-grams alone")
+    model_from: str = Field("", description="a seal index of the same corpus whose trained model is reused")
     # training pairs (genir.seal.pairs)
-    ngram_min_words: int = 3
-    ngram_max_words: int = 10
-    ngrams_per_pair: int = 10
-    unsupervised_per_doc: int = 4
-    source_words: int = 48
-    queries_split: str = "train"
-    dev_fraction: float = 0.0  # above 0: the dev carve of queries_split is not trained on (tune search settings there)
-    anchored: bool = True  # target spans start near a word the source shares with the document
-    # training
-    max_source_len: int = 64
-    max_target_tokens: int = 12
-    batch_size: int = 32
-    lr: float = 1e-3
-    warmup_steps: int = 100
+    ngram_min_words: int = Field(3, ge=1, description="shortest target span, in words")
+    ngram_max_words: int = Field(10, ge=1, description="longest target span, in words (at least ngram_min_words)")
+    ngrams_per_pair: int = Field(10, ge=0, description="target spans per (query, relevant document)")
+    unsupervised_per_doc: int = Field(4, ge=0, description="(span -> span or title) pairs per document")
+    source_words: int = Field(48, ge=1, description="length of an unsupervised pair's source span, in words")
+    queries_split: str = Field("train", description="the qrels split whose queries train the model ('': unsupervised pairs only)")
+    dev_fraction: DevFraction = Field(0.0, description="above 0: the dev carve of queries_split is not trained on (tune search settings there)")
+    anchored: bool = Field(True, description="target spans start near a word the source shares with the document")
+    max_target_tokens: int = Field(12, ge=1, description="tokens of a target n-gram (longer ones are cut)")
+    batch_size: BatchSize = 32
     # seq2seq epochs after the query start's fit: 3 for minilm-tokens with its table trained, chosen on SciFact's dev
     # carve (1, 2, 3 epochs: 0.7506, 0.7764, 0.8136 nDCG@10 at 10 beams; the frozen table's 45 minutes = 10 epochs
     # fell to 0.6685: it learned generic span starts, README "SEAL"); a model without a query start needs many
     # (t5-config:small had 30 and the hour's budget)
-    max_epochs: int = 3
-    max_time: str = "00:01:00:00"  # DD:HH:MM:SS training budget
-    precision: str = "32-true"
-    seed: int = 0
+    max_epochs: MaxEpochs = 3
     # search
     # 10: 0.007 below 15 on the dev carve (0.8136 vs 0.8210) at 1.4x the speed, for the 20 queries/s goal
-    beams: int = 10
-    pmi_lambda: float = 1.0  # beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone
-    max_ngram_tokens: int = 10
-    generated_ngrams: bool = True  # keys from the model's beams
-    query_ngrams: bool = True  # keys from the query's own word n-grams
-    query_ngram_words: int = 3
-    query_ngram_prob: float = 0.1
+    beams: int = Field(10, ge=1, description="beams of the constrained beam search")
+    pmi_lambda: float = Field(1.0, ge=0, description="beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone")
+    max_ngram_tokens: int = Field(10, ge=1, description="longest generated n-gram, in tokens")
+    generated_ngrams: bool = Field(True, description="keys from the model's beams")
+    query_ngrams: bool = Field(True, description="keys from the query's own word n-grams")
+    query_ngram_words: int = Field(3, ge=1, description="longest query n-gram used as a key, in words")
     # pmi_lambda, query_ngram_prob and alpha: chosen for minilm-tokens on SciFact's dev carve (benchmarks/tune_seal.py
     # --dev-fraction 0.1, README "SEAL"; query_ngram_prob re-tuned with 1-3 epochs of the trained table: 0.1 beat 0.2
     # at every epoch count and beam width); beta on its train queries for t5-config:small
-    alpha: float = 2.0
-    beta: float = 0.8
-    max_occurrences: int = 5000
+    query_ngram_prob: float = Field(0.1, gt=0, le=1, description="P(n|q) given to a query n-gram key")
+    alpha: float = Field(2.0, ge=0, description="exponent of the key weights (larger favours the best key over many weak ones)")
+    beta: float = Field(0.8, ge=0, le=1, description="strength of the coverage penalty")
+    max_occurrences: int = Field(5000, ge=1, description="keys occurring more often are left out (near-zero weight, costly to locate)")
     # locating an occurrence costs up to fm_sample_rate - 1 LF steps; the samples cost 32 / rate bits per token
-    fm_sample_rate: int = 4
+    fm_sample_rate: int = Field(4, ge=1, description="FM-index suffix-array sampling rate")
+
+    @model_validator(mode="after")
+    def _span_lengths(self) -> SEALConfig:
+        if self.ngram_min_words > self.ngram_max_words:
+            raise ValueError(f"ngram_min_words={self.ngram_min_words} is above ngram_max_words={self.ngram_max_words}")
+        return self
 
 
 #: Fields that change the trained model (the rest only change how the index is searched).
 TRAINING_FIELDS = ("model", "tokenizer", "token_table", "ngram_min_words", "ngram_max_words", "ngrams_per_pair", "unsupervised_per_doc",
-                   "source_words", "queries_split", "dev_fraction", "anchored", "max_source_len", "max_target_tokens", "batch_size", "lr",
-                   "warmup_steps", "max_epochs", "max_time", "precision", "seed")
+                   "source_words", "queries_split", "dev_fraction", "anchored", "max_target_tokens", *TrainingSettings.model_fields)
 
 
 class SEALSearcher(Searcher):
@@ -161,7 +159,6 @@ class SEALSearcher(Searcher):
         super().__init__(opening)
         from transformers import AutoTokenizer
 
-        check_pmi_lambda(self.config.pmi_lambda)
         directory = opening.directory
         self.index = SegmentedFMIndex.load(directory, listed=opening.manifest.files)
         try:
@@ -181,8 +178,6 @@ class SEALSearcher(Searcher):
         docs = list(collection.docs())
         if not docs:
             raise GenirError(f"{collection.corpus_path}: the corpus is empty; nothing to index")
-        check_token_table(config.token_table)
-        check_pmi_lambda(config.pmi_lambda)
         stats: dict[str, Any] = {"num_docs": len(docs)}
         if config.use_model and config.model_from:
             vocab = TextVocab(_copy_model(Path(config.model_from), collection, directory))
@@ -436,7 +431,7 @@ def _train(collection: Collection, docs: list[Document], config: SEALConfig, voc
         tokenizer = vocab.tokenizer if config.model.startswith(T5_PREFIX) else None
         seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=tokenizer, seed=config.seed)
     run_dir = run_directory(collection, {"method": "seal", **{f: getattr(config, f) for f in TRAINING_FIELDS}})
-    return train_and_save(seq2seq, pairs, TrainSettings.of(config), run_dir, out, frozen_encoder=token_space)
+    return train_and_save(seq2seq, pairs, config, run_dir, out, frozen_encoder=token_space)
 
 
 def seal_component(searcher: Searcher) -> SEALSearcher:

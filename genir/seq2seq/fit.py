@@ -11,55 +11,29 @@ the checkpoints are deleted once the model is saved.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from genir.cache import cache_dir
-from genir.devices import auto_precision, device_count, resolve_device
+from genir.devices import device_count, resolve_device
 from genir.indexer.collection import Collection
 from genir.seq2seq.model import Seq2Seq, freeze_encoder
 from genir.seq2seq.model_io import save_seq2seq
 from genir.seq2seq.query_start import fit_query_start, is_query_start
 from genir.seq2seq.sam import SAMSeq2SeqModule
 from genir.seq2seq.selection import BestOnDev, Evaluate, Z
+from genir.seq2seq.settings import TrainingSettings
 from genir.seq2seq.training import Pair, Seq2SeqDataModule, Seq2SeqModule, train
+from genir.settings import Settings
 
 
-@dataclass
-class TrainSettings:
-    """What one training run needs to know; every method's config carries these fields.
-
-    ``warmup_steps`` of linear warmup, then linear decay to 0 at the end of ``max_epochs``
-    (``decay=False`` keeps ``lr`` after warmup). ``max_time`` is ``"DD:HH:MM:SS"`` or None.
-    ``precision`` is Lightning's, or ``auto`` (:func:`genir.devices.auto_precision`).
-    """
-
-    batch_size: int = 64
-    max_source_len: int = 64
-    lr: float = 1e-3
-    warmup_steps: int = 100
-    max_epochs: int = 8
-    max_time: str | None = None
-    precision: str = "32-true"  # the methods' default too: bf16-mixed cost DSI 0.29 nDCG@10 on an H200
-    seed: int = 0
-    decay: bool = True
-
-    @classmethod
-    def of(cls, config: Any, **overrides: Any) -> TrainSettings:
-        """The training fields of a method's config (a dataclass or any object with those attributes)."""
-        values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)}
-        return cls(**{**values, **overrides})
-
-
-def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, *, frozen_encoder: bool = False,
+def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir: Path, *, frozen_encoder: bool = False,
         sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None,
         select_margin: float = Z) -> dict[str, Any]:
     """Train ``seq2seq.model`` on ``pairs`` with Lightning (in place), then drop the run's checkpoints.
@@ -99,7 +73,7 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: P
     schedule = {"lr": settings.lr, "warmup_steps": settings.warmup_steps,
                 "total_steps": steps_per_epoch * settings.max_epochs if settings.decay else None}
     module = SAMSeq2SeqModule(seq2seq.model, rho=sam_rho, **schedule) if sam_rho else Seq2SeqModule(seq2seq.model, **schedule)
-    precision = auto_precision(device) if settings.precision == "auto" else settings.precision
+    precision = settings.precision_on(device)
     started = time.perf_counter()
     datamodule.setup("fit")  # tokenizing and the frozen encoder's states, timed apart from the steps
     setup_seconds = time.perf_counter() - started
@@ -162,7 +136,7 @@ def _placement(device: torch.device) -> dict[str, Any]:
     return {"accelerator": accelerator, "devices": [device.index or 0] if device.type == "cuda" else 1}
 
 
-def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings, run_dir: Path, out: Path,
+def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir: Path, out: Path,
                    frozen_encoder: bool = False) -> dict[str, Any]:
     """:func:`fit`, then save the model to ``out`` as safetensors (:func:`~genir.seq2seq.model_io.save_seq2seq`)."""
     stats = fit(seq2seq, pairs, settings, run_dir, frozen_encoder=frozen_encoder)
@@ -170,9 +144,9 @@ def train_and_save(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainSettings,
     return stats
 
 
-def run_directory(collection: Collection, settings: Any) -> Path:
-    """Where training checkpoints of this corpus and these settings live (stable across kills)."""
-    if dataclasses.is_dataclass(settings):
-        settings = dataclasses.asdict(settings)
+def run_directory(collection: Collection, settings: Settings | dict[str, Any]) -> Path:
+    """Where training checkpoints of this corpus and these settings (a config, or a dict) live (stable across kills)."""
+    if isinstance(settings, Settings):
+        settings = settings.model_dump(mode="json")
     key = hashlib.sha256(json.dumps([collection.fingerprint, settings], sort_keys=True).encode())
     return cache_dir() / "train" / key.hexdigest()[:16]

@@ -30,6 +30,8 @@ decoder's: an n-gram's output tokens are its tokenizer ids plus two, the ids SEA
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 from transformers import BertLMHeadModel
@@ -42,7 +44,8 @@ from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, TextVocab
 
 #: The ``model`` string that selects this recipe over :data:`~genir.encoding.encoder.DEFAULT_ENCODER`.
 TOKEN_SPACE_MODEL = "minilm-tokens"
-TOKEN_TABLES = ("frozen", "train")
+TokenTable = Literal["frozen", "train"]
+TOKEN_TABLES = get_args(TokenTable)
 DEFAULT_DECODER_LAYERS = 2
 
 

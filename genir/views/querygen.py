@@ -34,14 +34,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.errors import GenirError
 from genir.indexer.artifact import read_json_record
 from genir.indexer.collection import Document
-from genir.seq2seq.fit import TrainSettings, fit
+from genir.seq2seq.fit import fit
 from genir.seq2seq.model import build_seq2seq
 from genir.seq2seq.model_io import load_pretrained, load_seq2seq, save_seq2seq
+from genir.seq2seq.settings import BatchSize, Decay, MaxEpochs, MaxSourceLen, MaxTime, TrainingSettings, WarmupSteps
 from genir.seq2seq.token_space import TOKEN_SPACE_MODEL, build_token_space_seq2seq
 from genir.seq2seq.vocab import TextVocab, load_tokenizer
 from genir.views.salience import Salience
@@ -278,61 +280,71 @@ class Seq2SeqQueryGenerator(QueryGenerator):
             raise GenirError(f"{directory}: cannot load the query generator: {e}") from None
 
 
+class QueryGenConfig(TrainingSettings):
+    """``genir train-querygen``'s settings: the model, and the training run (:class:`TrainingSettings`) with
+    the defaults of a doc2query model (longer sources, no warmup, no decay, no time budget)."""
+
+    model: str = Field("t5-config:small", description=(
+        "t5-config:tiny|small|base, bert2bert:NAME, a HF seq2seq, or minilm-tokens (the frozen tokenizer's own encoder "
+        "writing through its word embeddings, with the query start)"))
+    tokenizer: str = Field("all-MiniLM-L6-v2", description="tokenizer of documents (encoder input) and queries (decoder output)")
+    max_query_tokens: int = Field(24, ge=1, description="query tokens written (targets are cut to this)")
+    batch_size: BatchSize = 32
+    max_source_len: MaxSourceLen = 128
+    warmup_steps: WarmupSteps = 0
+    max_epochs: MaxEpochs = 10
+    max_time: MaxTime = None
+    decay: Decay = False
+
+
 def train_query_generator(
     pairs: Sequence[tuple[str, str]],
     *,
     out_dir: str | Path,
-    model: str = "t5-config:small",
-    tokenizer: str = "all-MiniLM-L6-v2",
-    max_time: str | None = None,
-    max_epochs: int = 10,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    seed: int = 0,
-    max_source_len: int = 128,
-    max_query_tokens: int = 24,
+    config: QueryGenConfig | None = None,
     config_overrides: dict[str, Any] | None = None,
     enable_progress_bar: bool = False,
+    **settings: Any,
 ) -> Seq2SeqQueryGenerator:
     """Train a generator of queries from (document text, query) pairs, e.g. MS MARCO's.
 
-    The decoder writes a :class:`TextVocab` of ``tokenizer`` (the encoder reads the same
-    tokenizer); targets are ``vocab.encode(query, max_query_tokens)``. Training is genir's
-    Lightning run (:func:`genir.seq2seq.fit.fit`): checkpoints under ``out_dir/checkpoints`` while it
-    runs, so a run started again on the same ``out_dir`` resumes from its last checkpoint; they
-    are deleted when it ends.
+    The decoder writes a :class:`TextVocab` of ``config.tokenizer`` (the encoder reads the same
+    tokenizer); targets are ``vocab.encode(query, config.max_query_tokens)``. Training is genir's
+    Lightning run (:func:`genir.seq2seq.fit.fit`) with ``config``'s training settings: checkpoints under
+    ``out_dir/checkpoints`` while it runs, so a run started again on the same ``out_dir`` resumes from
+    its last checkpoint; they are deleted when it ends.
 
     Args:
         pairs: (document text, query) pairs.
         out_dir: the run directory (checkpoints, logs).
-        model: a :func:`~genir.seq2seq.model.build_seq2seq` model string, or ``minilm-tokens``: the
-            token-space recipe of :mod:`genir.seq2seq.token_space` over ``tokenizer``'s own encoder
-            (a BERT-style checkpoint: MiniLM by default), frozen, with the query start.
-        tokenizer: tokenizer name or path (encoder input and decoder output).
-        max_time, max_epochs: stopping rules, as in :func:`~genir.seq2seq.training.train`.
-        batch_size, lr, seed: as in :class:`Seq2SeqDataModule` / :class:`Seq2SeqModule`.
-        max_source_len, max_query_tokens: document tokens read, query tokens written.
+        config: the model (a :func:`~genir.seq2seq.model.build_seq2seq` model string, or ``minilm-tokens``:
+            the token-space recipe of :mod:`genir.seq2seq.token_space` over ``tokenizer``'s own encoder,
+            a BERT-style checkpoint, frozen, with the query start), the tokenizer, the lengths and the
+            training run; ``settings`` (keywords of :class:`QueryGenConfig`) stand for it when it is None.
         config_overrides: T5Config fields for ``t5-config:`` models (e.g. ``{"dropout_rate": 0.0}``).
         enable_progress_bar: Lightning's progress bar.
     Returns:
         The trained generator (save it with :meth:`Seq2SeqQueryGenerator.save`).
     Raises:
-        GenirError: no pairs, a pair that is not two strings, or a bad model/tokenizer.
+        GenirError: no pairs, a pair that is not two strings, a bad setting, or a bad model/tokenizer.
     """
+    if config is None:
+        config = QueryGenConfig(**settings)
+    elif settings:
+        raise GenirError(f"give either config or its settings ({', '.join(settings)}), not both")
     if not pairs:
         raise GenirError("no (document text, query) pairs to train a query generator on")
     for i, pair in enumerate(pairs):
         if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(part, str) for part in pair)):
             raise GenirError(f"query generator training pair {i} is not a (document text, query) pair of strings: {pair!r}")
-    token_space = model == TOKEN_SPACE_MODEL
+    token_space = config.model == TOKEN_SPACE_MODEL
     if token_space:  # the tokenizer's own encoder, frozen, writing through its word embeddings
-        seq2seq = build_token_space_seq2seq(tokenizer, seed=seed)
+        seq2seq = build_token_space_seq2seq(config.tokenizer, seed=config.seed)
         vocab = TextVocab(seq2seq.tokenizer)
     else:
-        vocab = TextVocab(tokenizer)
-        seq2seq = build_seq2seq(model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=seed)
-    targets = [(text, vocab.encode(query, max_query_tokens)) for text, query in pairs]
-    settings = TrainSettings(batch_size=batch_size, max_source_len=max_source_len, lr=lr, warmup_steps=0, max_epochs=max_epochs,
-                             max_time=max_time, seed=seed, decay=False)
-    fit(seq2seq, targets, settings, Path(out_dir), frozen_encoder=token_space, progress=enable_progress_bar)
-    return Seq2SeqQueryGenerator(seq2seq.model, vocab.tokenizer, vocab, max_source_len=max_source_len, max_query_tokens=max_query_tokens)
+        vocab = TextVocab(config.tokenizer)
+        seq2seq = build_seq2seq(config.model, vocab.size, tokenizer=vocab.tokenizer, config_overrides=config_overrides, seed=config.seed)
+    targets = [(text, vocab.encode(query, config.max_query_tokens)) for text, query in pairs]
+    fit(seq2seq, targets, config, Path(out_dir), frozen_encoder=token_space, progress=enable_progress_bar)
+    return Seq2SeqQueryGenerator(seq2seq.model, vocab.tokenizer, vocab, max_source_len=config.max_source_len,
+                                 max_query_tokens=config.max_query_tokens)

@@ -1,0 +1,65 @@
+"""The settings of one training run, shared by every method that trains a seq2seq model.
+
+:class:`TrainingSettings` is the base model of the configs of ``dsi``, ``se-dsi``, ``seal`` (and so of
+continual runs, whose index is a ``dsi`` config) and of ``genir train-querygen``: its fields are
+declared here once, and a config's ``--set lr=...``/``--set max_epochs=...`` set them. A config whose
+defaults differ re-declares only the default, with the alias of the field's type here (``batch_size:
+BatchSize = 32``), so the range and help text stay the ones declared here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from genir.devices import auto_precision
+from genir.settings import Seed, Settings, Shown
+
+BatchSize = Annotated[int, Field(ge=1, description="training examples per optimizer step")]
+MaxSourceLen = Annotated[int, Field(ge=1, description="source (query, document view) tokens read; longer ones are cut")]
+LearningRate = Annotated[float, Field(gt=0, description="peak learning rate (AdamW)")]
+WarmupSteps = Annotated[int, Field(ge=0, description="steps of linear warmup; then linear decay to 0 at the end of max_epochs")]
+MaxEpochs = Annotated[int, Field(ge=0, description="epochs to train (0: none, the untrained model is kept)")]
+MaxTime = Annotated[str | None, Field(pattern=r"^\d+:\d+:\d+:\d+$", description="training budget DD:HH:MM:SS (empty: none)"),
+                    Shown("DD:HH:MM:SS or empty (none)")]
+# 32-true on every device: bf16-mixed training on an H200 cost DSI 0.29 nDCG@10 on SciFact (0.43 vs
+# 0.72, README "GPU benchmark"); auto (bf16-mixed where the GPU has it) is there to choose.
+Precision = Annotated[
+    Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "32", "16", "bf16", "64"],
+    Field(description="Lightning's precision; auto: bf16-mixed where the GPU has it, else 32-true"),
+]
+Decay = Annotated[bool, Field(description="decay the learning rate linearly to 0 at the end of max_epochs (false: keep lr after warmup)")]
+
+
+class TrainingSettings(Settings):
+    """What one training run (:func:`genir.seq2seq.fit.fit`) needs to know.
+
+    ``warmup_steps`` of linear warmup, then linear decay to 0 at the end of ``max_epochs`` (``decay=False``
+    keeps ``lr`` after warmup). ``max_time`` is ``"DD:HH:MM:SS"`` or None (no budget).
+    """
+
+    batch_size: BatchSize = 64
+    max_source_len: MaxSourceLen = 64
+    lr: LearningRate = 1e-3
+    warmup_steps: WarmupSteps = 100
+    max_epochs: MaxEpochs = 8
+    max_time: MaxTime = "00:01:00:00"
+    precision: Precision = "32-true"
+    seed: Seed = 0
+    decay: Decay = True
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _no_budget(cls, value: Any) -> Any:
+        """``max_time=`` (empty) or ``none`` on the command line: no budget."""
+        return None if isinstance(value, str) and value.strip().lower() in {"", "none"} else value
+
+    def training(self, **changes: Any) -> TrainingSettings:
+        """The training settings of this config alone (a method's config is a subclass), with ``changes``."""
+        return TrainingSettings(**{**{name: getattr(self, name) for name in TrainingSettings.model_fields}, **changes})
+
+    def precision_on(self, device: torch.device) -> str:
+        """``precision`` resolved for ``device``: ``auto`` = :func:`genir.devices.auto_precision`."""
+        return auto_precision(device) if self.precision == "auto" else self.precision
