@@ -24,13 +24,16 @@ readers, not against the file system losing recent writes in a power cut.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -123,10 +126,15 @@ def _occupied(path: Path) -> bool:
 def atomic_dir(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a new empty staging directory beside ``path``; it becomes ``path`` when the block succeeds.
 
-    Directories cannot be swapped in one rename when the destination is not empty, so with
-    ``replace`` an existing ``path`` is first renamed aside, the staging directory renamed into
-    place, and the old one deleted: a reader sees the old directory, briefly none, or the new one,
-    never a mix. An empty directory at ``path`` is replaced in any case.
+    With ``replace``, an existing ``path`` and the staging directory swap names in one atomic step
+    where the platform has one (Linux ``renameat2(RENAME_EXCHANGE)``), and the old directory is then
+    deleted: a reader sees the old directory or the new one, never none and never a mix, and a
+    kill at any point leaves one of them at ``path``. Elsewhere (or on a file system that refuses
+    the exchange) the old ``path`` is renamed aside to ``.NAME.<8 hex>.old``, the staging directory
+    renamed into place, and the old one deleted: a reader may find no ``path`` between the two
+    renames, and a writer killed there leaves the old version only under the ``.old`` name
+    (:func:`genir.indexer.artifact.restore_interrupted` puts it back). An empty directory at
+    ``path`` is replaced in any case.
 
     Raises:
         FileExistsError: ``path`` exists (and is not an empty directory) and ``replace`` is false,
@@ -146,6 +154,10 @@ def atomic_dir(path: str | Path, *, replace: bool = False) -> Iterator[Path]:
 
 
 def _install_dir(staging: Path, path: Path, replace: bool) -> None:
+    """Rename ``staging`` to ``path`` (replacing an occupied ``path`` only if ``replace``)."""
+    if replace and _occupied(path) and _exchange(staging, path):
+        _discard(staging)  # now the old directory
+        return
     retired: list[Path] = []
     try:
         while True:
@@ -163,12 +175,58 @@ def _install_dir(staging: Path, path: Path, replace: bool) -> None:
                 if not replace:
                     raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
             # A concurrent writer may move ``path`` or install its own between these renames: retry.
-            old = path.with_name(f".{path.name[:_NAME_KEEP]}.{secrets.token_hex(4)}.old")
             try:
-                os.rename(path, old)
+                retired.append(_retire(path))
             except FileNotFoundError:
                 continue
-            retired.append(old)
     finally:
         for old in retired:
-            shutil.rmtree(old, ignore_errors=True)
+            _discard(old)
+
+
+def _retire(path: Path) -> Path:
+    """Rename ``path`` aside to a new ``.NAME.<8 hex>.old`` sibling and return that name."""
+    old = path.with_name(f".{path.name[:_NAME_KEEP]}.{secrets.token_hex(4)}.old")
+    os.rename(path, old)
+    return old
+
+
+def _discard(path: Path) -> None:
+    """Delete what is at ``path`` (a folder tree, a file or a link), as far as possible."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with suppress(OSError):
+            path.unlink()
+
+
+_AT_FDCWD = -100  # <fcntl.h>: paths relative to the working directory
+_RENAME_EXCHANGE = 2  # <linux/fs.h>
+
+
+@cache
+def _renameat2() -> Callable[..., int] | None:
+    """libc's ``renameat2``, or None off Linux (or with a C library older than glibc 2.28)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+def _exchange(staging: Path, path: Path) -> bool:
+    """Swap the names ``staging`` and ``path`` in one atomic step; False (nothing changed) where it
+    could not be done.
+
+    Any failure counts as "cannot": no such call (ENOSYS, or EPERM from a container's syscall
+    filter), a file system without exchange (EINVAL), ``path`` moved meanwhile (ENOENT). A failure
+    that is not about the exchange (permissions, I/O) recurs, with its own error, in the two-step
+    renames the caller falls back to.
+    """
+    renameat2 = _renameat2()
+    return renameat2 is not None and renameat2(
+        _AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0

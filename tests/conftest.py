@@ -101,3 +101,73 @@ searcher_module.add_documents({str(index)!r}, [Document("n1", "Giraffes", "long 
     finally:
         if child.poll() is None:
             child.kill()
+
+
+# A child process adding one document to the index in argv[1] through genir.retrieval.searcher.add_documents,
+# paused in genir.atomic_files.<argv[3]> (before calling it when argv[4] == "before", else after) until the
+# file go appears in the signals folder argv[2]; "paused" and (once the hook has run) "done" appear there.
+# The hook "rename-aside" is the os.rename that moves the index itself aside (the first of the two renames
+# that replace a directory where it cannot be swapped in one step). argv[5] == "two-step": the atomic
+# exchange is unavailable, as on platforms without renameat2.
+PAUSED_WRITER = """
+import os, sys, time
+from pathlib import Path
+import genir.atomic_files as atomic_files
+from genir.indexer.collection import Document
+from genir.retrieval.searcher import add_documents
+
+index, signals, hook, when, scheme = sys.argv[1:6]
+signals = Path(signals)
+if scheme == "two-step":
+    atomic_files._exchange = lambda staging, path: False
+
+def pause():
+    (signals / "paused").write_text("")
+    while not (signals / "go").exists():  # the test's event (or a SIGKILL)
+        time.sleep(0.01)
+
+def paused(original, *args):
+    if when == "before":
+        pause()
+    result = original(*args)
+    if when == "after":
+        pause()
+    (signals / "done").write_text("")
+    return result
+
+if hook == "rename-aside":
+    rename = os.rename
+    os.rename = lambda src, dst: paused(rename, src, dst) if Path(src) == Path(index) else rename(src, dst)
+else:
+    original = getattr(atomic_files, hook)
+    setattr(atomic_files, hook, lambda *args: paused(original, *args))
+add_documents(index, [Document("n1", "Giraffes", "Giraffes have long necks.")], device="cpu")
+"""
+
+
+def wait_for(path: Path, child: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait until ``path`` exists (an event the child signals), failing if the child ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        log = path.parent / "stderr"
+        assert child.poll() is None, (f"the child ended (exit {child.returncode}) before {path.name}:\n"
+                                      + (log.read_text()[-3000:] if log.exists() else ""))
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout} s"
+        time.sleep(0.02)
+
+
+@contextmanager
+def paused_writer(index: Path, signals: Path, hook: str, when: str = "after", scheme: str = "exchange"):
+    """Start :data:`PAUSED_WRITER` on ``index`` and yield it once it is paused in ``hook`` (the test
+    then writes ``signals/go``, or kills it); the child is killed at the end if still running."""
+    signals.mkdir(parents=True, exist_ok=True)
+    with open(signals / "stderr", "w") as log:  # a file, not a pipe: a full pipe would stall the child
+        child = subprocess.Popen([sys.executable, "-c", PAUSED_WRITER, str(index), str(signals), hook, when, scheme],
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=log)
+    try:
+        wait_for(signals / "paused", child)
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(60)

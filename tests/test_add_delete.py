@@ -20,7 +20,7 @@ from conftest import TOY_DOCS, add_killed_before_its_manifest, write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
-from genir.errors import GenirError
+from genir.errors import GenirError, InputError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import (
@@ -253,7 +253,7 @@ def test_present_or_absent_ids_are_errors_that_write_nothing(method, index_copy)
     before = tree(index)
     with pytest.raises(GenirError, match="document 'd3' is already in"):
         add_documents(index, [*docs_of(NEW_DOCS), Document("d3", "again", "JSON again")], device="cpu")
-    with pytest.raises(GenirError, match="'n1' appears twice"):
+    with pytest.raises(GenirError, match="duplicate document id 'n1'"):
         add_documents(index, docs_of(NEW_DOCS) * 2, device="cpu")
     with pytest.raises(GenirError, match="document 'nope' is not in"):
         delete_documents(index, ["d1", "nope"], device="cpu")
@@ -262,6 +262,44 @@ def test_present_or_absent_ids_are_errors_that_write_nothing(method, index_copy)
     with pytest.raises(GenirError, match="empty"):
         delete_documents(index, [d["_id"] for d in TOY_DOCS], device="cpu")
     assert tree(index) == before
+
+
+@pytest.mark.parametrize("ids", ["d12", b"d1"])
+def test_one_string_of_ids_is_refused_not_split_into_characters(ids, index_copy):
+    """``delete_documents(index, "d12")`` used to delete "d", "1" and "2" (those that exist)."""
+    index = index_copy("dense")
+    before = tree(index)
+    with pytest.raises(InputError, match="ids must be a list of document ids, not one string"):
+        delete_documents(index, ids, device="cpu")
+    with pytest.raises(InputError, match="not one string"):
+        Searcher.load(index, device="cpu").delete(ids)
+    assert tree(index) == before
+
+
+@pytest.mark.parametrize("bad, message", [
+    (Document("n 1", "Giraffes", "long necks"), "the documents given, document 2: document id 'n 1' contains whitespace"),
+    (Document("", "Giraffes", "long necks"), "the documents given, document 2: empty document id"),
+    (Document("n3", "", " "), "document 'n3' is empty"),
+    (Document("n3", None, "text"), "its title must be a string, got NoneType"),
+    ("n3", "expected a Document, got str"),
+])
+@pytest.mark.parametrize("method", ["bm25", "dense"])
+def test_python_add_checks_documents_as_the_cli_does(method, bad, message, index_copy):
+    """The checks a corpus file's documents go through (ids without whitespace, not empty; no empty
+    document) apply to documents given from Python, before anything is written."""
+    index = index_copy(method)
+    before = tree(index)
+    docs = [docs_of(NEW_DOCS)[0], bad]
+    with pytest.raises(InputError) as caught:
+        add_documents(index, docs, device="cpu")
+    assert message in str(caught.value)
+    with pytest.raises(InputError):
+        Searcher.load(index, device="cpu").add(docs)
+    with pytest.raises(InputError, match="got one Document"):
+        add_documents(index, docs_of(NEW_DOCS)[0], device="cpu")
+    assert tree(index) == before
+    if "is empty" in message and method == "dense":  # kept when asked for, as with --allow-empty-docs
+        assert add_documents(index, docs, device="cpu", allow_empty_docs=True).num_docs_after == 8
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -1,8 +1,10 @@
 import json
+import os
 
 import pytest
 
 from genir.errors import GenirError
+from genir.indexer import artifact
 from genir.indexer.artifact import CorruptIndexError, Manifest, atomic_directory, read_manifest, write_manifest
 
 
@@ -239,3 +241,57 @@ def test_the_existing_output_error_names_the_cli_flag_and_the_python_parameter(t
     with pytest.raises(GenirError, match=r"pass --overwrite \(overwrite=True from Python\)"):
         with atomic_directory(tmp_path / "idx"):
             pass
+
+
+# -- issue 32: interrupted replacements, readers during a replacement ----------------------------
+
+def _left_aside(tmp_path):
+    """What a writer killed between renaming ``idx`` aside and its new version into place leaves."""
+    _make_index(tmp_path / "idx")
+    os.rename(tmp_path / "idx", tmp_path / ".idx.0123abcd.old")
+    (tmp_path / ".idx.89abcdef.tmp").mkdir()  # its staging
+
+
+def test_a_reader_puts_back_the_version_a_killed_writer_left_aside(tmp_path):
+    _left_aside(tmp_path)
+    manifest = read_manifest(tmp_path / "idx")
+    assert set(manifest.files) == {"data.bin", "sub/map.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.89abcdef.tmp", "idx"]
+
+
+def test_the_next_build_puts_a_version_left_aside_back_instead_of_deleting_it(tmp_path):
+    _left_aside(tmp_path)
+    with pytest.raises(GenirError, match="already exists"), atomic_directory(tmp_path / "idx"):
+        pass  # without overwrite: the index put back is there
+    assert set(read_manifest(tmp_path / "idx").files) == {"data.bin", "sub/map.json"}
+    with atomic_directory(tmp_path / "idx", overwrite=True) as staging:
+        (staging / "data.bin").write_bytes(b"new")
+        write_manifest(staging, Manifest(method="bm25", config={}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # the killed writer's staging is gone
+
+
+def test_an_incomplete_version_left_aside_is_not_put_back(tmp_path):
+    _left_aside(tmp_path)
+    (tmp_path / ".idx.0123abcd.old" / "data.bin").unlink()
+    with pytest.raises(CorruptIndexError, match="no such index directory"):
+        read_manifest(tmp_path / "idx")
+
+
+def test_a_reader_never_mixes_two_versions(tmp_path, monkeypatch):
+    """The index is replaced after the reader read the old manifest and before it checked the files:
+    it reads the new version whole instead of reporting the old manifest's sizes as a corruption."""
+    _make_index(tmp_path / "idx")
+    original, replaced = artifact._parse_manifest, []
+
+    def replaced_after_reading(directory):
+        manifest = original(directory)
+        if not replaced:
+            replaced.append(directory)
+            with atomic_directory(tmp_path / "idx", overwrite=True) as staging:
+                (staging / "data.bin").write_bytes(b"a longer version")
+                write_manifest(staging, Manifest(method="bm25", config={"k1": 1.2}))
+        return manifest
+
+    monkeypatch.setattr(artifact, "_parse_manifest", replaced_after_reading)
+    manifest = read_manifest(tmp_path / "idx")
+    assert manifest.config == {"k1": 1.2} and manifest.files["data.bin"]["bytes"] == len(b"a longer version")

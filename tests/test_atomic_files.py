@@ -2,10 +2,12 @@
 
 import os
 import stat
+import sys
 
 import numpy as np
 import pytest
 
+from genir import atomic_files
 from genir.atomic_files import (
     atomic_dir,
     atomic_open,
@@ -117,3 +119,25 @@ def test_many_threads_writing_one_file_leave_one_whole_version(tmp_path):
         list(pool.map(lambda text: atomic_write_text(target, text), versions * 4))
     assert target.read_text() in versions
     assert _names(tmp_path) == ["shared.txt"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="renameat2 is Linux's")
+def test_atomic_dir_swaps_in_one_step_where_the_platform_can(tmp_path, monkeypatch):
+    """Replacing never renames the old directory aside (which leaves a moment with nothing at the path)."""
+    target = tmp_path / "key"
+    with atomic_dir(target) as staging:
+        (staging / "a.txt").write_text("one")
+    monkeypatch.setattr(atomic_files, "_retire", lambda path: pytest.fail(f"{path} was renamed aside"))
+    with atomic_dir(target, replace=True) as staging:
+        (staging / "b.txt").write_text("two")
+    assert _names(target) == ["b.txt"] and _names(tmp_path) == ["key"]
+
+
+def test_atomic_dir_replaces_in_two_renames_where_it_cannot_swap(tmp_path, monkeypatch):
+    target = tmp_path / "key"
+    with atomic_dir(target) as staging:
+        (staging / "a.txt").write_text("one")
+    monkeypatch.setattr(atomic_files, "_exchange", lambda staging, path: False)
+    with atomic_dir(target, replace=True) as staging:
+        (staging / "b.txt").write_text("two")
+    assert _names(target) == ["b.txt"] and _names(tmp_path) == ["key"]

@@ -199,3 +199,83 @@ def test_tiny_dsi_build_shows_no_lightning_chatter(tmp_path):
     assert "built dsi index" in proc.stdout
     assert "warning: " in proc.stderr and "document 'd3' is empty" in proc.stderr  # genir's own warnings still show
     assert "embedding documents" in proc.stderr  # and genir's progress bars
+
+
+# -- own corpora and queries (issue 32) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory):
+    """bm25 and dense indexes of the toy collection, built once; the tests only read them."""
+    root = tmp_path_factory.mktemp("cli")
+    collection = write_beir(root / "toy")
+    for method in ("bm25", "dense"):
+        assert genir("index", "-m", method, "-c", collection, "-o", root / method).exit_code == 0
+    return root
+
+
+def test_search_json_gives_hits_with_their_text_where_the_index_stores_it(indexes):
+    result = genir("search", indexes / "bm25", "zebra stripes", "parse json", "-k", "2", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["method"] == "bm25" and printed["k"] == 2 and [r["query"] for r in printed["results"]] == ["zebra stripes", "parse json"]
+    top = printed["results"][0]["hits"][0]
+    assert (top["rank"], top["docid"]) == (1, "d6") and top["score"] > 0
+    assert top["text"] == "Zebras Zebras have black and white stripes."
+    dense = json.loads(genir("search", indexes / "dense", "zebra stripes", "-k", "1", "--json").stdout)
+    assert dense["results"][0]["hits"][0]["docid"] == "d6" and dense["results"][0]["hits"][0]["text"] is None  # keeps no text
+
+
+@pytest.mark.parametrize("queries, message", [([""], "the query is empty"), (["zebras", "  "], "query 2 of 2 is empty")])
+def test_an_empty_query_exits_2(indexes, queries, message):
+    for method in ("bm25", "dense"):
+        result = genir("search", indexes / method, *queries)
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_an_empty_query_is_refused_from_python_too(indexes):
+    from genir.errors import InputError
+    from genir.retrieval.searcher import Searcher
+
+    searcher = Searcher.load(indexes / "dense", device="cpu")
+    with pytest.raises(InputError, match="the query is empty"):
+        searcher.search(" \n")
+    with pytest.raises(InputError, match="not one string"):
+        searcher.batch_search("zebras")
+
+
+def test_run_without_qrels_searches_every_query_and_says_it_cannot_be_evaluated(indexes, tmp_path):
+    collection = write_beir(tmp_path / "mine", qrels=[])
+    (collection / "qrels" / "test.tsv").unlink()
+    (collection / "qrels").rmdir()
+    run_file = tmp_path / "run.trec"
+    result = genir("run", indexes / "bm25", "-c", collection, "-o", run_file, "-k", "2")
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "has no qrels: searching all 3 queries" in output and "cannot be evaluated" in output
+    assert sorted({line.split()[0] for line in run_file.read_text().splitlines()}) == ["q1", "q2", "q3"]
+
+
+@pytest.mark.parametrize("layout", ["csv", "folder"])
+def test_index_and_search_your_own_corpus(tmp_path, layout):
+    if layout == "csv":
+        corpus = tmp_path / "corpus.csv"
+        corpus.write_text('doc_id,title,text\nz,Zebras,"Zebras have black and white stripes."\nc,Cats,The cat sat.\n')
+    else:
+        corpus = tmp_path / "notes"
+        (corpus / "animals").mkdir(parents=True)
+        (corpus / "animals" / "zebras.md").write_text("# Zebras\n\nZebras have black and white stripes.\n")
+        (corpus / "cats.txt").write_text("Cats\nThe cat sat.\n")
+    result = genir("index", "-m", "bm25", "-c", corpus, "-o", tmp_path / "idx")
+    assert result.exit_code == 0, result.output
+    hits = json.loads(genir("search", tmp_path / "idx", "striped zebras", "-k", "1", "--json").stdout)["results"][0]["hits"]
+    assert hits[0]["docid"] == ("z" if layout == "csv" else "animals/zebras")
+    assert hits[0]["text"] == "Zebras Zebras have black and white stripes."
+
+
+def test_a_bad_row_of_your_own_corpus_exits_2_naming_file_and_line(tmp_path):
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("id\ttitle\ttext\na\tA\tfine\nb\tonly two\n")
+    result = genir("index", "-m", "bm25", "-c", corpus, "-o", tmp_path / "out" / "idx")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{corpus}:3: expected 3 columns, as the header on line 1 names, found 2" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -1,15 +1,22 @@
-"""Kills and concurrent builds, through real ``genir`` processes (issue 12).
+"""Kills and concurrent builds, through real ``genir`` processes (issue 12), and writers stopped at
+the exact step a test chooses (issue 32).
 
 The fault-injection test kills ``genir index`` (BM25, and a toy DSI) with SIGKILL and SIGTERM at
 random points and checks, after every kill: the old index loads and answers exactly as before, no
 process started by the build survives it; and at the end: a rerun succeeds and no staging folder
 or lock file is left. ``GENIR_FAULT_KILLS=BM25,DSI`` sets the number of kills (default 14,6).
+
+The issue 32 tests pause a ``genir add`` in a child process inside one step of replacing the index
+directory (:func:`conftest.paused_writer`) and kill it there, or read the index there: every wait
+is on an event the other side signals, never on time.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +24,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_beir
+from conftest import paused_writer, wait_for, write_beir
+from typer.testing import CliRunner
 
-from genir.retrieval.searcher import Searcher
+from genir.cli.main import app
+from genir.errors import GenirError
+from genir.indexer import artifact
+from genir.indexer.collection import Collection, Document
+from genir.retrieval.searcher import Searcher, add_documents, build_index
 
 GENIR = [sys.executable, "-m", "genir.cli.main"]
 QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "cats and dogs"]
@@ -193,3 +205,151 @@ def test_two_builds_started_together_exactly_one_wins(tmp_path, toy_collection):
     assert "being written by another genir process" in loser or "already exists" in loser
     assert sorted(p.name for p in out.iterdir()) == ["idx"]
     assert len(_answers(out / "idx")) == len(QUERIES)
+
+
+# -- issue 32: a writer stopped between the steps of replacing an index ----------------------------
+
+@pytest.fixture(scope="module")
+def dense_built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dense")
+    build_index("dense", Collection.open(write_beir(root / "toy")), root / "idx", device="cpu")
+    return root / "idx"
+
+
+@pytest.fixture
+def dense_index(dense_built, tmp_path):
+    """A copy of the toy dense index, alone in its folder (so its siblings can be checked)."""
+    target = tmp_path / "out" / "idx"
+    shutil.copytree(dense_built, target)
+    return target
+
+
+def _siblings(index: Path) -> list[str]:
+    return sorted(p.name for p in index.parent.iterdir())
+
+
+MORE = [Document("n2", "Volcanoes", "Lava flows from erupting volcanoes in Iceland.")]
+
+
+def test_a_writer_killed_between_its_two_renames_loses_nothing(dense_index, tmp_path):
+    """Where directories cannot be swapped in one step, ``genir add`` renames the old version aside and
+    then its new one into place. SIGKILLed exactly between the two, it leaves nothing at the index's
+    path; the next reader puts the old version back (it used to stay hidden, and the next build deleted it)."""
+    before = _answers(dense_index)
+    with paused_writer(dense_index, tmp_path / "signals", "rename-aside", scheme="two-step") as child:
+        assert not dense_index.exists()  # the moment the kill lands in
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+    assert _answers(dense_index) == before
+    assert Searcher.load(dense_index, device="cpu").num_docs == 6
+    add_documents(dense_index, MORE, device="cpu")  # and the next write goes through, cleaning up
+    assert Searcher.load(dense_index, device="cpu").num_docs == 7
+    assert _siblings(dense_index) == ["idx"]
+
+
+def test_a_writer_killed_right_after_swapping_in_its_version_leaves_that_version(dense_index, tmp_path):
+    """With the atomic exchange there is never a moment without an index at the path: killed after the
+    swap, before deleting the old version, the new version is in place and the old one is left to clean."""
+    with paused_writer(dense_index, tmp_path / "signals", "_exchange") as child:
+        assert Searcher.load(dense_index, device="cpu").num_docs == 7  # already the new version
+        child.send_signal(signal.SIGKILL)
+        child.wait(60)
+    searcher = Searcher.load(dense_index, device="cpu")
+    assert searcher.num_docs == 7 and searcher.search("Giraffes have long necks.", k=1)[0].docid == "n1"
+    add_documents(dense_index, MORE, device="cpu")
+    assert Searcher.load(dense_index, device="cpu").num_docs == 8 and _siblings(dense_index) == ["idx"]
+
+
+def test_a_reader_opening_an_index_while_it_is_replaced_gets_one_version(dense_index, tmp_path, monkeypatch):
+    """The reader reads the old manifest; then (on its signal) the writer swaps its new version in; then
+    the reader checks the files. It used to report the new files as not matching the old manifest."""
+    signals = tmp_path / "signals"
+    with paused_writer(dense_index, signals, "_install_dir", when="before") as child:
+        original, swapped = artifact._parse_manifest, []
+
+        def swap_after_the_first_read(directory):
+            manifest = original(directory)
+            if not swapped:
+                swapped.append(directory)
+                (signals / "go").write_text("")
+                wait_for(signals / "done", child)
+            return manifest
+
+        monkeypatch.setattr(artifact, "_parse_manifest", swap_after_the_first_read)
+        searcher = Searcher.load(dense_index, device="cpu")
+        assert swapped and searcher.num_docs == 7
+        assert searcher.search("Giraffes have long necks.", k=1)[0].docid == "n1"
+        assert child.wait(300) == 0
+
+
+def test_a_reader_between_two_renames_is_told_to_open_again(dense_index, tmp_path):
+    """Without the exchange, a reader that comes while the path is empty gets one clear error (not "no such
+    index"), and the index is whole once the writer is done."""
+    signals = tmp_path / "signals"
+    with paused_writer(dense_index, signals, "rename-aside", scheme="two-step") as child:
+        with pytest.raises(GenirError, match="is missing while another genir process replaces it"):
+            Searcher.load(dense_index, device="cpu")
+        (signals / "go").write_text("")
+        assert child.wait(300) == 0
+    assert Searcher.load(dense_index, device="cpu").num_docs == 7 and _siblings(dense_index) == ["idx"]
+
+
+# -- issue 32: continual runs delete only their own folders, one run per folder --------------------
+
+CONTINUAL = ["--steps", "1", "--method", "add", "--set", "max_epochs=0", "--set", "batch_size=8", "--set", "spans=0",
+             "--set", "eval_split=train", "--set", "eval_docs=0"]
+runner = CliRunner()
+
+
+def _continual(collection: Path, output: Path, *extra):
+    return runner.invoke(app, ["continual", "-c", str(collection), "-o", str(output), *CONTINUAL, *extra])
+
+
+def _foreign_run(output: Path) -> None:
+    output.mkdir()
+    (output / "protocol.json").write_text(json.dumps({"format": "genir.continual", "format_version": 2}))
+    (output / "thesis.tex").write_text("precious")
+
+
+def test_continual_overwrite_refuses_a_folder_holding_files_it_did_not_write(tmp_path):
+    collection, output = write_beir(tmp_path / "toy", split="train"), tmp_path / "run"
+    _foreign_run(output)
+    result = _continual(collection, output, "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert "holds files a continual run did not write (thesis.tex)" in " ".join(result.output.split())
+    assert (output / "thesis.tex").read_text() == "precious"
+    (output / "protocol.json").write_text('{"format": "something else"}')
+    result = _continual(collection, output, "--overwrite")
+    assert result.exit_code == 2 and "is not a genir continual run record" in " ".join(result.output.split())
+
+
+def test_continual_overwrite_replaces_its_own_run_and_nothing_else(tmp_path):
+    collection, output = write_beir(tmp_path / "toy", split="train"), tmp_path / "run"
+    assert _continual(collection, output).exit_code == 0
+    note = output / "add" / "step-1" / "notes.txt"  # inside one of the run's indexes
+    note.write_text("mine")
+    result = _continual(collection, output, "--overwrite")
+    assert result.exit_code == 2 and "(add/step-1/)" in " ".join(result.output.split())
+    assert note.read_text() == "mine"
+    note.unlink()
+    result = _continual(collection, output, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert _siblings(output) == ["run", "toy"]  # no lock or temporary left
+
+
+def test_a_continual_run_of_a_folder_another_run_holds_exits_2(tmp_path):
+    collection, output = write_beir(tmp_path / "toy", split="train"), tmp_path / "run"
+    output.mkdir()
+    protocol = json.dumps({"format": "genir.continual", "format_version": 2, "fingerprint": "theirs"})
+    (output / "protocol.json").write_text(protocol)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(output)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=_env(tmp_path))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = _continual(collection, output, "--overwrite")
+        assert result.exit_code == 2, result.output
+        assert "being written by another genir process" in " ".join(result.output.split())
+        assert (output / "protocol.json").read_text() == protocol and _siblings(output) == [".run.lock", "run", "toy"]
+    finally:
+        holder.communicate("release\n", timeout=60)
+    assert holder.returncode == 0

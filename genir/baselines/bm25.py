@@ -12,10 +12,13 @@ Growing (:meth:`Searcher.add` / ``delete``): the Lucene folder is copied into th
 and changed there by a child process (:mod:`genir.baselines.lucene_edit`). Adds go through Anserini's
 ``SimpleIndexer`` in append mode with the build's settings (same analyzer and document generator:
 positions, document vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the
-``id`` field, followed by ``forceMergeDeletes`` so that no deleted document is left in the term
-statistics.
+``id`` field, followed by ``forceMergeDeletes`` with no share of deleted documents allowed, so that
+every segment holding a deleted document is rewritten and none is left in the term statistics
+(document frequencies, document count, average length) or in :attr:`num_docs`. (With Lucene's
+default of 10 %, a segment with fewer deletions kept them in the statistics.)
 Either way the other documents' BM25 scores change a little, as corpus statistics (idf, average
-length) do: exactly as in an index built from scratch on the same documents.
+length) do: exactly as in an index built from scratch on the same documents (the same scores;
+documents with equal scores may come in another order, Lucene breaking ties by its internal order).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ module so that starting it imports neither torch nor the rest of genir.
 
 * add: Anserini's ``SimpleIndexer`` in append mode with the build's settings (the default English
   analyzer, ``DefaultLuceneDocumentGenerator``, positions, document vectors, raw text if asked).
-* delete: ``IndexWriter.deleteDocuments`` on the ``id`` field, then ``forceMergeDeletes`` so that
-  no deleted document is left in the term statistics.
+* delete: ``IndexWriter.deleteDocuments`` on the ``id`` field, then ``forceMergeDeletes`` with
+  ``forceMergeDeletesPctAllowed`` 0, so that every segment holding a deleted document is rewritten
+  and no deleted document is left in the term statistics: scores are a fresh build's.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ def delete(lucene_dir: str, ids_file: str) -> None:
     term, term_query = autoclass("org.apache.lucene.index.Term"), autoclass("org.apache.lucene.search.TermQuery")
     config = autoclass("org.apache.lucene.index.IndexWriterConfig")()
     config.setOpenMode(autoclass("org.apache.lucene.index.IndexWriterConfig$OpenMode").APPEND)
+    # forceMergeDeletes rewrites only segments with more than forceMergeDeletesPctAllowed % deleted
+    # documents (10 by default): below that, a deleted document's terms stayed in docFreq, docCount
+    # and the average length, and scores differed from a fresh build. At 0 every segment with a
+    # deletion is rewritten.
+    policy = autoclass("org.apache.lucene.index.TieredMergePolicy")()
+    policy.setForceMergeDeletesPctAllowed(0.0)
+    config.setMergePolicy(policy)
     folder = autoclass("org.apache.lucene.store.FSDirectory").open(autoclass("java.nio.file.Paths").get(lucene_dir))
     try:
         writer = autoclass("org.apache.lucene.index.IndexWriter")(folder, config)

@@ -37,7 +37,8 @@ def continual(
     measure: Annotated[str, typer.Option(
         "--measure", help="Measure of the plot and of the a_(n,j) tables; auto: nDCG@10 of eval_split's queries "
                           "(index Hits@10 without them).")] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Replace an existing run directory: only one holding nothing but what a run writes (anything else: refused)."))] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the D0 models and finished methods of an interrupted run with the same settings.")] = False,
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
@@ -56,7 +57,7 @@ def continual(
     method spent. Every step's index is a normal dsi index (genir search, genir run, Searcher.load).
     """
     from genir.continual.evaluation import measure_names
-    from genir.continual.report import write_report
+    from genir.continual.report import CURVES_PNG, RESULTS_JSON, RESULTS_MD
     from genir.continual.runner import ContinualConfig, MethodRun, run_continual
     from genir.devices import using_device
     from genir.dsi.config import DSIConfig
@@ -80,8 +81,8 @@ def continual(
         raise GenirError(f"unknown --measure {measure!r} (choose from {', '.join(known)})")
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
     with using_device(device):
-        result = run_continual(coll, config, dsi, runs, output, overwrite=overwrite, resume=resume,
-                               log=lambda line: err.print(line, markup=False, highlight=False))
-    md, js, png = write_report(result, output, measure)[1], output / "results.json", output / "curves.png"
+        run_continual(coll, config, dsi, runs, output, overwrite=overwrite, resume=resume,
+                      log=lambda line: err.print(line, markup=False, highlight=False), report_measure=measure)
+    md, js, png = output / RESULTS_MD, output / RESULTS_JSON, output / CURVES_PNG
     out.print(md.read_text(encoding="utf-8"), markup=False, highlight=False)
     out.print(f"wrote {js}, {md} and {png}")

@@ -235,20 +235,34 @@ def search(
     queries: Annotated[list[str], typer.Argument(metavar="QUERY...", help="One or more queries.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits per query.")] = 10,
     settings: SearchSetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON (one object: index, method, k, and per "
+                                                         "query its hits with rank, docid, score and text) instead of tables.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Search an index and print the hits as a table."""
-    from genir.retrieval.searcher import Searcher
+    """Search an index and print the hits as a table, with each document's text where the index stores it
+    (bm25 and the hybrids that include it; dense, dsi, se-dsi and seal indexes keep no document text)."""
+    from genir.retrieval.searcher import Searcher, check_queries
 
+    check_queries(queries)  # before the index is opened
     searcher = Searcher.load(index_dir, device=device, settings=settings or ())
-    for query, hits in zip(queries, searcher.batch_search(queries, k)):
+    results = [
+        (query, [(rank, hit, searcher.doc_text(hit.docid)) for rank, hit in enumerate(hits, start=1)])
+        for query, hits in zip(queries, searcher.batch_search(queries, k))
+    ]
+    if as_json:
+        print(json.dumps({"index": str(index_dir), "method": searcher.method, "k": k, "results": [
+            {"query": query, "hits": [{"rank": rank, "docid": hit.docid, "score": hit.score, "text": text}
+                                      for rank, hit, text in hits]}
+            for query, hits in results]}, ensure_ascii=False, indent=1))
+        return
+    for query, hits in results:
         table = Table(title=f"{query}  [{searcher.method}]", title_justify="left", expand=True)
         table.add_column("rank", justify="right", no_wrap=True)
         table.add_column("docid", no_wrap=True, max_width=40)
         table.add_column("score", justify="right", no_wrap=True)
         table.add_column("text", overflow="ellipsis", no_wrap=True, ratio=1)
-        for rank, hit in enumerate(hits, start=1):
-            table.add_row(str(rank), hit.docid, f"{hit.score:.4f}", (searcher.doc_text(hit.docid) or "").replace("\n", " "))
+        for rank, hit, text in hits:
+            table.add_row(str(rank), hit.docid, f"{hit.score:.4f}", (text or "").replace("\n", " "))
         out.print(table)
 
 
@@ -265,7 +279,11 @@ def run(
     device: DeviceOpt = "auto",
     devices: DevicesOpt = 1,
 ) -> None:
-    """Search every query of a split and write a TREC run file."""
+    """Search every query of a split and write a TREC run file.
+
+    A collection with queries but no qrels at all (your own queries.jsonl): every query is searched,
+    and a note says the run cannot be evaluated against this collection.
+    """
     from genir.evaluation.runs import write_run
     from genir.evaluation.sharded_search import sharded_batch_search
     from genir.indexer.artifact import read_manifest
@@ -273,7 +291,13 @@ def run(
     from genir.retrieval.searcher import Searcher
 
     output_file(output, "--output")
-    queries = Collection.open(collection, allow_empty_docs=allow_empty_docs).split_queries(split)
+    coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
+    if coll.splits():
+        queries = coll.split_queries(split)
+    else:
+        queries = coll.queries
+        err.print(f"note: {coll.name} has no qrels: searching all {len(queries):,} queries of {coll.queries_path}; "
+                  "the run cannot be evaluated against this collection", markup=False, highlight=False)
     with err.status(f"searching {len(queries)} queries"):
         if devices > 1:
             method = read_manifest(index_dir).method

@@ -27,7 +27,12 @@ A run directory holds:
   ``LABEL/run.json``: the method's rows and costs.
 
 With ``resume``, every finished step (its index and record) of an interrupted run with the same
-settings is reused and the run goes on from there.
+settings is reused and the run goes on from there. With ``overwrite``, an existing run directory is
+deleted only when everything in it is what a run writes (the layout above, its indexes holding only
+the files their manifests list, ``.train/`` and the hidden temporaries of atomic writes); a folder
+holding anything else is refused. A run holds the output's lock (``.NAME.lock`` beside it, as an
+index build does) from the moment it touches the folder to its end, report included: a second run
+of the same folder fails at once instead of deleting the first one's files.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -50,13 +56,13 @@ from pydantic import Field
 from genir.continual.evaluation import QUERY_MEASURES, evaluate_parts
 from genir.continual.protocol import ContinualSplit, split_collection
 from genir.continual.replay import REPLAY_METHODS, GenerativeMemory, update_examples
-from genir.continual.report import finite
+from genir.continual.report import CURVES_PNG, RESULTS_JSON, RESULTS_MD, finite, write_report
 from genir.dsi.config import DSIConfig
 from genir.dsi.docids import docid_scheme_names, either
 from genir.dsi.row_fit import first_position_vectors, fit_new_rows
 from genir.dsi.searcher import DSISearcher
 from genir.errors import GenirError
-from genir.indexer.artifact import read_json_record
+from genir.indexer.artifact import check_destination, destination_lock, read_json_record
 from genir.indexer.collection import Collection, Document, Qrels, write_beir
 from genir.measures import evaluate
 from genir.retrieval.searcher import Searcher, build_index
@@ -152,13 +158,18 @@ def run_continual(
     resume: bool = False,
     log: Log = print,
     progress: bool = True,
+    report_measure: str | None = None,
 ) -> dict[str, Any]:
     """Run the protocol for each method; write the indexes and records under ``output``.
 
+    Args:
+        report_measure: also write the report (:func:`genir.continual.report.write_report`, plotting
+            this measure) before the output's lock is released.
     Returns:
         ``{"protocol": ..., "runs": {label: run record}}`` (what the report is made of).
     Raises:
-        GenirError: bad settings or input, or ``output`` exists (without ``overwrite``/``resume``).
+        GenirError: bad settings or input; ``output`` exists (without ``overwrite``/``resume``) or,
+            with ``overwrite``, holds files a run did not write; another run holds ``output``.
     """
     _check_config(config, dsi)
     if not methods:
@@ -172,19 +183,23 @@ def run_continual(
     memory = GenerativeMemory(query_generator(dsi.querygen, [d for part in split.parts for d in part],
                                               dsi.pseudo_query_words, pool=config.memory_queries))
     fingerprint = _fingerprint(collection, config, dsi)
-    _prepare_output(output, fingerprint, overwrite, resume)  # after every input check: bad input leaves no directory
-    protocol = {
-        "format": _FORMAT, "format_version": _FORMAT_VERSION, "fingerprint": fingerprint,
-        "collection": {"name": collection.name, "path": str(collection.corpus_path.resolve()), "sha256": collection.fingerprint},
-        "config": config.model_dump(mode="json"), "dsi": dsi.model_dump(mode="json"), "split": split.describe(),
-        "part_doc_ids": [[d.id for d in part] for part in split.parts],
-        "generative_memory": memory.kind,
-    }
-    _write_json(output / PROTOCOL_FILE, protocol)
-    log(f"parts: {split.describe()}")
-    run = _Run(collection, config, dsi, split, memory, output, log, progress)
-    records = {m.label: run.method(m, resume) for m in methods}
-    return {"protocol": protocol, "runs": records}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with destination_lock(output):
+        _prepare_output(output, fingerprint, overwrite, resume)  # after every input check: bad input leaves no directory
+        protocol = {
+            "format": _FORMAT, "format_version": _FORMAT_VERSION, "fingerprint": fingerprint,
+            "collection": {"name": collection.name, "path": collection.resolved_path, "sha256": collection.fingerprint},
+            "config": config.model_dump(mode="json"), "dsi": dsi.model_dump(mode="json"), "split": split.describe(),
+            "part_doc_ids": [[d.id for d in part] for part in split.parts],
+            "generative_memory": memory.kind,
+        }
+        _write_json(output / PROTOCOL_FILE, protocol)
+        log(f"parts: {split.describe()}")
+        run = _Run(collection, config, dsi, split, memory, output, log, progress)
+        result = {"protocol": protocol, "runs": {m.label: run.method(m, resume) for m in methods}}
+        if report_measure is not None:
+            write_report(result, output, report_measure)
+    return result
 
 
 class _Run:
@@ -285,7 +300,7 @@ class _Run:
         started = time.perf_counter()
         searcher = Searcher.load(step_dir, device=None)
         try:
-            change = searcher.add(self.split.parts[j])
+            change = searcher.add(self.split.parts[j], allow_empty_docs=self.collection.allow_empty_docs)
             record: dict[str, Any] = {"updates": 0, "examples": 0, "add_seconds": change.seconds,
                                       "add_embedding_seconds": change.stats.get("add_embedding_seconds")}
             if spec.method == "add+fit":
@@ -411,8 +426,69 @@ def _prepare_output(output: Path, fingerprint: str, overwrite: bool, resume: boo
         return
     if not overwrite and any(output.iterdir()):
         raise GenirError(f"{output} already exists; pass --overwrite to replace it or --resume to continue it")
+    _refuse_foreign(output)
     shutil.rmtree(output)
     output.mkdir(parents=True)
+
+
+# What a run writes (module docstring), by name pattern: a file, an index (a folder whose manifest
+# lists every file in it), a folder whose content is genir's whatever it is, or a folder laid out so.
+_FILE, _INDEX, _SCRATCH = "file", "index", "scratch"
+_LABELS = "|".join(re.escape(label) for method in METHODS for label in (method, f"{method}+sam"))
+_LAYOUT: dict[str, Any] = {
+    rf"{re.escape(PROTOCOL_FILE)}|d0\.json|{'|'.join(map(re.escape, (RESULTS_JSON, RESULTS_MD, CURVES_PNG)))}": _FILE,
+    r"d0": _INDEX,
+    r"\.train": _SCRATCH,  # training checkpoints and logs of the updates
+    r"collections": {r"upto-\d+": {r"corpus\.jsonl|queries\.jsonl": _FILE, r"qrels": {r"[^.][^/]*\.tsv": _FILE}}},
+    _LABELS: {r"step-\d+": _INDEX, rf"step-\d+\.json|{re.escape(RUN_FILE)}": _FILE},
+}
+_TEMPORARY = re.compile(r"\..+\.(?:[0-9a-f]{8}\.(?:tmp.*|old)|lock)")  # genir.atomic_files, destination_lock
+
+
+def _refuse_foreign(output: Path) -> None:
+    """Raise :class:`GenirError` unless ``output`` is a run directory holding only what a run writes."""
+    try:
+        record = json.loads((output / PROTOCOL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+        raise GenirError(f"{output}/{PROTOCOL_FILE} is not a genir continual run record; refusing to replace {output}")
+    foreign = _foreign_entries(output, _LAYOUT)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise GenirError(f"{output} holds files a continual run did not write ({shown}); refusing to replace it "
+                         "(move them away, or write the run elsewhere)")
+
+
+def _foreign_entries(folder: Path, layout: dict[str, Any], prefix: str = "") -> list[str]:
+    """Paths under ``folder`` (relative, with ``prefix``) that ``layout`` does not account for."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        name = prefix + entry.name
+        if _TEMPORARY.fullmatch(entry.name):
+            continue
+        kind = next((kind for pattern, kind in layout.items() if re.fullmatch(pattern, entry.name)), None)
+        real_dir = entry.is_dir() and not entry.is_symlink()
+        if kind is None or entry.is_symlink():
+            found.append(name)
+        elif kind == _FILE:
+            found += [] if entry.is_file() else [name]
+        elif kind == _SCRATCH:
+            found += [] if real_dir else [name]
+        elif kind == _INDEX:
+            found += [] if real_dir and _is_index(entry) else [name + "/"]
+        else:
+            found += _foreign_entries(entry, kind, name + "/") if real_dir else [name]
+    return found
+
+
+def _is_index(folder: Path) -> bool:
+    """Whether ``folder`` is empty or a genir index holding only the files its manifest lists."""
+    try:
+        check_destination(folder, overwrite=True)
+    except GenirError:
+        return False
+    return True
 
 
 def _write_json(path: Path, record: dict[str, Any]) -> None:

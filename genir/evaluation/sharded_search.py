@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from genir.encoding.sharded import predict_sharded
-from genir.retrieval.searcher import Hit, Searcher
+from genir.retrieval.searcher import Hit, Searcher, check_queries
 
 
 @dataclass
@@ -43,6 +43,7 @@ def sharded_batch_search(index_dir: str | Path, queries: Sequence[str], k: int, 
         batch_size: queries one process searches at a time.
         settings: search settings ``KEY=VALUE`` (:meth:`Searcher.load`).
     """
-    found = predict_sharded(_SearchShard(str(index_dir), list(queries), k, tuple(settings)), len(queries), devices, accelerator,
+    queries = check_queries(queries)  # before any process starts
+    found = predict_sharded(_SearchShard(str(index_dir), queries, k, tuple(settings)), len(queries), devices, accelerator,
                             batch_size)
     return [[Hit(docid, float(score)) for docid, score in hits] for hits in found]

@@ -13,7 +13,12 @@ collection it was built from, and every file with its size and sha256. Invariant
   checked when the build starts and again just before the final rename.
 * Reading (:func:`read_manifest`): the manifest is checked field by field, and every file it
   names must be a relative path that stays inside the index directory (no ``..``, no absolute
-  path, no symbolic link), all of them checked before any file is opened.
+  path, no symbolic link), all of them checked before any file is opened. A reader sees one
+  version: what it read is discarded and read again when a writer swapped a new version in
+  meanwhile (:func:`read_consistently`).
+* Interrupted replacements: where the platform cannot swap two directories in one step, a writer
+  killed between renaming the old version aside and the new one into place leaves no index at the
+  destination; the next reader or writer puts the old version back (:func:`restore_interrupted`).
 * Nothing here unpickles: loading reads JSON and checks hashes.
 """
 
@@ -25,15 +30,17 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 from genir._version import __version__
 from genir.atomic_files import atomic_dir, stale_temporaries
 from genir.errors import CorruptIndexError, GenirError
+
+T = TypeVar("T")
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -84,14 +91,19 @@ def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
 
 
 def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
-    """Read and check an index directory's manifest.
+    """Read and check an index directory's manifest, all of it from one version of the index.
 
     Args:
         verify: also check every listed file's size and sha256 (reads all the data once).
     Raises:
         CorruptIndexError: the directory is not a complete genir index.
+        GenirError: the directory is missing while another process replaces it (see
+            :func:`restore_interrupted`), or it was replaced again and again while being read.
     """
-    directory = Path(directory)
+    return read_consistently(Path(directory), lambda d: _checked_manifest(d, verify))
+
+
+def _checked_manifest(directory: Path, verify: bool) -> Manifest:
     manifest = _parse_manifest(directory)
     files = {name: index_file(directory, name) for name in manifest.files}  # all checked before any is opened
     for name, file in files.items():
@@ -103,6 +115,103 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
         if verify and _sha256(file) != entry["sha256"]:
             raise CorruptIndexError(f"{directory}: file {name} does not match its sha256 in the manifest")
     return manifest
+
+
+_READ_ATTEMPTS = 5  # a version replaced this many times while it is being read: give up
+
+
+def read_consistently(directory: Path, read: Callable[[Path], T], discard: Callable[[T], None] = lambda _: None) -> T:
+    """``read(directory)``, all of whose file reads came from one version of the index at ``directory``.
+
+    Writers replace an index directory as a whole (a new directory renamed into place), so a reader
+    that opened the manifest of one version and a data file of the next would see a false size or
+    sha256 mismatch, or a loader would fail on files that do not belong together. The directory is
+    held open while ``read`` runs, so its inode cannot be reused; if the directory at the path is
+    still that one afterwards, nothing was swapped in between and the result stands. Otherwise the
+    result is discarded (``discard``) or the error dropped, and ``read`` runs again on the version
+    now in place. A missing directory that a killed writer left renamed aside is put back first.
+
+    Raises:
+        CorruptIndexError: ``directory`` is not a directory; or what ``read`` raised on one version.
+        GenirError: ``directory`` was replaced during every one of several attempts.
+    """
+    for _ in range(_READ_ATTEMPTS):
+        try:
+            held = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            if restore_interrupted(directory):
+                continue
+            raise CorruptIndexError(f"{directory}: no such index directory") from None
+        try:
+            try:
+                result = read(directory)
+            except Exception:
+                if _still_at(directory, held):
+                    raise
+                continue  # the error may come from mixing two versions: read the new one
+            if _still_at(directory, held):
+                return result
+            discard(result)
+        finally:
+            os.close(held)
+    raise GenirError(f"{directory} was replaced {_READ_ATTEMPTS} times while it was being read; try again")
+
+
+def _still_at(directory: Path, held: int) -> bool:
+    """Whether the directory open as ``held`` is still the one at the path ``directory``."""
+    try:
+        now = os.stat(directory)
+    except OSError:
+        return False
+    mine = os.fstat(held)
+    return (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def restore_interrupted(destination: Path) -> bool:
+    """Put back the previous version of a missing ``destination`` that a killed writer left renamed aside.
+
+    Only where directories cannot be swapped in one step (:func:`genir.atomic_files.atomic_dir`) can
+    a writer killed between its two renames leave the old version as a hidden ``.NAME.<8 hex>.old``
+    sibling and nothing at ``destination``. That sibling is renamed back (a complete index: its
+    manifest and file sizes check; the one retired last if there are several) under the
+    destination's lock, instead of being deleted as a stale temporary by the next build.
+
+    Returns:
+        whether a version was put back (False: ``destination`` exists or no retired version does).
+    Raises:
+        GenirError: another genir process holds the lock: it is replacing ``destination`` now.
+    """
+    if destination.exists() or destination.is_symlink() or not _retired_versions(destination):
+        return False
+    try:
+        with destination_lock(destination):
+            return _put_back_retired(destination)
+    except GenirError:
+        raise GenirError(f"{destination} is missing while another genir process replaces it; "
+                         "open it again when that process is done") from None
+    except OSError:  # the lock cannot be created (a read-only folder): leave it to a writer
+        return False
+
+
+def _retired_versions(destination: Path) -> list[Path]:
+    return [p for p in stale_temporaries(destination) if p.name.endswith(".old")]
+
+
+def _put_back_retired(destination: Path) -> bool:
+    """:func:`restore_interrupted`'s work, for a caller that holds the destination's lock."""
+    if destination.exists() or destination.is_symlink():
+        return False
+    complete = []
+    for retired in _retired_versions(destination):
+        try:
+            _checked_manifest(retired, verify=False)
+        except CorruptIndexError:
+            continue
+        complete.append(retired)
+    if not complete:
+        return False
+    os.rename(max(complete, key=lambda p: p.stat().st_ctime), destination)  # a rename sets st_ctime
+    return True
 
 
 _MANIFEST_FIELDS = {"genir_version": str, "method": str, "config": dict, "files": dict}
@@ -211,6 +320,7 @@ def atomic_directory(destination: str | Path, overwrite: bool = False) -> Iterat
     installing = False
     try:
         with destination_lock(destination):
+            _put_back_retired(destination)  # a version a killed writer left aside is not stale
             check_destination(destination, overwrite)
             for stale in stale_temporaries(destination):
                 shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()

@@ -41,10 +41,11 @@ from genir.errors import CorruptIndexError, GenirError, InputError
 from genir.indexer.artifact import (
     Manifest,
     atomic_directory,
+    read_consistently,
     read_manifest,
     write_manifest,
 )
-from genir.indexer.collection import Collection, Document
+from genir.indexer.collection import Collection, Document, check_documents
 from genir.settings import Settings, SettingsError, parse_config, split_assignment
 
 
@@ -143,10 +144,12 @@ class Searcher(ABC):
         """``search`` for many queries at once (faster than one by one).
 
         Raises:
-            InputError: ``k`` is not a positive integer.
+            InputError: ``k`` is not a positive integer, or a query is empty or not a string
+                (:func:`check_queries`).
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InputError(f"k must be a positive integer, got {k!r}")
+        queries = check_queries(queries)
         return self._batch_search(queries, min(k, self.num_docs)) if self.num_docs else [[] for _ in queries]
 
     @property
@@ -159,7 +162,11 @@ class Searcher(ABC):
         """The ``k`` best documents per query, ``1 <= k <= num_docs``."""
 
     def doc_text(self, docid: str) -> str | None:
-        """The stored text of a document, when the index keeps it (for display only)."""
+        """The stored text of a document, when the index keeps it (for display: ``genir search`` shows it).
+
+        bm25 keeps it (``store_raw``, the default), and so do the hybrids, through their bm25 part;
+        dense, dsi, se-dsi and seal indexes keep none (seal's FM-index holds tokenizer tokens, not text).
+        """
         return None
 
     def parts(self) -> tuple[Searcher, ...]:
@@ -191,7 +198,7 @@ class Searcher(ABC):
         """Release what the index holds open (files, readers); the searcher is not used afterwards."""
 
     # -- growing and shrinking -----------------------------------------------------------
-    def add(self, docs: Iterable[Document]) -> Change:
+    def add(self, docs: Iterable[Document], allow_empty_docs: bool = False) -> Change:
         """Add documents to this index, on disk and in this searcher.
 
         The index directory this searcher was opened from is replaced atomically by a new version
@@ -199,16 +206,17 @@ class Searcher(ABC):
         place. Old documents keep their docids. Afterwards this searcher is the new version (or, if
         writing failed, still the old one, as on disk), opened with the same settings and device.
 
+        ``docs`` are checked as a corpus file's documents are
+        (:func:`~genir.indexer.collection.check_documents`: ids not empty and without whitespace,
+        no empty document unless ``allow_empty_docs``), before anything is written.
+
         Raises:
-            GenirError: the method cannot add documents, ``docs`` is empty, an id is already in
-                the index or repeats (checked before anything is written), or the index on disk
-                changed since this searcher opened it.
+            GenirError: the method cannot add documents, ``docs`` is empty, a document is bad, an id
+                is already in the index or repeats (checked before anything is written), or the
+                index on disk changed since this searcher opened it.
         """
-        docs = list(docs)
-        if not docs:
-            raise GenirError("no documents to add")
+        docs = check_documents(docs, allow_empty_docs)
         ids = [d.id for d in docs]
-        _refuse_repeats(ids, "among the documents to add")
         present = self._present(ids)
         if present:
             first = next(i for i in ids if i in present)
@@ -224,11 +232,12 @@ class Searcher(ABC):
         atomic and naive docids) keep a deleted document's docid reserved: it is never given again.
 
         Raises:
-            GenirError: the method cannot delete documents, ``ids`` is empty, an id is not in the
-                index or repeats (checked before anything is written), the deletion would leave
-                the index empty, or the index on disk changed since this searcher opened it.
+            GenirError: the method cannot delete documents, ``ids`` is one string rather than a
+                list of them, ``ids`` is empty, an id is not in the index or repeats (checked before
+                anything is written), the deletion would leave the index empty, or the index on disk
+                changed since this searcher opened it.
         """
-        ids = [str(i) for i in ids]
+        ids = _id_list(ids)
         if not ids:
             raise GenirError("no document ids to delete")
         _refuse_repeats(ids, "among the ids to delete")
@@ -312,13 +321,51 @@ class Searcher(ABC):
         (``auto``: the GPU when there is one; see :mod:`genir.devices`), searched with ``settings``
         (``KEY=VALUE`` of its method's :attr:`search_settings`) instead of the built ones.
 
+        The manifest and every file are read from one version of the index, even while another
+        process replaces it (:func:`~genir.indexer.artifact.read_consistently`): the searcher is
+        the version before the replacement or the one after.
+
         Raises:
             GenirError: a setting that is not one of its method's search settings, or a bad value.
         """
         directory = Path(directory)
         target = resolve_device(device)
-        manifest = read_manifest(directory, verify=verify)
-        return searcher_class(manifest.method)(Opening(directory, manifest, tuple(settings), target))
+
+        def open_version(path: Path) -> Searcher:
+            manifest = read_manifest(path, verify=verify)
+            return searcher_class(manifest.method)(Opening(path, manifest, tuple(settings), target))
+
+        return read_consistently(directory, open_version, discard=lambda stale: stale.close())
+
+
+def check_queries(queries: Sequence[str]) -> list[str]:
+    """``queries`` as a list, each a string with a non-blank character: every search goes through this.
+
+    Raises:
+        InputError: ``queries`` is one string (not a list of them), or a query is not a string or is empty.
+    """
+    if isinstance(queries, (str, bytes)):
+        raise InputError(f"queries must be a list of strings, not one string ({queries[:80]!r}); search() takes one query")
+    queries = list(queries)
+    for number, query in enumerate(queries, start=1):
+        which = "the query" if len(queries) == 1 else f"query {number} of {len(queries)}"
+        if not isinstance(query, str):
+            raise InputError(f"{which} is not a string (got {type(query).__name__})")
+        if not query.strip():
+            raise InputError(f"{which} is empty: a query needs at least one word")
+    return queries
+
+
+def _id_list(ids: Iterable[str]) -> list[str]:
+    """Document ids as a list of strings; one string is refused (iterating it would give its characters).
+
+    Raises:
+        InputError: ``ids`` is a ``str`` or ``bytes``.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise InputError(f"ids must be a list of document ids, not one string ({ids[:80]!r}); "
+                         f"pass [{ids[:80]!r}] to name that one document")
+    return [str(i) for i in ids]
 
 
 def _refuse_repeats(ids: Sequence[str], where: str) -> None:
@@ -340,32 +387,41 @@ def _changed_collection(collection: dict[str, Any], operation: str, ids: Sequenc
     return changed
 
 
-def open_documents(source: Collection | str | Path | Iterable[Document], allow_empty_docs: bool = False) -> list[Document]:
-    """The documents of a collection (object, or any path ``Collection.open`` reads), or of an iterable of them."""
-    if isinstance(source, (str, Path)):
-        source = Collection.open(source, allow_empty_docs=allow_empty_docs)
+def open_collection(source: Collection | str | Path | Iterable[Document], allow_empty_docs: bool = False) -> Collection:
+    """A collection object as it is, any path :meth:`Collection.open` reads, or ``Document`` objects
+    (:meth:`Collection.from_documents`), as a :class:`Collection`.
+
+    Raises:
+        InputError: a path that is no collection, or a bad document among those given.
+    """
     if isinstance(source, Collection):
-        return list(source.docs())
-    return list(source)
+        return source
+    if isinstance(source, (str, Path)):
+        return Collection.open(source, allow_empty_docs=allow_empty_docs)
+    return Collection.from_documents(source, allow_empty_docs=allow_empty_docs)
 
 
 def add_documents(index_dir: str | Path, docs: Collection | str | Path | Iterable[Document],
-                  device: str | torch.device | None = "auto") -> Change:
+                  device: str | torch.device | None = "auto", allow_empty_docs: bool = False) -> Change:
     """Add documents (a collection, a collection path, or ``Document`` objects) to the index at
-    ``index_dir``, atomically; see :meth:`Searcher.add`."""
-    documents = open_documents(docs)
+    ``index_dir``, atomically; see :meth:`Searcher.add`. The documents are read and checked before
+    the index is opened; ``allow_empty_docs`` (or a collection opened with it) keeps empty ones."""
+    collection = open_collection(docs, allow_empty_docs)
+    documents = list(collection.docs())
     searcher = Searcher.load(index_dir, device=device)
     try:
-        return searcher.add(documents)
+        return searcher.add(documents, allow_empty_docs=collection.allow_empty_docs)
     finally:
         searcher.close()
 
 
 def delete_documents(index_dir: str | Path, ids: Iterable[str], device: str | torch.device | None = "auto") -> Change:
-    """Delete the documents ``ids`` from the index at ``index_dir``, atomically; see :meth:`Searcher.delete`."""
+    """Delete the documents ``ids`` (a list of ids, not one string) from the index at ``index_dir``,
+    atomically; see :meth:`Searcher.delete`."""
+    ids = _id_list(ids)  # before the index is opened
     searcher = Searcher.load(index_dir, device=device)
     try:
-        return searcher.delete(list(ids))
+        return searcher.delete(ids)
     finally:
         searcher.close()
 
@@ -425,7 +481,7 @@ def search_overrides(cls: type[Searcher], settings: Sequence[str]) -> dict[str, 
 
 def build_index(
     method: str,
-    collection: Collection,
+    collection: Collection | str | Path | Iterable[Document],
     destination: str | Path,
     config: Settings | None = None,
     overwrite: bool = False,
@@ -434,9 +490,13 @@ def build_index(
 ) -> Manifest:
     """Build an index of ``collection`` at ``destination`` (atomically) and return its manifest.
 
+    ``collection`` is a :class:`Collection`, a path :meth:`Collection.open` reads, or ``Document``
+    objects in memory (checked as a corpus file's are; such a collection has no queries, so a
+    method that trains on queries is told to build without them, e.g. dsi ``queries_split=``).
     Models (embedding, encoder states, training) run on ``device`` (:mod:`genir.devices`);
     ``devices > 1`` embeds and trains with one process per device (Lightning ``ddp_spawn``).
     """
+    collection = open_collection(collection)
     cls = searcher_class(method)
     config = config if config is not None else cls.Config()
     destination = Path(destination)
@@ -449,7 +509,7 @@ def build_index(
             method=method,
             config=config.model_dump(mode="json"),
             stats=stats,
-            collection={"name": collection.name, "path": str(collection.corpus_path.resolve()), "sha256": collection.fingerprint},
+            collection={"name": collection.name, "path": collection.resolved_path, "sha256": collection.fingerprint},
         )
         write_manifest(staging, manifest)
     return manifest
