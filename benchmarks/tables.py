@@ -29,11 +29,13 @@ START, END = "<!-- headline:start (make tables) -->", "<!-- headline:end -->"
 HEADLINE = [
     ("dsi_scifact", "bm25", "BM25 (Lucene)", "baseline"),
     ("dsi_scifact", "dense", "dense (all-MiniLM-L6-v2, FAISS)", "baseline"),
+    ("dense_ft_scifact", "dense-ft", "dense fine-tuned on the train queries (dense-ft)", "supervised"),
     ("dsi_scifact", "atomic", "DSI, atomic docids", "supervised"),
     ("dsi_scifact", "rq", "DSI, rq docids", "supervised"),
     ("dsi_scifact", "semantic", "DSI, semantic docids", "supervised"),
     ("seal_scifact", "se-dsi", "SE-DSI", "supervised"),
     ("seal_scifact", "seal", "SEAL", "supervised"),
+    ("dense_ft_scifact", "dense-ft-bm25", "dense-ft + BM25", "supervised"),
     ("dsi_scifact", "hybrid", "DSI atomic + BM25", "supervised"),
     ("dsi_scifact", "hybrid-rq", "DSI rq + BM25", "supervised"),
     ("seal_scifact", "seal-hybrid", "SEAL + BM25", "supervised"),

@@ -389,7 +389,7 @@ def test_one_new_file_adds_a_scheme_that_config_build_and_load_accept(tmp_path, 
 
     import genir.dsi
     from genir.dsi import docids as registry
-    from genir.dsi.config import DSIConfig, docid_embeddings_mode
+    from genir.dsi.config import DSIConfig
 
     (tmp_path / "reversed_for_test_docids.py").write_text(NEW_SCHEME_MODULE, encoding="utf-8")
     monkeypatch.setattr(genir.dsi, "__path__", [*genir.dsi.__path__, str(tmp_path)])
@@ -397,7 +397,7 @@ def test_one_new_file_adds_a_scheme_that_config_build_and_load_accept(tmp_path, 
     request.addfinalizer(lambda: sys.modules.pop("genir.dsi.reversed_for_test_docids", None))
     assert "reversed-for-test" in docid_scheme_names()
     config = DSIConfig(docids="reversed-for-test")
-    assert docid_embeddings_mode(config) == "none"
+    assert config.docid_embeddings_mode() == "none"
     scheme = DocidScheme.from_config(config)
     scheme.assign(documents(["a", "b"]))
     scheme.save(tmp_path / "saved")
@@ -433,7 +433,7 @@ def test_schemes_built_from_a_dsi_config_take_its_settings_and_search_mode():
     assert docid_scheme_class("elaborative").search_mode(SEDSIConfig()) is SearchMode.RESCORE
     assert docid_scheme_class("elaborative").search_mode(SEDSIConfig(elaborative_search="beam")) is SearchMode.BEAM
     assert NaiveDocids.search_mode(DSIConfig(docids="naive")) is SearchMode.BEAM
-    with pytest.raises(GenirError, match="unknown docid scheme"):
+    with pytest.raises(GenirError, match="docids='nope': expected one of atomic, elaborative, naive"):  # the registry's names
         DocidScheme.from_config(DSIConfig(docids="nope"))
 
 

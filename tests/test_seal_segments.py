@@ -328,7 +328,7 @@ def test_present_or_absent_ids_are_errors_that_write_nothing(toy):
     before = tree(toy)
     with pytest.raises(GenirError, match="document 'n1' is already in"):
         searcher.add(docs_of(NEW_DOCS))
-    with pytest.raises(GenirError, match="'n2' appears twice"):
+    with pytest.raises(GenirError, match="duplicate document id 'n2'"):
         searcher.add(docs_of(NEW_DOCS[1:]) * 2)
     with pytest.raises(GenirError, match="document 'd5' is not in"):  # deleted already
         searcher.delete(["d1", "d5"])

@@ -54,7 +54,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -64,8 +64,21 @@ from genir.indexer.collection import Document
 from genir.kernels.trie import DocidTrie
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, PAD, SPECIAL_TOKEN_NAMES
 
-if TYPE_CHECKING:
-    from genir.dsi.config import DSIConfig
+
+class DocidSettings(Protocol):
+    """The settings a scheme is built and searched with: the fields of
+    :class:`~genir.dsi.config.DSIConfig` that schemes read (the config satisfies this; schemes do not
+    import it, since the config validates ``docids`` against their registry)."""
+
+    docids: str
+    seed: int
+    rq_levels: int
+    rq_codes: int
+    semantic_levels: int
+    semantic_k: int
+    description_tokens: int
+    atomic_search: str
+    elaborative_search: str
 
 SCHEME_FILE = "docid_scheme.json"
 ARRAYS_FILE = "docid_scheme.npz"
@@ -135,7 +148,7 @@ class DocidScheme(ABC):
     describer: Describer | None = None
 
     @classmethod
-    def from_config(cls, config: DSIConfig) -> DocidScheme:
+    def from_config(cls, config: DocidSettings) -> DocidScheme:
         """An empty scheme with the settings a DSI config gives it.
 
         Called on :class:`DocidScheme` it builds the scheme named by ``config.docids`` (raising
@@ -147,7 +160,7 @@ class DocidScheme(ABC):
         return cls()
 
     @classmethod
-    def search_mode(cls, config: DSIConfig) -> SearchMode:
+    def search_mode(cls, config: DocidSettings) -> SearchMode:
         """How an index of these docids is searched under ``config`` (whose search settings are
         checked by the decoder); :attr:`SearchMode.BEAM` by default."""
         return SearchMode.BEAM
@@ -470,7 +483,7 @@ class AtomicDocids(DocidScheme):
     single_token = True
 
     @classmethod
-    def search_mode(cls, config: DSIConfig) -> SearchMode:
+    def search_mode(cls, config: DocidSettings) -> SearchMode:
         """``atomic_search=first`` or ``exact``: single-token search; ``beam``: beam search."""
         return SearchMode.BEAM if config.atomic_search == "beam" else SearchMode.SINGLE_TOKEN
 

@@ -27,18 +27,15 @@ it can name new documents (a query generator's ``descriptions`` is one).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from genir.dsi.docids import Body, Describer, DocidScheme, SearchMode
+from genir.dsi.docids import Body, Describer, DocidScheme, DocidSettings, SearchMode
 from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import TextVocab
-
-if TYPE_CHECKING:
-    from genir.dsi.config import DSIConfig
 
 #: The first disambiguating suffix; the undecorated description is the first candidate.
 FIRST_SUFFIX = 2
@@ -78,12 +75,12 @@ class ElaborativeDocids(DocidScheme):
         self._next_suffix: dict[Body, int] = {}
 
     @classmethod
-    def from_config(cls, config: DSIConfig) -> ElaborativeDocids:
+    def from_config(cls, config: DocidSettings) -> ElaborativeDocids:
         """Descriptions of at most ``description_tokens`` tokens, in the default encoder's vocabulary."""
         return cls(max_tokens=config.description_tokens)
 
     @classmethod
-    def search_mode(cls, config: DSIConfig) -> SearchMode:
+    def search_mode(cls, config: DocidSettings) -> SearchMode:
         """``elaborative_search=rescore``: propose, then rescore; ``beam``: beam search."""
         return SearchMode.RESCORE if config.elaborative_search == "rescore" else SearchMode.BEAM
 

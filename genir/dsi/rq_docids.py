@@ -14,19 +14,16 @@ Arrays (``docid_scheme.npz``): ``codebooks``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from genir.dsi.coded_docids import CodedDocids
-from genir.dsi.docids import Body
+from genir.dsi.docids import Body, DocidSettings
 from genir.dsi.kmeans import embedding_matrix, nearest_centroid, one_openmp_thread
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES
-
-if TYPE_CHECKING:
-    from genir.dsi.config import DSIConfig
 
 
 class RQDocids(CodedDocids):
@@ -51,7 +48,7 @@ class RQDocids(CodedDocids):
         self.codebooks = np.zeros((levels, codes, 0), dtype=np.float32)
 
     @classmethod
-    def from_config(cls, config: DSIConfig) -> RQDocids:
+    def from_config(cls, config: DocidSettings) -> RQDocids:
         """``rq_levels`` codebooks of ``rq_codes`` codewords, trained with the config's seed."""
         return cls(levels=config.rq_levels, codes=config.rq_codes, seed=config.seed)
 

@@ -24,19 +24,16 @@ float32 (each node's centroid, not the difference).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from genir.dsi.coded_docids import CodedDocids
-from genir.dsi.docids import Body
+from genir.dsi.docids import Body, DocidSettings
 from genir.dsi.kmeans import embedding_matrix, kmeans_split, nearest_centroid
 from genir.errors import GenirError
 from genir.indexer.collection import Document
 from genir.seq2seq.vocab import FIRST_TOKEN, SPECIAL_TOKEN_NAMES
-
-if TYPE_CHECKING:
-    from genir.dsi.config import DSIConfig
 
 
 class SemanticDocids(CodedDocids):
@@ -63,7 +60,7 @@ class SemanticDocids(CodedDocids):
         self._set_tree(np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32))
 
     @classmethod
-    def from_config(cls, config: DSIConfig) -> SemanticDocids:
+    def from_config(cls, config: DocidSettings) -> SemanticDocids:
         """A tree of ``semantic_levels`` levels of at most ``semantic_k`` clusters, with the config's seed."""
         return cls(k=config.semantic_k, levels=config.semantic_levels, seed=config.seed)
 

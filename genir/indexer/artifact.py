@@ -25,7 +25,6 @@ collection it was built from, and every file with its size and sha256. Invariant
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from typing import Any, TypeVar
 from genir._version import __version__
 from genir.atomic_files import atomic_dir, stale_temporaries
 from genir.errors import CorruptIndexError, GenirError
+from genir.indexer.collection import file_sha256
 
 T = TypeVar("T")
 
@@ -68,14 +68,6 @@ class Manifest:
         }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
 
@@ -83,7 +75,7 @@ def _data_files(directory: Path) -> list[Path]:
 def write_manifest(directory: Path, manifest: Manifest) -> Manifest:
     """Hash every file under ``directory`` into ``manifest`` and write ``manifest.json``."""
     manifest.files = {
-        p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        p.relative_to(directory).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
         for p in _data_files(directory)
     }
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n")
@@ -112,7 +104,7 @@ def _checked_manifest(directory: Path, verify: bool) -> Manifest:
             raise CorruptIndexError(f"{directory}: file {name} listed in the manifest is missing")
         if file.stat().st_size != entry["bytes"]:
             raise CorruptIndexError(f"{directory}: file {name} has {file.stat().st_size} bytes, manifest says {entry['bytes']}")
-        if verify and _sha256(file) != entry["sha256"]:
+        if verify and file_sha256(file) != entry["sha256"]:
             raise CorruptIndexError(f"{directory}: file {name} does not match its sha256 in the manifest")
     return manifest
 

@@ -324,7 +324,8 @@ def check_documents(docs: Iterable[Document], allow_empty_docs: bool = False,
     return list(_checked(_given_records(docs, source), source, allow_empty_docs, set()))
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -457,14 +458,14 @@ class Collection:
         """sha256 of the corpus: its file's bytes; for a folder, every text file's path and bytes; for
         documents given in memory, their fields. Identifies the exact corpus an index was built from."""
         if self.corpus_path is not None and not self.corpus_path.is_dir():
-            return _file_sha256(self.corpus_path)
+            return file_sha256(self.corpus_path)
         digest = hashlib.sha256()
         if self.corpus_path is None:
             for doc in self._given or []:
                 digest.update(json.dumps([doc.id, doc.title, doc.text]).encode() + b"\n")
         else:
             for file in _folder_files(self.corpus_path)[0]:
-                digest.update(file.relative_to(self.corpus_path).as_posix().encode() + b"\0" + _file_sha256(file).encode())
+                digest.update(file.relative_to(self.corpus_path).as_posix().encode() + b"\0" + file_sha256(file).encode())
         return digest.hexdigest()
 
     # -- queries and judgements ----------------------------------------------------------
