@@ -18,8 +18,10 @@ demo: $(VENV)/.installed
 ## The test suite (tests that need ../shared/data skip when it is absent): every method end to end on toy corpora,
 ## ~5 minutes on 2 idle cores. The slow tests (kill injection, training to convergence, the docs build) are
 ## `make test-slow`; .ci/run runs both, the linter and the cheap regression conditions.
+## Two pytest workers (pytest-xdist), one file each at a time so a file's shared fixtures are built once, each
+## single-threaded: the suite's tests are small and mostly sequential, so two processes use both cores.
 test: $(VENV)/.installed
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m "not slow"
+	OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 test-slow: $(VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -m slow

@@ -54,6 +54,7 @@ def test_dense_reuses_cached_embeddings_on_rebuild(toy_collection, tmp_path):
     assert second.files["embeddings.npy"]["sha256"] == first.files["embeddings.npy"]["sha256"]
 
 
+@pytest.mark.slow
 def test_bm25_reproduces_pyserini_on_scifact(tmp_path):
     coll = Collection.open(shared_collection("scifact"))
     build_index("bm25", coll, tmp_path / "bm25")

@@ -213,6 +213,7 @@ FAST = ["--set", "batch_size=8", "--set", "spans=0", "--set", "eval_split=train"
         "--set", "fit_iterations=5", "--set", "update_epochs=2"]
 
 
+@pytest.mark.slow
 def test_run_end_to_end_grows_with_add_as_a_build_from_scratch_would_rank(tmp_path):
     """D0 and reindex untrained (max_epochs=0): the dense start, so an index grown by ``add`` must
     rank exactly as the index built from scratch on the same documents."""

@@ -126,6 +126,7 @@ def _query_loss(generator: Seq2SeqQueryGenerator) -> float:
         return generator.model(**source, labels=labels).loss.item()
 
 
+@pytest.mark.slow
 def test_a_token_space_generator_trains_saves_and_loads(tmp_path: Path) -> None:
     """``model=minilm-tokens``: the frozen MiniLM encoder writes through its tied word embeddings (with
     the query start); training on 8 pairs makes their queries far more likely, and it survives a save/load.

@@ -33,6 +33,9 @@ from genir.indexer import artifact
 from genir.indexer.collection import Collection, Document
 from genir.retrieval.searcher import Searcher, add_documents, build_index
 
+# Real genir processes killed, raced and held at injection points: make test-slow (.ci/run runs it).
+pytestmark = pytest.mark.slow
+
 GENIR = [sys.executable, "-m", "genir.cli.main"]
 QUERIES = ["how do I parse json", "sha-256 digest of bytes", "striped zebras", "cats and dogs"]
 TINY_DSI = ["--model", "t5-config:tiny", "--docids", "atomic", "--set", "batch_size=8", "--set", "spans=0",
@@ -81,7 +84,6 @@ def _kill_counts() -> tuple[int, int]:
     return int(bm25), int(dsi)
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("method", ["bm25", "dsi"])
 def test_random_kills_of_genir_index_lose_nothing_and_leave_nothing(tmp_path, method):

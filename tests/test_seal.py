@@ -107,7 +107,7 @@ def reference_scores(keys: dict, corpus: list[list[int]], alpha: float, beta: fl
     return scores
 
 
-@pytest.mark.parametrize("built", ["seal_index", "minilm_seal_index"])
+@pytest.mark.parametrize("built", ["seal_index", pytest.param("minilm_seal_index", marks=pytest.mark.slow)])
 def test_every_key_occurs_in_the_corpus_with_its_count(built, request):
     collection, index = request.getfixturevalue(built)
     searcher = Searcher.load(index)
@@ -125,7 +125,7 @@ def test_every_key_occurs_in_the_corpus_with_its_count(built, request):
             assert brute_count(corpus, ngram)[0] > 0
 
 
-@pytest.mark.parametrize("built", ["seal_index", "minilm_seal_index"])
+@pytest.mark.parametrize("built", ["seal_index", pytest.param("minilm_seal_index", marks=pytest.mark.slow)])
 def test_scores_match_a_brute_force_reference(built, request):
     collection, index = request.getfixturevalue(built)
     searcher = Searcher.load(index)

@@ -21,7 +21,7 @@ from genir.encoding.encoder import DEFAULT_ENCODER
 from genir.errors import GenirError
 from genir.indexer.dev_split import DevFraction
 from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
-from genir.seq2seq.settings import TrainingSettings
+from genir.seq2seq.settings import MaxQueryLen, TrainingSettings
 from genir.seq2seq.token_space import TOKEN_SPACE_MODEL, TokenTable
 from genir.settings import AUTO, Auto
 
@@ -99,6 +99,7 @@ class DSIConfig(TrainingSettings):
         "a smaller dev set decides by noise: none is held out, the last checkpoint is kept"))
     retrieval_repeats: int = Field(1, ge=0, description="training queries' examples repeated per epoch")
     beams: int = Field(100, ge=1, description="beams of the constrained beam search")
+    max_query_len: MaxQueryLen = 256
     # All three ranked SciFact test identically (nDCG@10 0.7579 on the CPU); first is the fastest
     # (README "Searching a DSI index").
     atomic_search: Literal["first", "exact", "beam"] = Field("first", description=(

@@ -92,7 +92,7 @@ class DocidDecoder:
     @torch.inference_mode()
     def search(self, queries: Sequence[str], k: int, config: DSIConfig) -> list[Ranking]:
         """The ``k`` best documents of each query (fewer if fewer are live), best first, searched as
-        ``config`` says (``atomic_search``, ``beams``, ``score``, ``max_source_len``; checked when it was made)."""
+        ``config`` says (``atomic_search``, ``beams``, ``score``, ``max_query_len``; checked when it was made)."""
         return [ranking for rankings in self._batches(queries, config, lambda batch: self._search_batch(batch, k, config))
                 for ranking in rankings]
 
@@ -114,7 +114,7 @@ class DocidDecoder:
         try:
             device = next(self.model.parameters()).device
             size = GPU_QUERY_BATCH if device.type == "cuda" else QUERY_BATCH
-            return [run(self.tokenizer(list(queries[start:start + size]), truncation=True, max_length=config.max_source_len,
+            return [run(self.tokenizer(list(queries[start:start + size]), truncation=True, max_length=config.max_query_len,
                                        padding=True, return_tensors="pt").to(device))
                     for start in range(0, len(queries), size)]
         finally:

@@ -80,7 +80,7 @@ from genir.seq2seq.fit import run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
 from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.query_start import is_query_start
-from genir.seq2seq.settings import BatchSize, MaxEpochs, TrainingSettings
+from genir.seq2seq.settings import BatchSize, MaxEpochs, MaxQueryLen, TrainingSettings
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     TokenTable,
@@ -121,6 +121,7 @@ class SEALConfig(TrainingSettings):
     # search
     # 10: 0.007 below 15 on the dev carve (0.8136 vs 0.8210) at 1.4x the speed, for the 20 queries/s goal
     beams: int = Field(10, ge=1, description="beams of the constrained beam search")
+    max_query_len: MaxQueryLen = 256
     pmi_lambda: float = Field(1.0, ge=0, description="beams ranked by log P(n|q) - pmi_lambda * log P(n) (genir.seal.pmi); 0: the model alone")
     max_ngram_tokens: int = Field(10, ge=1, description="longest generated n-gram, in tokens")
     generated_ngrams: bool = Field(True, description="keys from the model's beams")
@@ -152,7 +153,7 @@ class SEALSearcher(Searcher):
     method = "seal"
     Config = SEALConfig
     description = "SEAL: a seq2seq model generates corpus n-grams under an FM-index; documents scored from them"
-    search_settings = ("beams", "pmi_lambda", "max_ngram_tokens", "generated_ngrams", "query_ngrams", "query_ngram_words",
+    search_settings = ("beams", "max_query_len", "pmi_lambda", "max_ngram_tokens", "generated_ngrams", "query_ngrams", "query_ngram_words",
                        "query_ngram_prob", "alpha", "beta", "max_occurrences")
 
     def __init__(self, opening: Opening):
@@ -250,7 +251,7 @@ class SEALSearcher(Searcher):
     def _generated(self, queries: Sequence[str]) -> list[list[tuple[Ngram, float, Int64Array, Int64Array]]]:
         """Every prefix the beams held at any step, with its summed log-probability ``log P(n|q)`` and
         ``[S]`` range bounds."""
-        batch = self.tokenizer(list(queries), truncation=True, max_length=self.config.max_source_len, padding=True,
+        batch = self.tokenizer(list(queries), truncation=True, max_length=self.config.max_query_len, padding=True,
                                return_tensors="pt").to(self.model.device)
         pmi = PMIConstraint(self.constraint, self.index, self.config.pmi_lambda) if self.config.pmi_lambda else None
         out = beam_search(self.model, batch["input_ids"], pmi or self.constraint, attention_mask=batch["attention_mask"],

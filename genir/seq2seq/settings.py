@@ -19,6 +19,9 @@ from genir.settings import Seed, Settings, Shown
 
 BatchSize = Annotated[int, Field(ge=1, description="training examples per optimizer step")]
 MaxSourceLen = Annotated[int, Field(ge=1, description="source (query, document view) tokens read; longer ones are cut")]
+# A query is read as far as the dense retriever reads it (MiniLM: 256 tokens), whatever the training
+# sources were cut to: cut at 64, paragraph-long queries lost most of their words (issue 29).
+MaxQueryLen = Annotated[int, Field(ge=1, description="query tokens the encoder reads when searching (dev queries too); training sources are cut at max_source_len")]
 LearningRate = Annotated[float, Field(gt=0, description="peak learning rate (AdamW)")]
 WarmupSteps = Annotated[int, Field(ge=0, description="steps of linear warmup; then linear decay to 0 at the end of max_epochs")]
 MaxEpochs = Annotated[int, Field(ge=0, description="epochs to train (0: none, the untrained model is kept)")]
