@@ -41,6 +41,15 @@ def write_beir(root: Path, docs=TOY_DOCS, queries=TOY_QUERIES, qrels=TOY_QRELS, 
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test session (each pytest-xdist worker) keeps genir's cache in its own folder, unless
+    $GENIR_CACHE names one: training run folders are keyed by corpus and config, so two sessions
+    building the same toy index at once would share (and delete) each other's checkpoints."""
+    if "GENIR_CACHE" not in os.environ:
+        os.environ["GENIR_CACHE"] = str(tmp_path_factory.getbasetemp() / "genir-cache")
+
+
 @pytest.fixture
 def toy_collection(tmp_path: Path) -> Path:
     return write_beir(tmp_path / "toy")
