@@ -11,6 +11,7 @@ the checkpoints are deleted once the model is saved.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import shutil
@@ -61,6 +62,20 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir
         with a query start, its fit's loss and seconds (inside the seconds in all, as the setup's);
         with ``select``, the dev curve ``[[epochs, steps, score], ...]`` and the entry kept.
     """
+    # The run folder is keyed by corpus and settings, so two builds of the same corpus and config
+    # share it: one would resume from, or delete, the other's checkpoints. They take turns instead
+    # (the kernel drops a killed holder's lock, so a killed build's rerun still resumes).
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.with_name(run_dir.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fit(seq2seq, pairs, settings, run_dir, frozen_encoder=frozen_encoder, sam_rho=sam_rho, resume=resume,
+                    progress=progress, select=select, select_margin=select_margin)
+
+
+def _fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir: Path, *, frozen_encoder: bool = False,
+        sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None,
+        select_margin: float = Z) -> dict[str, Any]:
+    """The body of :func:`fit`, run under the run folder's lock."""
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
     device = resolve_device()
