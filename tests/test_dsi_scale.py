@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from conftest import TOY_DOCS, TOY_QUERIES, write_beir
+from safetensors import safe_open
 
+from genir.dsi.config import TABLE_DTYPE
+from genir.dsi.index_files import MODEL_DIR
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
-from genir.indexer.collection import Document
+from genir.errors import GenirError
+from genir.indexer.collection import Collection, Document
 from genir.kernels.beam_search import beam_search
 from genir.kernels.table_products import BLOCK_ROWS, candidate_dots, table_product
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
+from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seq2seq.model import build_seq2seq
-from genir.seq2seq.table_dtype import set_table_dtype
+from genir.seq2seq.model_io import WEIGHTS
+from genir.seq2seq.table_dtype import set_table_dtype, table_dtype_name
 from genir.seq2seq.vocab import DECODER_START, EOS, PAD
 
 QUERIES = ["vitamin d and bone density", "tumour gene expression", "sleep and memory", "insulin signalling"]
@@ -111,3 +121,53 @@ def test_low_precision_tables_search_in_float32():
     want = torch.sort(brute, dim=1, descending=True)
     assert constraint.docid(out.states).tolist() == want.indices.tolist()
     torch.testing.assert_close(out.scores, want.values, rtol=1e-5, atol=1e-4)
+
+
+def test_table_dtype_setting_resolves_and_refuses_models_without_the_dense_start():
+    config = searcher_class("dsi").Config
+    assert parse_config(config, {}).table_dtype_setting() == TABLE_DTYPE == "float16"  # the recipe: dense start, frozen rows
+    assert parse_config(config, {"docids": "rq", "table_dtype": "bfloat16"}).table_dtype_setting() == "bfloat16"
+    assert parse_config(config, {"docid_embeddings": "init"}).table_dtype_setting() == "float32"  # rows trained: auto keeps float32
+    assert parse_config(config, {"docids": "naive"}).table_dtype_setting() == "float32"  # no dense start
+    with pytest.raises(GenirError, match="table_dtype=float16 needs the dense start"):
+        parse_config(config, {"docids": "naive", "table_dtype": "float16"})
+    with pytest.raises(GenirError, match="table_dtype"):
+        parse_config(config, {"table_dtype": "float64"})
+
+
+def _stored_dtypes(index: Path) -> set[str]:
+    """The dtypes the decoder's two docid tables are stored in."""
+    with safe_open(index / MODEL_DIR / WEIGHTS, framework="pt") as weights:
+        return {weights.get_slice(name).get_dtype() for name in weights.keys()  # noqa: SIM118 (safe_open is no dict)
+                if name in ("decoder.bert.embeddings.word_embeddings.weight", "decoder.cls.predictions.decoder.weight")}
+
+
+@pytest.mark.parametrize("docids", ["atomic", "rq"])
+def test_float16_tables_save_load_and_search_as_float32_ones_and_an_index_from_before_the_setting_loads_as_it_was(tmp_path, docids):
+    torch.set_num_threads(1)
+    collection = Collection.open(write_beir(tmp_path / "toy"))
+    options = {"docids": docids, "max_epochs": 0, "rq_codes": 2}
+    config = searcher_class("dsi").Config
+    half = build_index("dsi", collection, tmp_path / "half", parse_config(config, options), device="cpu")
+    full = build_index("dsi", collection, tmp_path / "full", parse_config(config, {**options, "table_dtype": "float32"}), device="cpu")
+    assert (half.stats["table_dtype"], full.stats["table_dtype"]) == ("float16", "float32")
+    assert _stored_dtypes(tmp_path / "half") == {"F16"} and _stored_dtypes(tmp_path / "full") == {"F32"}
+    assert (tmp_path / "half" / MODEL_DIR / WEIGHTS).stat().st_size < (tmp_path / "full" / MODEL_DIR / WEIGHTS).stat().st_size
+    queries = [q["text"] for q in TOY_QUERIES]
+    searchers = {name: Searcher.load(tmp_path / name, device="cpu") for name in ("half", "full")}
+    assert table_dtype_name(searchers["half"].model) == "float16" and table_dtype_name(searchers["full"].model) == "float32"
+    results = {name: searcher.batch_search(queries, len(TOY_DOCS)) for name, searcher in searchers.items()}
+    for halves, fulls in zip(results["half"], results["full"]):  # every document, its score within float16's rounding of the rows
+        got, want = {hit.docid: hit.score for hit in halves}, {hit.docid: hit.score for hit in fulls}
+        assert got.keys() == want.keys() and len(got) == len(TOY_DOCS)
+        assert max(abs(got[d] - want[d]) for d in got) < 0.05
+    # An index written before table_dtype existed: float32 tables, no table_dtype in its manifest (auto now means
+    # float16 for it): it loads its float32 tables and searches exactly as before.
+    manifest_file = tmp_path / "full" / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["config"].pop("table_dtype")
+    manifest["stats"].pop("table_dtype")
+    manifest_file.write_text(json.dumps(manifest))
+    old = Searcher.load(tmp_path / "full", device="cpu")
+    assert old.config.table_dtype == "auto" and table_dtype_name(old.model) == "float32"
+    assert old.batch_search(queries, len(TOY_DOCS)) == results["full"]
