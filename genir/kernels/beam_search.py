@@ -195,8 +195,8 @@ def beam_search(
             )
             del logits  # the [N, V] logits are the largest tensor of a step
         else:
-            vectors, position, cache = scorer.step_vectors(encoder_outputs.last_hidden_state, beam_attention_mask,
-                                                           decoder_input, cache)
+            vectors, position, cache = _scorer_step(scorer, encoder_outputs.last_hidden_state, beam_attention_mask,
+                                                    decoder_input, cache, num_beams)
             expansion = _expand_candidates(scorer, vectors, position, run.states.flatten(0, 1), run.scores.view(-1),
                                            2 * num_beams, constraint)
         cand = _continuations(run, expansion, t, eos, pad)
@@ -402,6 +402,34 @@ def _expand(
     if score == "logit":
         log_probs = log_probs + torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # [N, k]; -inf stays
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
+
+
+def _scorer_step(
+    scorer: CandidateScorer,
+    states: torch.Tensor,
+    attention_mask: torch.Tensor,
+    decoder_input: torch.Tensor,
+    cache: Cache | None,
+    num_beams: int,
+) -> tuple[torch.Tensor, int, Cache]:
+    """:meth:`CandidateScorer.step_vectors` for every beam. The first step, where each query has one
+    beam and all of its beams would compute the same thing, runs once per query, and its vectors and
+    KV cache (the cross-attention's keys and values over the source included) are copied to the
+    query's beams: the decoder's cross-attention projections run on ``B`` sources, not ``B * num_beams``.
+
+    Args:
+        states, attention_mask: ``[N, S, H]`` and ``[N, S]`` from :func:`encode_sources`, ``N = B * num_beams``.
+        decoder_input: ``[N, 1]`` int64.
+    Returns:
+        ``[N, H]`` vectors, the step's position and the KV cache of ``N`` rows.
+    """
+    if cache is not None:
+        return scorer.step_vectors(states, attention_mask, decoder_input, cache)
+    first = torch.arange(0, states.shape[0], num_beams, device=states.device)  # [B] beam 0 of each query
+    vectors, position, cache = scorer.step_vectors(states[first], attention_mask[first], decoder_input[first], None)
+    beams = torch.arange(first.shape[0], device=states.device).repeat_interleave(num_beams)  # [N] query of each beam
+    cache.reorder_cache(beams)  # self- and cross-attention alike
+    return vectors[beams], position, cache
 
 
 def _expand_candidates(
