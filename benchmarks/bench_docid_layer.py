@@ -1,24 +1,37 @@
 """The docid layer alone: output-table bytes and search latency of atomic vs rq vs semantic docids.
 
 Documents are random unit vectors (the cost of the docid layer and the trie, not of retrieval
-quality): at SciFact's size (5,183) and at 1,000,000. For each size and scheme a dense-start
+quality): at 10,000, 100,000 and 1,000,000 (a latency curve, its growth exponent fitted per scheme).
+For each size and scheme a dense-start
 model (:mod:`genir.seq2seq.dense_start`, MiniLM encoder, 2-layer decoder) is built with the
 vectors as its rows (rq, semantic: code vectors and residuals), then searched: atomic by one decoder
 step and a top-k (``atomic_search=first``), rq and semantic by summed-logit beam search over their trie
 with ``max(k, 100)`` beams. Each scheme has the recipe's settings (``DSIConfig``: rq 1 x 64, semantic
-2 levels of at most 10 clusters). Bytes are the LM head and the decoder's input embedding (float32) plus the saved trie.
+2 levels of at most 10 clusters). Bytes are the LM head and the decoder's input embedding plus the saved trie.
 
-    python benchmarks/bench_docid_layer.py [--sizes 5183,1000000] [--queries 20]
+rq and semantic search scores each beam's trie children alone (``genir.kernels.beam_search``'s
+``scorer``); the full output layer's beam search it replaced (every document row times every beam) is
+timed beside it on the same queries, interleaved (``full_layer_ms``, k=10, ``--full-queries`` of them).
+Each model is timed with float32 tables, then with its tables cast to ``--table-dtype`` (latency and bytes).
+The decoder's residual is given random weights (``std 0.05``), as a trained one has, so that every beam
+has its own vector (an untrained one gives every beam the query's vector).
 
-Prints one table; writes ``benchmarks/results/docid_layer.json``. On 2 CPU cores the 1M rows
-take several minutes (the models alone hold 3 GB of rows each).
+    python benchmarks/bench_docid_layer.py [--sizes 10000,100000,1000000] [--queries 10]
+
+Prints one line per size and scheme; writes ``benchmarks/results/docid_layer.json`` (rows, and per
+scheme the exponent ``b`` of ``ms = a * N^b`` fitted over the sizes). On 2 CPU cores the 1M rows take
+many minutes (the models alone hold 3 GB of float32 rows each).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +44,7 @@ from genir.dsi.decoding import DocidDecoder
 from genir.dsi.docids import DocidScheme
 from genir.indexer.collection import Document
 from genir.seq2seq.model import build_seq2seq
+from genir.seq2seq.table_dtype import set_table_dtype, table_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERIES = ["effects of vitamin d on bone density", "gene expression in tumour cells", "antibiotic resistance",
@@ -43,7 +57,37 @@ def unit_vectors(n: int, dim: int, seed: int = 0) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple[int, ...]) -> dict:
+def timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return 1000 * (time.perf_counter() - started)
+
+
+def latencies(decoder: DocidDecoder, config: DSIConfig, queries: list[str], ks: tuple[int, ...]) -> dict[str, float]:
+    out = {}
+    for k in ks:
+        decoder.search(queries[:1], k, config)  # warm-up
+        out[f"k={k}"] = round(statistics.median(timed(lambda: decoder.search([q], k, config)) for q in queries), 1)
+    return out
+
+
+def full_layer_latency(decoder: DocidDecoder, config: DSIConfig, queries: list[str]) -> tuple[float, float]:
+    """Median ms/query at k=10 of the full output layer's beam search and of the candidate scorer, interleaved."""
+    beam_search_module = sys.modules["genir.kernels.beam_search"]
+    decoding = sys.modules["genir.dsi.decoding"]
+    full, new = [], []
+    for query in queries:
+        new.append(timed(lambda: decoder.search([query], 10, config)))
+        decoding.beam_search = lambda *a, **kw: beam_search_module.beam_search(*a, **{**kw, "scorer": None})
+        try:
+            full.append(timed(lambda: decoder.search([query], 10, config)))
+        finally:
+            decoding.beam_search = beam_search_module.beam_search
+    return round(statistics.median(full), 1), round(statistics.median(new), 1)
+
+
+def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple[int, ...], table_dtype: str,
+            full_queries: int) -> dict:
     docs = [Document(str(i), "", "") for i in range(len(vectors))]
     scheme = DocidScheme.from_config(DSIConfig(docids=scheme_name))
     started = time.perf_counter()
@@ -55,45 +99,64 @@ def measure(scheme_name: str, vectors: np.ndarray, queries: list[str], ks: tuple
     del rows
     setup = time.perf_counter() - started
     model = seq2seq.model.eval()
-    head, embed = model.get_output_embeddings().weight, model.get_decoder().get_input_embeddings().weight
+    torch.manual_seed(3)
+    model.get_decoder().residual.weight.normal_(std=0.05)  # a trained decoder's beams each have their own vector
     with tempfile.TemporaryDirectory() as tmp:
         trie.save(Path(tmp) / "trie")
         trie_bytes = sum(p.stat().st_size for p in (Path(tmp) / "trie").rglob("*") if p.is_file())
     decoder = DocidDecoder(model, seq2seq.tokenizer, scheme, trie)
     config = DSIConfig(docids=scheme_name, atomic_search="first", beams=100)
-    latency = {}
-    for k in ks:
-        decoder.search(queries[:1], k, config)  # warm-up
-        times = []
-        for query in queries:
-            started = time.perf_counter()
-            decoder.search([query], k, config)
-            times.append(time.perf_counter() - started)
-        latency[f"k={k}"] = round(1000 * statistics.median(times), 1)
-    return {"scheme": scheme_name, "docs": len(vectors), "vocab": scheme.vocab_size,
-            "table_bytes": (head.numel() + embed.numel()) * head.element_size(), "trie_bytes": trie_bytes,
-            "median_ms_per_query": latency, "setup_seconds": round(setup, 1)}
+    row = {"scheme": scheme_name, "docs": len(vectors), "vocab": scheme.vocab_size, "table_bytes": table_bytes(model),
+           "trie_bytes": trie_bytes, "median_ms_per_query": latencies(decoder, config, queries, ks)}
+    if scheme_name != "atomic" and full_queries:
+        row["full_layer_ms"], row["candidates_ms"] = full_layer_latency(decoder, config, queries[:full_queries])
+        row["full_over_candidates"] = round(row["full_layer_ms"] / row["candidates_ms"], 1)
+    set_table_dtype(model, table_dtype)
+    row[f"table_bytes_{table_dtype}"] = table_bytes(model)
+    row[f"median_ms_per_query_{table_dtype}"] = latencies(decoder, config, queries, ks)
+    row["setup_seconds"] = round(setup, 1)
+    return row
+
+
+def exponents(rows: list[dict], key: str) -> dict[str, dict[str, float]]:
+    """Per scheme and k, ``b`` of the least-squares fit ``log ms = log a + b log N`` over the sizes measured."""
+    out: dict[str, dict[str, float]] = {}
+    for scheme in dict.fromkeys(r["scheme"] for r in rows):
+        mine = [r for r in rows if r["scheme"] == scheme]
+        if len({r["docs"] for r in mine}) < 2:
+            continue
+        for k in mine[0][key]:
+            slope = np.polyfit(np.log([r["docs"] for r in mine]), np.log([r[key][k] for r in mine]), 1)[0]
+            out.setdefault(scheme, {})[k] = round(float(slope), 3)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="5183,1000000")
+    parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--full-queries", type=int, default=5, help="queries timed on the full output layer too (0: none)")
+    parser.add_argument("--table-dtype", default="float16", choices=("float16", "bfloat16"))
+    parser.add_argument("--schemes", default="atomic,rq,semantic")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     queries = (QUERIES * (1 + args.queries // len(QUERIES)))[:args.queries]
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         vectors = unit_vectors(size, 384)
-        for scheme in ("atomic", "rq", "semantic"):
-            rows.append(measure(scheme, vectors, queries, (10, 100)))
-            row = rows[-1]
-            print(f"{row['scheme']:<8} {row['docs']:>9,} docs  table {row['table_bytes'] / 2**20:>8.1f} MiB  "
-                  f"trie {row['trie_bytes'] / 2**20:>7.1f} MiB  k=10 {row['median_ms_per_query']['k=10']:>8.1f} ms  "
-                  f"k=100 {row['median_ms_per_query']['k=100']:>8.1f} ms  (setup {row['setup_seconds']} s)", flush=True)
+        for scheme in args.schemes.split(","):
+            rows.append(measure(scheme, vectors, queries, (10, 100), args.table_dtype, args.full_queries))
+            print(json.dumps(rows[-1]), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "docid_layer.json"
-    out.write_text(json.dumps({"queries": len(queries), "threads": torch.get_num_threads(), "rows": rows}, indent=2) + "\n")
+    out.write_text(json.dumps({
+        "provenance": {"date": datetime.date.today().isoformat(),
+                       "machine": f"{torch.get_num_threads()} CPU cores, {platform.machine()} (shared with other jobs, loaded)",
+                       "commit": commit, "note": "commit: the code measured"},
+        "queries": len(queries), "threads": torch.get_num_threads(), "table_dtype": args.table_dtype, "rows": rows,
+        "latency_exponent": exponents(rows, "median_ms_per_query"),
+        f"latency_exponent_{args.table_dtype}": exponents(rows, f"median_ms_per_query_{args.table_dtype}")}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

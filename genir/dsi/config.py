@@ -22,6 +22,7 @@ from genir.errors import GenirError
 from genir.indexer.dev_split import DevFraction
 from genir.seq2seq.model import BERT2BERT_PREFIX, T5_PREFIX
 from genir.seq2seq.settings import MaxQueryLen, TrainingSettings
+from genir.seq2seq.table_dtype import TableDtype
 from genir.seq2seq.token_space import TOKEN_SPACE_MODEL, TokenTable
 from genir.settings import AUTO, Auto
 
@@ -73,6 +74,11 @@ class DSIConfig(TrainingSettings):
     dense_start: Auto | bool = Field(AUTO, description=(
         "the decoder's output = the dense query vector + a residual that starts at zero (bert2bert models with docid "
         "rows); auto = on where it applies"))
+    table_dtype: Auto | TableDtype = Field(AUTO, description=(
+        "dtype the docid tables (the dense start's [V, H] LM head and decoder input embedding, one row per docid token) "
+        "are stored in, on disk and in memory; products and sums stay float32 (genir.seq2seq.table_dtype); auto = "
+        "float16 with the dense start and frozen rows (SciFact zero-shot nDCG@10 equal to float32's at half the bytes, "
+        "benchmarks/results/table_dtype.json), else float32"))
     score: Auto | Literal["logit", "logprob"] = Field(AUTO, description=(
         "beam search's score: logit (summed raw logits) | logprob; auto = logit with the dense start"))
     first_words: int = Field(64, ge=1, description="indexing view: a document's first words")
@@ -175,6 +181,18 @@ class DSIConfig(TrainingSettings):
                              f"and model={TOKEN_SPACE_MODEL} (the encoder that embeds the documents); set dense_weight=0 otherwise")
         return weight
 
+    def table_dtype_setting(self) -> str:
+        """``table_dtype`` resolved: ``auto`` = :data:`TABLE_DTYPE` for a dense-start model with frozen rows, else
+        float32; a low-precision dtype needs the dense start (whose head multiplies it in float32)."""
+        dense_start = self.dense_start_setting()
+        if self.table_dtype == AUTO:
+            return TABLE_DTYPE if dense_start and self.docid_embeddings_mode() == "frozen" else "float32"
+        if self.table_dtype != "float32" and not dense_start:
+            raise GenirError(f"table_dtype={self.table_dtype} needs the dense start (a bert2bert model with "
+                             f"{either(docid_scheme_names(lambda s: s.has_token_vectors))} docids and docid_embeddings "
+                             "frozen or init); other models keep float32 tables")
+        return self.table_dtype
+
     def score_setting(self, dense_start: bool) -> str:
         """``score`` resolved: ``auto`` = ``logit`` for a dense-start model, else ``logprob``."""
         if self.score == AUTO:
@@ -215,6 +233,7 @@ class DSIConfig(TrainingSettings):
         """Refuse at once the combinations the resolution methods refuse (a build would, hours later)."""
         self.docid_embeddings_mode()
         self.dense_start_setting()
+        self.table_dtype_setting()
         self.rescore_grid()
         return self
 
@@ -233,6 +252,11 @@ class SEDSIConfig(DSIConfig):
     description: Description = "title+keywords"
     description_tokens: DescriptionTokens = 32
 
+
+TABLE_DTYPE = "float16"
+"""``table_dtype`` under ``auto`` with the dense start and frozen rows: float16 measured equal to float32 on SciFact
+(zero-shot atomic and rq, benchmarks/bench_table_dtype.py) and, of the two half-width dtypes, the one with the finer
+mantissa (unit-norm rows need no bfloat16 range)."""
 
 PLAN_WEIGHT, DENSE_WEIGHT = 0.3, 6.0
 """``plan_weight`` and ``dense_weight`` under ``auto`` without a choice on dev (no dev set, or an

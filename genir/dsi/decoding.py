@@ -21,7 +21,11 @@ The scheme chooses (:meth:`genir.dsi.docids.DocidScheme.search_mode`):
   document chosen twice counts once). Under ``auto`` the two weights are the build's choice on its
   dev set (:func:`genir.dsi.dev.choose_rescore_weights`, passed in as ``rescore_weights``);
 * beam, any scheme: constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
-  ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score).
+  ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score). With the
+  dense start and ``logit``, each step scores only the tokens the trie allows the live beams
+  (:class:`~genir.kernels.beam_search.CandidateScorer`): rq and semantic docids' last step reads the rows of
+  the documents under the kept codes once each, where the full output layer multiplied every document
+  row by every beam.
 """
 
 from __future__ import annotations
@@ -131,10 +135,13 @@ class DocidDecoder:
         score = config.score_setting(is_dense_start(self.model))
         if mode is SearchMode.RESCORE:
             return self._rescore(batch, k, config)
+        # Summed raw logits need no normalizer: the dense start scores each beam's trie children alone
+        # (rq/semantic: the documents under the kept codes, not every document for every beam)
+        scorer = self.model.get_decoder() if score == "logit" and is_dense_start(self.model) else None
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
                           max_new_tokens=self.scheme.max_length, score=score,
-                          length_penalty=0.0 if score == "logit" else 1.0)
+                          length_penalty=0.0 if score == "logit" else 1.0, scorer=scorer)
         rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
         return [[(self.docids[int(rows[b, r])], float(out.scores[b, r])) for r in range(k)
                  if out.valid[b, r] and rows[b, r] >= 0] for b in range(rows.shape[0])]

@@ -87,6 +87,7 @@ from genir.seq2seq.model import (
     grow_output_vocab,
 )
 from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.table_dtype import set_table_dtype
 from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     build_token_space_seq2seq,
@@ -165,8 +166,10 @@ class DSISearcher(Searcher):
             stats.update(rescore_weights=list(choice.weights), rescore_dev_ndcg10=round(choice.score, 4),
                          rescore_choice_seconds=round(time.perf_counter() - started, 1))
             started = time.perf_counter()
+        table_dtype = config.table_dtype_setting()
+        set_table_dtype(seq2seq.model, table_dtype)  # trained in float32, stored and searched in table_dtype
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
-        return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start,
+        return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start, "table_dtype": table_dtype,
                 "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
                 "dev_queries": len(dev.queries), "pseudo_queries": views.pseudo_queries,
                 "embedding_seconds": round(embedding_seconds, 1), "write_seconds": round(time.perf_counter() - started, 1)}

@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from transformers import PreTrainedModel
@@ -43,7 +43,7 @@ from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.utils import ModelOutput
 
 from genir.kernels.constraint import Constraint
-from genir.kernels.topk import EMPTY_SLOT, Backend, TopK, constrained_topk
+from genir.kernels.topk import EMPTY_SLOT, Backend, TopK, constrained_topk, select_candidates
 
 EarlyStopping = bool | Literal["never"]
 Score = Literal["logprob", "logit"]
@@ -99,6 +99,21 @@ class BeamSearchOutput:
     steps: list[BeamStep] | None = None
 
 
+class CandidateScorer(Protocol):
+    """A decoder that scores a step's candidate tokens without the whole output layer (the dense start,
+    :class:`genir.seq2seq.dense_start.DenseStartDecoder`): the model's own logits for those tokens."""
+
+    def step_vectors(self, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor,
+                     decoder_input: torch.Tensor, cache: Cache | None) -> tuple[torch.Tensor, int, Cache]:
+        """One step of ``N`` beams (``[N, S, H]`` states, ``[N, S]`` mask, ``[N, 1]`` int64 last tokens) ->
+        ``[N, H]`` vectors, the step's position and the extended KV cache."""
+        ...
+
+    def candidate_logits(self, z: torch.Tensor, row_ptr: torch.Tensor, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """``[M]`` float32 raw logits of beam ``r``'s tokens ``tokens[row_ptr[r]:row_ptr[r + 1]]`` (``z`` ``[R, H]``)."""
+        ...
+
+
 @torch.no_grad()
 def beam_search(
     model: PreTrainedModel,
@@ -117,6 +132,7 @@ def beam_search(
     record_steps: bool = False,
     topk_backend: Backend = "auto",
     score: Score = "logprob",
+    scorer: CandidateScorer | None = None,
 ) -> BeamSearchOutput:
     """Decode the ``num_return_sequences`` best outputs of each query under ``constraint``.
 
@@ -141,6 +157,11 @@ def beam_search(
             :mod:`genir.seq2seq.dense_start`). The early-stop rule assumes no step adds a positive
             score, which raw logits may: with ``logit``, use docids of one length (atomic, rq),
             whose hypotheses all finish at the same step, and ``length_penalty=0``.
+        scorer: with a constraint and ``score="logit"``, the model's decoder scoring each beam's
+            candidates alone (:class:`CandidateScorer`) instead of the whole vocabulary: a step then
+            costs the rows of the tokens the constraint allows, not ``beams x V`` (rq docids' document
+            step: the documents under the kept codes). The ranking and the scores are those of the
+            full output layer (up to float32 rounding of the dot products' order).
     Returns:
         ``BeamSearchOutput`` with ``[B, R, ...]`` tensors.
     Raises:
@@ -151,6 +172,8 @@ def beam_search(
         raise ValueError(f"score={score!r}: choose one of {', '.join(SCORES)}")
     if not 1 <= num_return_sequences <= num_beams:
         raise ValueError(f"need 1 <= num_return_sequences <= num_beams, got {num_return_sequences} > {num_beams}")
+    if scorer is not None and (constraint is None or score != "logit"):
+        raise ValueError("a candidate scorer needs a constraint and score='logit' (log-probabilities need every logit)")
     eos = _special_token(model, "eos_token_id", eos_token_id)
     pad = _special_token(model, "pad_token_id", pad_token_id, fallback=eos)
     start = _special_token(model, "decoder_start_token_id", decoder_start_token_id)
@@ -165,11 +188,17 @@ def beam_search(
     decoder_input = torch.full((n_queries * num_beams, 1), start, dtype=torch.int64, device=device)
     cache: Cache | None = None
     for t in range(max_new_tokens):
-        logits, cache = decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
-        expansion = _expand(
-            logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend, score
-        )
-        del logits  # the [N, V] logits are the largest tensor of a step
+        if scorer is None:
+            logits, cache = decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
+            expansion = _expand(
+                logits, run.states.flatten(0, 1), run.scores.view(-1), 2 * num_beams, constraint, topk_backend, score
+            )
+            del logits  # the [N, V] logits are the largest tensor of a step
+        else:
+            vectors, position, cache = _scorer_step(scorer, encoder_outputs.last_hidden_state, beam_attention_mask,
+                                                    decoder_input, cache, num_beams)
+            expansion = _expand_candidates(scorer, vectors, position, run.states.flatten(0, 1), run.scores.view(-1),
+                                           2 * num_beams, constraint)
         cand = _continuations(run, expansion, t, eos, pad)
         last_step = t + 1 == max_new_tokens
         stops = cand.ended | last_step
@@ -372,6 +401,69 @@ def _expand(
         )
     if score == "logit":
         log_probs = log_probs + torch.logsumexp(logits.float(), dim=-1, keepdim=True)  # [N, k]; -inf stays
+    return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
+
+
+def _scorer_step(
+    scorer: CandidateScorer,
+    states: torch.Tensor,
+    attention_mask: torch.Tensor,
+    decoder_input: torch.Tensor,
+    cache: Cache | None,
+    num_beams: int,
+) -> tuple[torch.Tensor, int, Cache]:
+    """:meth:`CandidateScorer.step_vectors` for every beam. The first step, where each query has one
+    beam and all of its beams would compute the same thing, runs once per query, and its vectors and
+    KV cache (the cross-attention's keys and values over the source included) are copied to the
+    query's beams: the decoder's cross-attention projections run on ``B`` sources, not ``B * num_beams``.
+
+    Args:
+        states, attention_mask: ``[N, S, H]`` and ``[N, S]`` from :func:`encode_sources`, ``N = B * num_beams``.
+        decoder_input: ``[N, 1]`` int64.
+    Returns:
+        ``[N, H]`` vectors, the step's position and the KV cache of ``N`` rows.
+    """
+    if cache is not None:
+        return scorer.step_vectors(states, attention_mask, decoder_input, cache)
+    first = torch.arange(0, states.shape[0], num_beams, device=states.device)  # [B] beam 0 of each query
+    vectors, position, cache = scorer.step_vectors(states[first], attention_mask[first], decoder_input[first], None)
+    beams = torch.arange(first.shape[0], device=states.device).repeat_interleave(num_beams)  # [N] query of each beam
+    cache.reorder_cache(beams)  # self- and cross-attention alike
+    return vectors[beams], position, cache
+
+
+def _expand_candidates(
+    scorer: CandidateScorer,
+    vectors: torch.Tensor,
+    position: int,
+    states: torch.Tensor,
+    scores: torch.Tensor,
+    k: int,
+    constraint: Constraint,
+) -> TopK:
+    """:func:`_expand` under ``score="logit"`` with the candidates scored alone: the top-``k`` allowed
+    tokens of every live beam by raw logit (the ranking of :func:`constrained_topk`), whose slots'
+    ``log_probs`` hold those logits (plus a candidate's bias); dead beams get empty slots.
+
+    Args:
+        vectors: ``[N, H]`` the step's vectors of every beam (:meth:`CandidateScorer.step_vectors`).
+        position: the step's position.
+        states: ``[N, S]`` int64 constraint states.
+        scores: ``[N]`` float32 running scores.
+    Returns:
+        ``TopK`` with ``[N, k]`` slots.
+    """
+    n_rows, device = vectors.shape[0], vectors.device
+    tokens = torch.full((n_rows, k), EMPTY_SLOT, dtype=torch.int64, device=device)
+    log_probs = torch.full((n_rows, k), float("-inf"), device=device)
+    next_state = torch.full((n_rows, k, states.shape[1]), EMPTY_SLOT, dtype=torch.int64, device=device)
+    valid = torch.zeros((n_rows, k), dtype=torch.bool, device=device)
+    live = torch.nonzero(scores > float("-inf")).squeeze(1)
+    candidates = constraint.candidates(states[live])
+    logit = scorer.candidate_logits(vectors[live], candidates.row_ptr, candidates.tokens, position)  # [M]
+    chosen = select_candidates(logit, candidates, k)
+    tokens[live], next_state[live], valid[live] = chosen.tokens, chosen.next_state, chosen.valid
+    log_probs[live] = torch.where(chosen.valid, chosen.logit + chosen.bias, float("-inf"))
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
 
 

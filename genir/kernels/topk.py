@@ -216,12 +216,49 @@ def select_torch(
         and in empty slots), best first by the module's ranking.
     """
     n_rows = logits.shape[0]
-    device = logits.device
+    degree = candidates.row_ptr[1:] - candidates.row_ptr[:-1]
+    row = torch.repeat_interleave(torch.arange(n_rows, device=logits.device), degree, output_size=candidates.tokens.shape[0])
+    chosen = select_candidates(logits[row, candidates.tokens].float(), candidates, k)
+    return chosen.tokens, chosen.next_state, chosen.valid, chosen.bias
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The ``k`` best candidates of ``N`` rows, best first (:func:`select_candidates`).
+
+    Attributes:
+        tokens: ``[N, k]`` int64; ``-1`` in empty slots.
+        next_state: ``[N, k, S]`` int64; ``-1`` in empty slots.
+        valid: ``[N, k]`` bool.
+        logit: ``[N, k]`` float32 the chosen candidates' logits (``-inf`` in empty slots), bias not added.
+        bias: ``[N, k]`` float32 their biases (0 without one and in empty slots).
+    """
+
+    tokens: torch.Tensor
+    next_state: torch.Tensor
+    valid: torch.Tensor
+    logit: torch.Tensor
+    bias: torch.Tensor
+
+
+def select_candidates(logit: torch.Tensor, candidates: Candidates, k: int) -> Chosen:
+    """The ``k`` best candidates of every row by the module's ranking, given each candidate's logit.
+
+    The ranking of :func:`select_torch` for callers that score the candidates alone instead of the
+    whole vocabulary (:func:`genir.kernels.beam_search.beam_search` with a ``scorer``).
+
+    Args:
+        logit: ``[M]`` float32 the candidates' logits, in ``candidates`` order.
+        candidates: ``row_ptr [N + 1]``, ``tokens [M]``, ``next_state [M, S]``, int64, and an
+            optional ``bias [M]`` float32 added to the ranking logits.
+        k: slots per row.
+    """
     row_ptr, tokens, next_state = candidates.row_ptr, candidates.tokens, candidates.next_state
+    n_rows = row_ptr.shape[0] - 1
+    device = logit.device
     degree = row_ptr[1:] - row_ptr[:-1]
     total = tokens.shape[0]
     row = torch.repeat_interleave(torch.arange(n_rows, device=device), degree, output_size=total)
-    logit = logits[row, tokens].float()
     key = ranking_key(logit if candidates.bias is None else logit + candidates.bias, tokens)
     # One padded [N, width] key matrix turns the ragged per-row top-k into a single topk call.
     width = max(k, int(degree.max()) if n_rows else 0)
@@ -234,7 +271,9 @@ def select_torch(
     filler = torch.full((1,), EMPTY_SLOT, dtype=torch.int64, device=device)
     top_tokens = torch.cat([tokens, filler])[position]
     top_state = torch.cat([next_state, filler.expand(1, next_state.shape[1])])[position]
+    top_logit = torch.cat([logit.float(), torch.full((1,), float("-inf"), device=device)])[position]
     if candidates.bias is None:
-        return top_tokens, top_state, valid, torch.zeros((n_rows, k), device=device)
-    top_bias = torch.cat([candidates.bias.float(), torch.zeros(1, device=device)])[position]
-    return top_tokens, top_state, valid, top_bias
+        top_bias = torch.zeros((n_rows, k), device=device)
+    else:
+        top_bias = torch.cat([candidates.bias.float(), torch.zeros(1, device=device)])[position]
+    return Chosen(tokens=top_tokens, next_state=top_state, valid=valid, logit=top_logit, bias=top_bias)

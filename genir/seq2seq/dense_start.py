@@ -34,8 +34,10 @@ import math
 import torch
 from torch import nn
 from transformers import BertConfig, PreTrainedModel
+from transformers.cache_utils import Cache
 
 from genir.errors import GenirError
+from genir.kernels.table_products import candidate_dots, table_product
 from genir.seq2seq.query_head import PooledQueryDecoder, pooled_query
 from genir.seq2seq.vocab import EOS
 
@@ -81,10 +83,52 @@ class DenseStartDecoder(PooledQueryDecoder):
         return logits
 
     def _logits(self, z: torch.Tensor, rows: slice) -> torch.Tensor:
-        """``exp(log_scale) * z @ W[rows].T + b[rows]``: ``z`` ``[B, T, H]`` -> ``[B, T, len(rows)]``."""
+        """``exp(log_scale) * z @ W[rows].T + b[rows]``: ``z`` ``[B, T, H]`` -> ``[B, T, len(rows)]`` (float32
+        products whatever the table's dtype, :func:`~genir.kernels.table_products.table_product`)."""
         head = self.cls.predictions.decoder
-        logits = self.log_scale.exp() * nn.functional.linear(z, head.weight[rows])
+        logits = self.log_scale.exp() * table_product(z, head.weight[rows])
         return logits + head.bias[rows] if head.bias is not None else logits
+
+    def step_vectors(self, encoder_hidden_states: torch.Tensor, encoder_attention_mask: torch.Tensor,
+                     decoder_input: torch.Tensor, cache: Cache | None) -> tuple[torch.Tensor, int, Cache]:
+        """One decoding step without the output layer, for :meth:`candidate_logits`.
+
+        Args:
+            encoder_hidden_states: ``[N, S, H]`` the encoder's states, one row per beam.
+            encoder_attention_mask: ``[N, S]``.
+            decoder_input: ``[N, 1]`` int64 each beam's last token.
+            cache: the KV cache of the steps before (None at the first).
+        Returns:
+            ``z`` ``[N, H]`` (the model's dtype), the step's position (tokens decoded before it) and the extended cache.
+        """
+        past = cache.get_seq_length() if cache is not None else 0
+        outputs = self.decode(decoder_input, encoder_hidden_states, encoder_attention_mask, cache)
+        z = self.vectors(outputs.last_hidden_state[:, -1:], encoder_hidden_states, encoder_attention_mask)[:, 0]
+        return z, past, outputs.cache
+
+    def candidate_logits(self, z: torch.Tensor, row_ptr: torch.Tensor, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """The logits :meth:`head_logits` gives the listed tokens alone, at one decoding step.
+
+        Args:
+            z: ``[R, H]`` from :meth:`step_vectors`, one per beam that has candidates.
+            row_ptr: ``[R + 1]`` int64 CSR pointers into ``tokens``.
+            tokens: ``[M]`` int64 the tokens scored for each beam.
+            position: the step's position (tokens decoded before it).
+        Returns:
+            ``[M]`` float32: ``exp(log_scale) * z_r . W[t] + b[t]``, the lowest float32 for a token the
+            position may not emit (as the position mask gives it). Each table row a beam needs is read
+            once, in order (:func:`~genir.kernels.table_products.candidate_dots`), so a step costs the
+            candidates' rows, not ``R`` times the vocabulary.
+        """
+        head = self.cls.predictions.decoder
+        logits = self.log_scale.exp().float() * candidate_dots(z, head.weight, row_ptr, tokens)
+        if head.bias is not None:
+            logits = logits + head.bias[tokens].float()
+        span = self._one_step_span(1, position)
+        if span is not None:
+            outside = (tokens < span.start) | (tokens >= span.stop)
+            logits = logits.masked_fill(outside, torch.finfo(torch.float32).min)
+        return logits
 
     def _one_step_span(self, steps: int, past: int) -> slice | None:
         """The tokens a single step at position ``past`` may emit, as a slice; None without positions or for several steps."""

@@ -21,6 +21,7 @@ from genir.seq2seq.dense_start import DENSE_START_KEY, DenseStartDecoder
 from genir.seq2seq.model import replace_decoder_vocab
 from genir.seq2seq.query_head import PooledQueryDecoder
 from genir.seq2seq.query_start import QUERY_START_KEY, QueryStartDecoder
+from genir.seq2seq.table_dtype import TABLE_DTYPES, docid_tables, set_table_dtype
 
 INPUT_VOCAB_KEY = "genir_input_vocab_size"
 WEIGHTS = "model.safetensors"
@@ -89,8 +90,14 @@ def _load_pooled_query(config, directory: Path, decoder_class: type[PooledQueryD
 
 
 def _load_weights(model: PreTrainedModel, directory: Path) -> None:
-    """Load ``model.safetensors`` into ``model``; every weight must fit (tied copies are stored once)."""
-    missing, unexpected = model.load_state_dict(load_file(directory / WEIGHTS), strict=False)
+    """Load ``model.safetensors`` into ``model``; every weight must fit (tied copies are stored once). The
+    docid tables keep the dtype they were saved in (``table_dtype``; float32 in an index written before it)."""
+    state = load_file(directory / WEIGHTS)
+    names = {id(weight): name for name, weight in model.named_parameters(remove_duplicate=False)}
+    stored = state.get(names.get(id(docid_tables(model)[1]), ""))
+    if stored is not None and stored.dtype in TABLE_DTYPES.values():
+        set_table_dtype(model, next(name for name, dtype in TABLE_DTYPES.items() if dtype == stored.dtype))
+    missing, unexpected = model.load_state_dict(state, strict=False)
     tied = {name for name, _ in model.named_parameters(remove_duplicate=False)} - {name for name, _ in model.named_parameters()}
     if unexpected or set(missing) - tied:
         raise GenirError(f"{directory}: weights do not fit the model (missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)})")

@@ -48,16 +48,8 @@ class PooledQueryDecoder(BertLMHeadModel):
         cache = cache if cache is not None else past_key_values
         past = cache.get_seq_length() if cache is not None else 0  # read before the forward extends it
         kwargs.pop("return_dict", None)
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-            encoder_attention_mask=encoder_attention_mask,
-            cache=cache,
-            use_cache=use_cache if labels is None else False,
-            return_dict=True,
-            **kwargs,
-        )
+        outputs = self.decode(input_ids, encoder_hidden_states, encoder_attention_mask, cache,
+                              use_cache=use_cache if labels is None else False, attention_mask=attention_mask, **kwargs)
         logits = self.head_logits(outputs.last_hidden_state, encoder_hidden_states, encoder_attention_mask, past)
         loss = None
         if labels is not None:
@@ -65,6 +57,12 @@ class PooledQueryDecoder(BertLMHeadModel):
         return CausalLMOutputWithCrossAttentions(loss=loss, logits=logits, cache=outputs.cache,
                                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions,
                                                  cross_attentions=outputs.cross_attentions)
+
+    def decode(self, input_ids: torch.Tensor | None, encoder_hidden_states: torch.Tensor,
+               encoder_attention_mask: torch.Tensor | None, cache: Any, use_cache: bool | None = True, **kwargs: Any) -> Any:
+        """The BERT decoder's forward without the head: ``last_hidden_state`` ``[B, T, H]`` and the extended ``cache``."""
+        return self.bert(input_ids, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
+                         cache=cache, use_cache=use_cache, return_dict=True, **kwargs)
 
     def head_logits(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     encoder_attention_mask: torch.Tensor | None, past: int) -> torch.Tensor:
