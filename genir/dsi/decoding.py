@@ -195,8 +195,10 @@ class DocidDecoder:
                              None if similarity is None else similarity.gather(1, rows))
         score = config.score_setting(is_dense_start(self.model))
         scale = 1.0 / lengths if score == "logprob" else torch.ones_like(lengths)  # exact = scale * the sequence's score
-        # With exact = 0, fused() is each candidate's fixed part: what its sequence's score is added to.
-        ranked = None if best is None else (terms.fused(*best[0]), scale, best[1])
+        if best is None:  # every candidate a weight could rank: all but a proposed one's dense-chosen copy
+            ranked = (torch.where(proposed | dense_only, 0.0, float("-inf")), scale, rows.shape[1])
+        else:  # with exact = 0, fused() is each candidate's fixed part: what its sequence's score is added to
+            ranked = (terms.fused(*best[0]), scale, best[1])
         positions = RESCORE_POSITIONS_GPU if input_ids.device.type == "cuda" else RESCORE_POSITIONS
         sums = candidate_scores(self.model, encoded, described.padded[rows], decoder_start_token_id=DECODER_START,
                                 pad_token_id=PAD, score=score, best=ranked, positions_per_call=positions)  # [B, C']
@@ -210,8 +212,9 @@ class RescoreTerms:
 
     Attributes:
         rows: ``[B, C']`` int64 trie rows of the candidates.
-        exact: ``[B, C']`` float32 beam search's own score (teacher-forced); ``-inf`` where a search for
-            the ``k`` best proved the candidate cannot be among them (it was not scored to its end).
+        exact: ``[B, C']`` float32 beam search's own score (teacher-forced); ``-inf`` for a repeated
+            candidate, and where a search for the ``k`` best proved the candidate cannot be among them
+            (it was not scored to its end).
         plan: ``[B, C']`` float32 mean first-step log-probability of the description's tokens.
         proposed: ``[B, C']`` bool: proposed by the summed logits.
         dense_only: ``[B, C']`` bool: chosen by the dense term and not proposed (a document both
