@@ -41,11 +41,12 @@ def worker(args: argparse.Namespace) -> None:
     from genir.retrieval.searcher import Searcher
 
     torch.set_num_threads(args.threads)
+    k = args.k[0]
     queries = list(Collection.open(args.collection).split_queries(args.split).items())[:args.queries]
     searcher = Searcher.load(args.index, device="cpu")
-    searcher.batch_search([queries[0][1]], args.k)  # warm: descriptions and caches built once
+    searcher.batch_search([queries[0][1]], k)  # warm: descriptions and caches built once
     started = time.perf_counter()
-    results = searcher.batch_search([text for _, text in queries], args.k)
+    results = searcher.batch_search([text for _, text in queries], k)
     seconds = time.perf_counter() - started
     rankings = {qid: [[hit.docid, hit.score] for hit in hits] for (qid, _), hits in zip(queries, results)}
     print(json.dumps({"seconds": seconds, "rankings": rankings, "genir": str(Path(genir.__file__).parent)}))
@@ -108,7 +109,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name in sorted(trees, reverse=True):  # old first, then new, alternating
                 runs[name].append(run_worker(trees[name], args, k))
-                print(f"k={k} run {repeat + 1} {name}: {args.queries / runs[name][-1]['seconds']:.2f} queries/s", flush=True)
+                print(f"k={k} run {repeat + 1} {name}: {args.queries / runs[name][-1]['seconds']:.3f} queries/s", flush=True)
         row = {"k": k, "queries": args.queries}
         for name, done in runs.items():
             seconds = [r["seconds"] for r in done]
@@ -120,10 +121,15 @@ def main() -> None:
             row.update(compare(runs["old"][0]["rankings"], runs["new"][0]["rankings"]))
         rows.append(row)
         print(json.dumps(row), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
+        write_result(args, rows)  # after each k: a long run stopped early keeps what it measured
+
+
+def write_result(args: argparse.Namespace, rows: list[dict]) -> None:
+    """``args.out``: the rows measured so far, with the provenance of this tree."""
     import torch
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
     result = {
         "provenance": {
             "date": datetime.now(timezone.utc).date().isoformat(),
@@ -137,7 +143,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":
