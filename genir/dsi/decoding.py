@@ -10,8 +10,11 @@ The scheme chooses (:meth:`genir.dsi.docids.DocidScheme.search_mode`):
   the first position's logits ``[V]`` less the output layer's bias (what the query says, not how
   frequent a word is); a description's proposal score is their sum over its tokens (a sparse
   ``[N, V]`` bag of the live descriptions times the logits), and the ``max(k, candidates)`` best are
-  scored exactly, teacher-forced, by beam search's own score (:mod:`genir.kernels.exhaustive`;
-  ``logprob`` divided by the length, eos included, as ``length_penalty=1`` does). Every document
+  scored exactly, teacher-forced, by beam search's own score (:mod:`genir.kernels.candidate_scores`;
+  ``logprob`` divided by the length, eos included, as ``length_penalty=1`` does): the query's first
+  decoder step and cross-attention once for all its candidates, and a candidate that provably cannot
+  be among the ``k`` best (its score so far, plus the other terms, below the ``k``-th best finished
+  one) is not scored to its end, so the ``k`` returned are ranked and scored as if all were. Every document
   can be proposed, where beam search loses one whose first tokens fall out of the beams. Two terms
   join that score: ``plan_weight`` times the plan (the mean of the first step's log-probabilities
   over the description's tokens: a set-based score beside the sequential one, as PAG does) and
@@ -47,7 +50,8 @@ from genir.dsi.config import DSIConfig
 from genir.dsi.docids import DocidScheme, SearchMode
 from genir.errors import GenirError
 from genir.kernels.beam_search import beam_search, encode_sources
-from genir.kernels.exhaustive import exhaustive_scores, pad_docids
+from genir.kernels.candidate_scores import candidate_scores
+from genir.kernels.exhaustive import pad_docids
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.seq2seq.dense_start import is_dense_start
@@ -56,9 +60,10 @@ from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD
 
 QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
 GPU_QUERY_BATCH = 256  # the same on a GPU, where a step's cost barely grows with its rows
-# rescore's candidates per teacher-forced decoder call on a CPU: chunks of similar lengths pad little
-# (genir.kernels.exhaustive); on a GPU one call scores them all
-RESCORE_CHUNK = 64
+# rescore's [candidates x positions] per teacher-forced decoder call (each holds [V] float32 logits):
+# 250 MB on a CPU; on a GPU, where a call's cost barely grows with its rows, 8 GB
+RESCORE_POSITIONS = 2048
+RESCORE_POSITIONS_GPU = 65536
 
 Ranking = list[tuple[str, float]]
 T = TypeVar("T")
@@ -151,11 +156,14 @@ class DocidDecoder:
         if not self.docids:
             return [[] for _ in range(batch["input_ids"].shape[0])]
         weights = config.rescore_weights_setting(self.scheme.keeps_vectors, self.rescore_weights)
-        terms = self._rescore_terms(batch, config, max(k, config.candidates), weights[1] > 0)
+        terms = self._rescore_terms(batch, config, max(k, config.candidates), weights[1] > 0, best=(weights, k))
         return terms.rankings(weights, k, self.docids)
 
-    def _rescore_terms(self, batch: BatchEncoding, config: DSIConfig, count: int, dense_candidates: bool) -> RescoreTerms:
-        """The terms of ``count`` proposed candidates (and as many dense ones) per query of ``batch``."""
+    def _rescore_terms(self, batch: BatchEncoding, config: DSIConfig, count: int, dense_candidates: bool,
+                       best: tuple[tuple[float, float], int] | None = None) -> RescoreTerms:
+        """The terms of ``count`` proposed candidates (and as many dense ones) per query of ``batch``. With
+        ``best`` = ``(weights, k)``, only what ranks the ``k`` best under those weights: the exact term of a
+        candidate that cannot be among them is ``-inf`` (:func:`genir.kernels.candidate_scores.candidate_scores`)."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]  # [B, L_src]
         if self._descriptions is None:
             vocab = self.model.get_output_embeddings().weight.shape[0]
@@ -188,15 +196,20 @@ class DocidDecoder:
             dense_only = torch.cat([torch.zeros_like(repeated), ~repeated], dim=1)
         else:
             dense_only = torch.zeros_like(proposed)
-        score = config.score_setting(is_dense_start(self.model))
-        chunk = rows.shape[1] if input_ids.device.type == "cuda" else RESCORE_CHUNK
-        exact = exhaustive_scores(self.model, input_ids, attention_mask, described.padded[rows], decoder_start_token_id=DECODER_START,
-                                  pad_token_id=PAD, score=score, chunk=chunk, encoded=encoded)  # [B, C']
-        if score == "logprob":
-            exact = exact / described.lengths[rows]
         plan = (described.bag @ torch.log_softmax(first, dim=-1).T).T  # [B, N] summed first-step log-probabilities
-        return RescoreTerms(rows, exact, plan.gather(1, rows) / (described.lengths[rows] - 1), proposed, dense_only,
-                            None if similarity is None else similarity.gather(1, rows))
+        lengths = described.lengths[rows]  # [B, C']
+        terms = RescoreTerms(rows, torch.zeros_like(lengths), plan.gather(1, rows) / (lengths - 1), proposed, dense_only,
+                             None if similarity is None else similarity.gather(1, rows))
+        score = config.score_setting(is_dense_start(self.model))
+        scale = 1.0 / lengths if score == "logprob" else torch.ones_like(lengths)  # exact = scale * the sequence's score
+        if best is None:  # every candidate a weight could rank: all but a proposed one's dense-chosen copy
+            ranked = (torch.where(proposed | dense_only, 0.0, float("-inf")), scale, rows.shape[1])
+        else:  # with exact = 0, fused() is each candidate's fixed part: what its sequence's score is added to
+            ranked = (terms.fused(*best[0]), scale, best[1])
+        positions = RESCORE_POSITIONS_GPU if input_ids.device.type == "cuda" else RESCORE_POSITIONS
+        sums = candidate_scores(self.model, encoded, described.padded[rows], decoder_start_token_id=DECODER_START,
+                                pad_token_id=PAD, score=score, best=ranked, positions_per_call=positions)  # [B, C']
+        return dataclasses.replace(terms, exact=sums / lengths if score == "logprob" else sums)
 
 
 @dataclass
@@ -206,7 +219,9 @@ class RescoreTerms:
 
     Attributes:
         rows: ``[B, C']`` int64 trie rows of the candidates.
-        exact: ``[B, C']`` float32 beam search's own score (teacher-forced).
+        exact: ``[B, C']`` float32 beam search's own score (teacher-forced); ``-inf`` for a repeated
+            candidate, and where a search for the ``k`` best proved the candidate cannot be among them
+            (it was not scored to its end).
         plan: ``[B, C']`` float32 mean first-step log-probability of the description's tokens.
         proposed: ``[B, C']`` bool: proposed by the summed logits.
         dense_only: ``[B, C']`` bool: chosen by the dense term and not proposed (a document both

@@ -341,14 +341,14 @@ def decode_step(
         decoder_input_ids=decoder_input,
         use_cache=True,
         return_dict=True,
-        **{_cache_argument(type(model)): cache},
+        **{cache_argument(type(model)): cache},
     )
     new_cache = getattr(outputs, "cache", None)
     return outputs.logits[:, -1, :], new_cache if new_cache is not None else outputs.past_key_values
 
 
 @functools.cache
-def _cache_argument(model_class: type) -> str:
+def cache_argument(model_class: type) -> str:
     """The name ``model_class.forward`` takes the KV cache by: ``cache`` in transformers 5.x (which
     warns on ``past_key_values``), ``past_key_values`` before."""
     return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"

@@ -13,9 +13,10 @@ score sums only real positions, so the padding a chunk no longer holds changed n
 output layer (``[rows, L, V]``, most of the cost) is not computed for it (SE-DSI's descriptions of
 up to 32 tokens average 30, of up to 64, 36).
 
-The same function scores a different candidate list per query (``sequences`` ``[B, N, L]``):
-SE-DSI's ``rescore`` search (:mod:`genir.dsi.decoding`) scores the descriptions a first decoder
-step proposed for each query.
+The same function scores a different candidate list per query (``sequences`` ``[B, N, L]``).
+SE-DSI's ``rescore`` search scores its per-query candidates with
+:func:`genir.kernels.candidate_scores.candidate_scores` instead, which shares each query's first
+step and cross-attention among its candidates and stops at what a top-k needs.
 """
 
 from __future__ import annotations
