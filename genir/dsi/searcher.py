@@ -255,6 +255,11 @@ class DSISearcher(Searcher):
         zero_output_rows(self.model, sorted(tokens))
         if deletion.forget is Forget.UNLEARN:
             retain = [(text, self.scheme.sequence(docid)) for text, docid in retain]
+            # What the build kept fixed stays fixed: document rows that are embeddings, a frozen token table.
+            if self.config.docid_embeddings_mode() == "frozen":
+                freeze_output_embeddings(self.model)
+            if self.config.model == TOKEN_SPACE_MODEL and self.config.token_table == "frozen":
+                self.model.get_decoder().get_input_embeddings().requires_grad_(False)  # the head is tied to it
             stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
         return {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats, "zeroed_docid_rows": len(tokens)}
 

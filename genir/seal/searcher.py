@@ -356,6 +356,8 @@ class SEALSearcher(Searcher):
         stats: dict[str, Any] = {}
         if deletion.forget is Forget.UNLEARN and self.model is not None:
             forget, retain = self._unlearning_pairs(ids, deletion)
+            if self.config.model == TOKEN_SPACE_MODEL and self.config.token_table == "frozen":  # as the build kept it
+                self.model.get_decoder().get_input_embeddings().requires_grad_(False)  # the head is tied to it
             stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
             save_seq2seq(self.model, staging / MODEL_DIR)
             copy_tree(self.directory / TOKENIZER_DIR, staging / TOKENIZER_DIR, link=True)
