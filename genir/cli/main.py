@@ -189,8 +189,8 @@ def optimize(
 ) -> None:
     """Merge a seal index's FM-index segments into one over its live documents (Lucene's forceMerge).
 
-    Adds write new segments and deletes record tombstones; after a merge deleted documents' n-grams
-    no longer count and the index is the one a build of its documents gives.
+    Adds write new segments (deletes rebuild the segments that held the documents, and drop an older
+    index's tombstones); after a merge the index is the one a build of its documents gives.
     """
     from genir.seal.searcher import optimize_index
 
