@@ -1,4 +1,5 @@
-"""SEAL indexes grow by FM-index segments and shrink by tombstones (genir.seal.segments).
+"""SEAL indexes grow by FM-index segments and shrink by rebuilding the segments that held the
+deleted documents (genir.seal.segments; older indexes' tombstones still load and go on the next delete).
 
 Segments answer exactly as one FM-index over the union of their documents (counts, occurrences,
 allowed next tokens, a whole constrained beam search); an index grown by ``add`` searches exactly
@@ -9,6 +10,7 @@ index a build of the live documents gives; every change is atomic. The index tes
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import shutil
@@ -278,23 +280,61 @@ def test_deleted_documents_are_never_returned(built, toy):
     searcher = Searcher.load(toy, device="cpu")
     searcher.add(docs_of(NEW_DOCS))
     change = searcher.delete(["n2", "d2"])
-    assert (change.num_docs_before, change.num_docs_after, change.stats["deleted_docs"]) == (8, 6, 2)
-    assert np.load(toy / "deleted.npy").tolist() == [1, 7]
+    assert (change.num_docs_before, change.num_docs_after, change.stats["deleted_docs"]) == (8, 6, 0)
+    assert not (toy / "deleted.npy").exists()  # no tombstones: the segments that held them were built again
     shrunk = Searcher.load(toy, device="cpu")
-    assert shrunk.num_docs == 6
-    everything = Searcher.load(built["all"], device="cpu").batch_search(QUERIES, k=8)
-    for hits, reference in zip(shrunk.batch_search(QUERIES, k=8), everything):
-        # The deleted documents' n-grams still count (until optimize): the others score as before.
-        assert hits == [h for h in reference if h.docid not in ("n2", "d2")]
+    assert shrunk.num_docs == 6 and len(shrunk.index.segments) == 2
+    live = Searcher.load(built["live"], device="cpu")
+    # The deleted documents' n-grams no longer count: the answers of a build of the live documents.
+    assert shrunk.batch_search(QUERIES, k=8) == live.batch_search(QUERIES, k=8)
     assert all(h.docid not in ("n2", "d2") for h in shrunk.search("lava from volcanoes and dogs chase cats", k=8))
-    shrunk.save(toy.parent / "saved")  # segments and tombstones copied (not linked), as they are
+    shrunk.save(toy.parent / "saved")  # segments copied (not linked), as they are
     saved = Searcher.load(toy.parent / "saved", device="cpu")
     assert saved.batch_search(QUERIES, k=6) == shrunk.batch_search(QUERIES, k=6)
-    assert (toy.parent / "saved" / "deleted.npy").stat().st_ino != (toy / "deleted.npy").stat().st_ino
+    assert (toy.parent / "saved" / "docids.json").stat().st_ino != (toy / "docids.json").stat().st_ino
     back = Document("d2", "Dogs", "Dogs chase cats, balls and the mail carrier.")
     shrunk.add([back])  # a deleted id may come back, as a new document
     assert shrunk.num_docs == 7 and shrunk.search("the mail carrier", k=1)[0].docid == "d2"
-    assert len(shrunk.index.segments) == 3 and shrunk.index.num_docs == 9
+    assert len(shrunk.index.segments) == 3 and shrunk.index.num_docs == 7
+
+
+def test_delete_rewrites_only_the_segments_that_hold_the_documents(toy):
+    """An unaffected segment is linked as it is; one emptied is dropped, and the next added segment
+    takes a fresh folder (not the number of segments, which a dropped one lowered)."""
+    searcher = Searcher.load(toy, device="cpu")
+    searcher.add(docs_of(NEW_DOCS[:1]))
+    searcher.add(docs_of(NEW_DOCS[1:]))
+    first = (toy / "fmindex").iterdir().__next__().name
+    before = (toy / "fmindex" / first).stat().st_ino
+    searcher.delete([NEW_DOCS[0]["_id"]])  # empties segments/1
+    record = json.loads((toy / "segments.json").read_text())
+    assert [s["fmindex"] for s in record["segments"]] == ["fmindex", "segments/2/fmindex"]
+    assert (toy / "fmindex" / first).stat().st_ino == before  # linked, not rewritten
+    searcher.add([Document("n9", "Owls", "Owls hunt mice at night.")])
+    record = json.loads((toy / "segments.json").read_text())
+    assert [s["fmindex"] for s in record["segments"]] == ["fmindex", "segments/2/fmindex", "segments/3/fmindex"]
+    assert Searcher.load(toy, device="cpu").search("owls hunt mice", k=1)[0].docid == "n9"
+
+
+def _tombstone(index: Path, numbers: list[int]) -> None:
+    """Make ``index`` (one segment) an index as older genir left it after deleting ``numbers``: tombstones."""
+    record = {"format": "genir.seal.segments", "format_version": 1, "deleted": len(numbers),
+              "segments": [{"fmindex": "fmindex", "docids": "docids.json", "num_docs": len(TOY_DOCS),
+                            "num_tokens": read_manifest(index).stats["num_tokens"]}]}
+    (index / "segments.json").write_text(json.dumps(record))
+    np.save(index / "deleted.npy", np.array(numbers, dtype=np.int64))
+    manifest = read_manifest(index)
+    write_manifest(index, dataclasses.replace(manifest, stats={**manifest.stats, "num_docs": len(TOY_DOCS) - len(numbers)}))
+
+
+def test_an_older_index_with_tombstones_loses_them_on_the_next_delete(toy):
+    _tombstone(toy, [1])  # d2
+    older = Searcher.load(toy, device="cpu")
+    assert older.num_docs == 5 and all(h.docid != "d2" for h in older.search("dogs chase cats", k=6))
+    older.delete(["d3"])
+    assert not (toy / "deleted.npy").exists()
+    shrunk = Searcher.load(toy, device="cpu")
+    assert shrunk.index.num_docs == 4 and sorted(shrunk.docids) == sorted(d["_id"] for d in TOY_DOCS if d["_id"] not in ("d2", "d3"))
 
 
 def test_optimize_merges_into_the_index_a_build_of_the_live_documents_gives(built, toy):
@@ -305,7 +345,7 @@ def test_optimize_merges_into_the_index_a_build_of_the_live_documents_gives(buil
     size_before = index_size_bytes(toy)
     change = searcher.optimize()
     assert (change.operation, change.num_docs_before, change.num_docs_after) == ("optimize", 6, 6)
-    assert change.stats["merged_segments"] == 2 and change.stats["dropped_docs"] == 2 and change.stats["segments"] == 1
+    assert change.stats["merged_segments"] == 2 and change.stats["dropped_docs"] == 0 and change.stats["segments"] == 1
     assert not (toy / "segments.json").exists() and not (toy / "deleted.npy").exists() and not (toy / "segments").exists()
     assert index_size_bytes(toy) < size_before
     live = built["live"]
@@ -381,8 +421,8 @@ def test_sigkill_during_add_leaves_the_old_index(toy, tmp_path):
 
 
 def test_a_segment_list_is_checked_on_load(toy):
+    _tombstone(toy, [0])  # as older genir deleted d1
     Searcher.load(toy, device="cpu").add(docs_of(NEW_DOCS))
-    Searcher.load(toy, device="cpu").delete(["d1"])
     original = (toy / "segments.json").read_bytes()
     record = json.loads(original)
     cases = {
@@ -437,7 +477,7 @@ def test_cli_add_delete_optimize(built, toy, tmp_path):
     assert result.exit_code == 0 and "8 -> 6 documents" in " ".join(result.output.split()), result.output
     result = runner.invoke(app, ["optimize", str(toy)])
     output = " ".join(result.output.split())
-    assert result.exit_code == 0 and "merged 2 segments" in output and "2 deleted documents dropped" in output, output
+    assert result.exit_code == 0 and "merged 2 segments" in output and "0 deleted documents dropped" in output, output
     assert Searcher.load(toy).batch_search(QUERIES, k=6) == Searcher.load(built["live"]).batch_search(QUERIES, k=6)
     result = runner.invoke(app, ["optimize", str(toy)])
     assert result.exit_code == 0 and "nothing to merge" in " ".join(result.output.split())
@@ -447,7 +487,8 @@ def test_cli_add_delete_optimize(built, toy, tmp_path):
 
 def test_a_seal_hybrid_grows_through_its_seal_segments(tmp_path):
     """seal-hybrid (genir.baselines.hybrid, of=seal) adds and deletes through both components: its
-    SEAL component gets a segment and tombstones in its folder. Last in this module: it starts the JVM."""
+    SEAL component gets a segment, and the segment holding a deleted document is built again, in its
+    folder. Last in this module: it starts the JVM."""
     collection = Collection.open(write_beir(tmp_path / "corpus", docs=TOY_DOCS))
     config = parse_config(searcher_class("seal-hybrid").Config, ["of_set=use_model=false"])
     build_index("seal-hybrid", collection, tmp_path / "hybrid", config, device="cpu")
@@ -456,5 +497,6 @@ def test_a_seal_hybrid_grows_through_its_seal_segments(tmp_path):
     assert len(json.loads((tmp_path / "hybrid" / "first" / "segments.json").read_text())["segments"]) == 2
     assert searcher.num_docs == 8 and searcher.search("acacia leaves", k=1)[0].docid == "n1"
     searcher.delete(["n1"])
-    assert np.load(tmp_path / "hybrid" / "first" / "deleted.npy").tolist() == [6]
+    record = json.loads((tmp_path / "hybrid" / "first" / "segments.json").read_text())
+    assert [s["num_docs"] for s in record["segments"]] == [6, 1] and record["deleted"] == 0
     assert all(h.docid != "n1" for h in Searcher.load(tmp_path / "hybrid", device="cpu").search("acacia leaves", k=7))

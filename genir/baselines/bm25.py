@@ -36,7 +36,7 @@ from rich.console import Console
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Hit, Opening, Searcher
+from genir.retrieval.searcher import Deletion, Hit, Opening, Searcher
 from genir.settings import Settings
 from genir.subprocesses import run_child
 
@@ -131,7 +131,7 @@ class BM25Searcher(Searcher):
         args = [str(docs_file), "true" if self.config.store_raw else "false", str(self.config.threads)]
         return self._edit_copy("add", staging, args, docs_file, f"adding {len(docs):,} documents")
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
         ids_file = staging / "_ids.json"
         ids_file.write_text(json.dumps(ids), encoding="utf-8")
         return self._edit_copy("delete", staging, [str(ids_file)], ids_file, f"deleting {len(ids):,} documents")

@@ -46,7 +46,7 @@ from genir.encoding.stored import DOCIDS, EMBEDDINGS
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Hit, Opening, Searcher
+from genir.retrieval.searcher import Deletion, Hit, Opening, Searcher
 from genir.settings import Settings
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class DenseSearcher(Searcher):
         self._write_rows(staging, embeddings, [*self.docids, *(d.id for d in docs)], index)
         return {"num_docs": len(embeddings), "add_encoding_seconds": round(encoding, 3)}
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
         gone = set(ids)
         keep = np.array([i for i, docid in enumerate(self.docids) if docid not in gone], dtype=np.int64)
         embeddings = np.load(self.directory / EMBEDDINGS, allow_pickle=False)[keep]

@@ -38,7 +38,7 @@ from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, DevFraction, split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Hit
+from genir.retrieval.searcher import Forget, Hit
 from genir.settings import Seed
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,11 @@ class DenseFTSearcher(DenseSearcher):
     Config = DenseFTConfig
     description = ("dense with its encoder fine-tuned on the collection's training queries (sentence-transformers, in-batch "
                    "negatives; the epoch chosen on the dev carve)")
+
+    def forget_modes(self) -> tuple[Forget, ...]:
+        """``mask`` only: a deletion removes the document's row; the fine-tuned encoder, which saw its
+        training queries, is kept (unlearning or retraining it is not implemented)."""
+        return (Forget.MASK,)
 
     @classmethod
     def build(cls, collection: Collection, config: DenseFTConfig, directory: Path, previous: Path | None) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from genir.indexer.artifact import Manifest, index_file, read_manifest
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, DevFraction, QuerySplit, split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Hit, Opening, Searcher, searcher_class
+from genir.retrieval.searcher import Deletion, Forget, Hit, Opening, Searcher, searcher_class
 from genir.settings import AUTO, Auto, Seed, Settings, parse_config
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
@@ -205,8 +205,12 @@ class HybridSearcher(Searcher):
     def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
         return self._write_components(staging, lambda component, folder: component._write_added(docs, folder))
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
-        return self._write_components(staging, lambda component, folder: component._write_deleted(ids, folder))
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        return self._write_components(staging, lambda component, folder: component._write_deleted(ids, folder, deletion))
+
+    def forget_modes(self) -> tuple[Forget, ...]:
+        """Those both components can delete with."""
+        return tuple(mode for mode in self.first.forget_modes() if mode in self.bm25.forget_modes())
 
     def _write_components(self, staging: Path, write: Callable[[Searcher, Path], dict[str, Any]]) -> dict[str, Any]:
         """Each component's new version in its folder of ``staging``; its changed statistics in its record."""

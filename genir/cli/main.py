@@ -137,18 +137,48 @@ def add(
 def delete(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory to delete from (changed in place, atomically).")],
     ids: Annotated[Path, typer.Option("--ids", help="File of document ids to delete, one per line.")],
+    forget: Annotated[str, typer.Option("--forget", help=(
+        "What a trained model (dsi, se-dsi, seal) keeps of the documents. mask: the model stays as trained, less the "
+        "rows that were the documents' own; its other weights have seen them (their text, queries, pseudo-queries), "
+        "which a membership attack on its losses may still tell. unlearn: mask, then a few NPO steps away from the "
+        "documents' training pairs, keeping the others' (approximate; --set steps=, lr=, beta=, retain_weight=, "
+        "batch_size=, retain_pairs=, seed=). reindex: build the index again from the remaining documents with the "
+        "same settings (exact; as slow as a build). Indexes without a trained model delete exactly in every mode."))] = "mask",
+    collection: Annotated[Path | None, typer.Option("--collection", "-c", help=(
+        "unlearn, reindex: the collection holding the documents' texts, queries and judgements (default: the one the "
+        "index was built from, as its manifest records it)."))] = None,
+    settings: Annotated[list[str] | None, typer.Option("--set", "-s", help="unlearn setting KEY=VALUE (repeatable).")] = None,
+    keep_cache: Annotated[bool, typer.Option("--keep-cache", help=(
+        "Keep $GENIR_CACHE's embeddings, encoder states and training runs; by default every entry computed from a "
+        "document's text is removed (the cache cannot tell which rows were the deleted documents', so all go; the next "
+        "build of any corpus embeds its documents again)."))] = False,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Delete documents from an index (bm25, dense, seal, hybrid, dsi): they are never returned again.
+    """Delete documents from an index (bm25, dense, dense-ft, hybrid, dsi, se-dsi, seal, seal-hybrid): they are
+    never returned again, and nothing of them stays in the index's files or in $GENIR_CACHE.
 
-    An id not in the index is an error and nothing is written. DSI keeps a deleted document's docid
-    reserved. The index is replaced only once the new version is complete.
+    Each method writes its files without the documents: bm25 merges them out of its segments, dense
+    rewrites its rows, seal rebuilds the FM-index segments that held them (no tombstones: the text would
+    stay until a merge), dsi drops their ids, sequences, descriptions, vectors and trie entries (their
+    positions stay reserved) and zeroes their own docid rows. An id not in the index is an error and
+    nothing is written. The index is replaced only once the new version is complete.
     """
-    from genir.retrieval.searcher import delete_documents, read_id_file
+    from genir.indexer.collection import Collection
+    from genir.retrieval.searcher import Deletion, Forget, delete_documents, read_id_file
+    from genir.seq2seq.settings import UnlearnSettings
+    from genir.settings import parse_config
 
+    try:
+        mode = Forget(forget)
+    except ValueError:
+        raise GenirError(f"--forget {forget!r}: choose mask, unlearn or reindex") from None
+    if settings and mode is not Forget.UNLEARN:
+        raise GenirError("--set gives settings of --forget unlearn only")
+    unlearn = parse_config(UnlearnSettings, settings or [])
     doc_ids = read_id_file(ids)
-    with err.status(f"deleting {len(doc_ids):,} documents from {index_dir}"):
-        change = delete_documents(index_dir, doc_ids, device=device)
+    deletion = Deletion(mode, Collection.open(collection) if collection is not None else None, unlearn)
+    with err.status(f"deleting {len(doc_ids):,} documents from {index_dir} (--forget {mode.value})"):
+        change = delete_documents(index_dir, doc_ids, device=device, deletion=deletion, keep_cache=keep_cache)
     _print_change(change, index_dir)
 
 
@@ -159,8 +189,8 @@ def optimize(
 ) -> None:
     """Merge a seal index's FM-index segments into one over its live documents (Lucene's forceMerge).
 
-    Adds write new segments and deletes record tombstones; after a merge deleted documents' n-grams
-    no longer count and the index is the one a build of its documents gives.
+    Adds write new segments (deletes rebuild the segments that held the documents, and drop an older
+    index's tombstones); after a merge the index is the one a build of its documents gives.
     """
     from genir.seal.searcher import optimize_index
 

@@ -108,13 +108,25 @@ class CodedDocids(DocidScheme):
     def _check_restored(self, path: Path) -> None:
         starts = self.level_starts()  # read once: every docid of a loaded index is checked against them
         levels, first = len(starts) - 1, starts[-1]
-        for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
+        for position, docid, body in self.live_positions():
             good = (len(body) == levels + 1 and body[-1] == first + position
                     and all(starts[level] <= t < starts[level + 1] for level, t in enumerate(body[:-1]))
                     and self._code_is_valid(body[:-1]))
             if not good:
                 raise GenirError(f"{path}: document {docid!r} at position {position} does not have a {self.name} docid "
                                  f"({levels} code tokens, then token {first + position})")
+
+    def _forget(self, rows: list[int], bodies: list[Body], tokens: set[int]) -> None:
+        """A code token no live document has any more is a cluster of deleted documents only (a
+        singleton's centroid is its embedding): its vector becomes zero (:meth:`_zero_code_vectors`).
+        A new document coded into it later gets its whole embedding in its own token's row."""
+        code = sorted(t for t in tokens if FIRST_TOKEN <= t < self.first_doc_token)
+        if code:
+            self._zero_code_vectors(np.array(code, dtype=np.int64) - FIRST_TOKEN)
+
+    @abstractmethod
+    def _zero_code_vectors(self, rows: np.ndarray) -> None:
+        """Set the vectors of code tokens ``rows + 2`` (rows of :meth:`code_vectors`) to zero."""
 
     def _code_is_valid(self, code: Body) -> bool:
         """Whether a code (in-range tokens, one per level) is one this scheme could give; any, by default."""

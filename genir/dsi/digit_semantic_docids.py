@@ -181,8 +181,33 @@ class DigitSemanticDocids(DocidScheme):
                 node.centroids, node.size = centroids[node_rows], 0
         self._root, self._dim = nodes[0], dim
 
+    def _forget(self, rows: list[int], bodies: list[Body], tokens: set[int]) -> None:
+        """A cluster that no live document is in any more held deleted documents only (a
+        singleton's centroid is its embedding): its centroid becomes zero. Leaves keep their sizes
+        (positions stay reserved)."""
+        live = {id(node) for _, _, body in self.live_positions() for node in self._path(body)}
+        for body in bodies:
+            for parent, j, child in self._edges(body):
+                if id(child) not in live:
+                    parent.centroids = parent.centroids.copy()
+                    parent.centroids[j] = 0.0
+
+    def _edges(self, body: Body) -> list[tuple[_Node, int, _Node]]:
+        """``(parent, child index, child)`` down the tree along ``body``'s cluster tokens."""
+        edges, node = [], self._root
+        for token in body:
+            j = token - FIRST_TOKEN
+            if not node.children or not 0 <= j < len(node.children):
+                break
+            edges.append((node, j, node.children[j]))
+            node = node.children[j]
+        return edges
+
+    def _path(self, body: Body) -> list[_Node]:
+        return [child for _, _, child in self._edges(body)]
+
     def _check_restored(self, path: Path) -> None:
-        for docid, body in zip(self._docids, self._bodies):
+        for _, docid, body in self.live_positions():
             node, depth = self._root, 0
             while node.children and depth < len(body) and body[depth] - FIRST_TOKEN < len(node.children):
                 node = node.children[body[depth] - FIRST_TOKEN]

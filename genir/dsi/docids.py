@@ -17,11 +17,15 @@ tokens. ``token_names()`` gives a readable name for each id.
 Docids are given once (:meth:`DocidScheme.assign`) and grown later (:meth:`DocidScheme.extend`,
 continual indexing, ``genir add``): a new document never takes an existing docid, and existing
 docids never change. :meth:`DocidScheme.delete` removes documents (``genir delete``): their
-docids stay reserved, never given again, and a deleted id added again gets a new docid. Two bodies may be prefixes of one another (naive ``1`` and ``10``); the trailing eos tells
+positions stay reserved, never given again, and a deleted id added again gets a new docid; but
+nothing else of a deleted document is kept: its position holds no id and no sequence (a
+description, a code are the document's), and the scheme's arrays forget what was its alone
+(:meth:`DocidScheme._forget`: a cluster centroid, a codebook entry, a kept vector). Two bodies may be prefixes of one another (naive ``1`` and ``10``); the trailing eos tells
 them apart, as it does in the docid trie.
 
 ``save(directory)`` writes ``docid_scheme.json`` (the scheme, its configuration, every document id
-with its sequence, in corpus order, and the positions of deleted documents) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
+with its sequence, in corpus order, ``null`` for both at a deleted document's position, and the
+positions of deleted documents) and, for schemes with arrays, ``docid_scheme.npz``. Nothing
 is pickled; loading checks the files and raises :class:`~genir.errors.GenirError` on any damage.
 
 What a scheme can do is asked of the scheme, never decided by its name elsewhere: its class
@@ -215,8 +219,8 @@ class DocidScheme(ABC):
             _SCHEMES[cls.name] = cls
 
     def __init__(self) -> None:
-        self._docids: list[str] = []
-        self._bodies: list[Body] = []
+        self._docids: list[str | None] = []  # None: a deleted document's reserved position
+        self._bodies: list[Body] = []  # () at a deleted document's position
         self._row: dict[str, int] = {}
         self._docid_of: dict[Body, str] = {}
         self._deleted: set[int] = set()  # positions of deleted documents (their docids stay reserved)
@@ -258,10 +262,17 @@ class DocidScheme(ABC):
         if ids:
             self._commit(ids, self._extend_bodies(docs, embeddings))
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Remove documents: they no longer appear in :meth:`sequences` or :meth:`lookup`, and their
-        docids stay reserved (never given to another document; a deleted id added again gets a new one).
+    def delete(self, ids: Sequence[str]) -> set[int]:
+        """Remove documents: they no longer appear in :meth:`sequences` or :meth:`lookup`, their
+        positions stay reserved (never given to another document; a deleted id added again gets a
+        new one), and nothing else of them is kept: their ids and sequences are dropped, and the
+        scheme's arrays forget what was theirs alone (:meth:`_forget`).
 
+        Returns:
+            The tokens whose output rows were the deleted documents' alone, for a scheme whose rows
+            are document vectors (:attr:`has_token_vectors`): tokens of their docids that no live
+            document's docid has (atomic: each one's token; rq, semantic: its own token and any code
+            token only they had); empty for the other schemes (their tokens are shared symbols).
         Raises:
             GenirError: an id is not a (live) document of this scheme, or repeats; nothing changes then.
         """
@@ -273,9 +284,21 @@ class DocidScheme(ABC):
             rows.append(row)
         if len(set(rows)) != len(rows):
             raise GenirError("a document id repeats among the ids to delete")
+        bodies = [self._bodies[row] for row in rows]
         for docid, row in zip(ids, rows):
             del self._row[docid]
+            self._docid_of.pop(self._bodies[row], None)
+            self._docids[row], self._bodies[row] = None, ()
             self._deleted.add(row)
+        self._max_body = max(map(len, self._bodies), default=0)  # the longest live docid, as a reload finds it
+        live_tokens = {t for body in self._bodies for t in body}
+        theirs = {t for body in bodies for t in body} - live_tokens
+        self._forget(rows, bodies, theirs)
+        return theirs if self.has_token_vectors else set()
+
+    def _forget(self, rows: list[int], bodies: list[Body], tokens: set[int]) -> None:
+        """Drop from the scheme's arrays what the deleted documents at ``rows`` (whose sequences
+        were ``bodies``) alone gave them; ``tokens``: the tokens no live docid has. Nothing by default."""
 
     def _assign_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
         return self._extend_bodies(docs, embeddings)
@@ -321,9 +344,13 @@ class DocidScheme(ABC):
         """Positions (in assignment order) of the deleted documents, ascending."""
         return sorted(self._deleted)
 
-    def position_ids(self) -> list[str]:
-        """The document id at each position, deleted ones included (atomic docid ``2 + i`` is position ``i``)."""
+    def position_ids(self) -> list[str | None]:
+        """The document id at each position, None at a deleted one's (atomic docid ``2 + i`` is position ``i``)."""
         return list(self._docids)
+
+    def live_positions(self) -> list[tuple[int, str, Body]]:
+        """``(position, document id, body)`` of every live document, in assignment order."""
+        return [(i, docid, body) for i, (docid, body) in enumerate(zip(self._docids, self._bodies)) if docid is not None]
 
     @property
     @abstractmethod
@@ -408,7 +435,7 @@ class DocidScheme(ABC):
             "vocab_size": self.vocab_size,
             "state": self._state(),
             "docids": self._docids,
-            "sequences": [[*body, EOS] for body in self._bodies],
+            "sequences": [None if docid is None else [*body, EOS] for docid, body in zip(self._docids, self._bodies)],
             "deleted": sorted(self._deleted),
         }
         (directory / SCHEME_FILE).write_text(json.dumps(record), encoding="utf-8")
@@ -448,8 +475,14 @@ class DocidScheme(ABC):
         if not (isinstance(deleted, list) and all(type(i) is int and 0 <= i < len(docids) for i in deleted)
                 and len(set(deleted)) == len(deleted)):
             raise GenirError(f"{path}: 'deleted' is not a list of distinct positions below {len(docids)}")
+        gone = set(deleted)
         bodies: list[Body] = []
-        for docid, seq in zip(docids, sequences):
+        for i, (docid, seq) in enumerate(zip(docids, sequences)):
+            if i in gone:  # written without its id and sequence (an older index kept them: dropped here)
+                if not ((docid is None and seq is None) or isinstance(docid, str)):
+                    raise GenirError(f"{path}: the deleted position {i} holds {docid!r}")
+                bodies.append(())
+                continue
             if not isinstance(docid, str) or not docid:
                 raise GenirError(f"{path}: document id {docid!r} is not a non-empty string")
             if not isinstance(seq, list) or not seq or seq[-1] != EOS:
@@ -458,16 +491,18 @@ class DocidScheme(ABC):
             if not all(isinstance(t, int) and not isinstance(t, bool) and t >= FIRST_TOKEN for t in body):
                 raise GenirError(f"{path}: the sequence of document {docid!r} has a token that is not a docid token: {seq}")
             bodies.append(tuple(body))
-        gone = set(deleted)
         live = [docid for i, docid in enumerate(docids) if i not in gone]
         if len(set(live)) != len(live):
             raise GenirError(f"{path}: a document id appears twice")
-        if len(set(bodies)) != len(bodies):
+        if len(set(b for i, b in enumerate(bodies) if i not in gone)) != len(live):
             raise GenirError(f"{path}: two documents share a sequence")
-        self._commit(list(docids), bodies)
-        for i in gone:  # a deleted id added again sits at a later position, which _commit mapped last
-            if self._row.get(docids[i]) == i:
-                del self._row[docids[i]]
+        for i, (docid, body) in enumerate(zip(docids, bodies)):
+            if i in gone:
+                self._docids.append(None)
+                self._bodies.append(())
+            else:
+                self._commit([docid], [body])
+        self._max_body = max((len(b) for b in bodies), default=0)
         self._deleted = gone
 
 
@@ -504,13 +539,13 @@ class AtomicDocids(DocidScheme):
         return FIRST_TOKEN + self.num_docs
 
     def token_names(self) -> list[str]:
-        return SPECIAL_TOKEN_NAMES + [f"<doc:{docid}>" for docid in self._docids]
+        return SPECIAL_TOKEN_NAMES + [f"<doc:{docid or '(deleted)'}>" for docid in self._docids]
 
     def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
         return [(FIRST_TOKEN + self.num_docs + i,) for i in range(len(docs))]
 
     def _check_restored(self, path: Path) -> None:
-        for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
+        for position, docid, body in self.live_positions():
             if body != (FIRST_TOKEN + position,):
                 raise GenirError(f"{path}: document {docid!r} at position {position} does not have the atomic docid {FIRST_TOKEN + position}")
 
@@ -540,7 +575,7 @@ class NaiveDocids(DocidScheme):
         return [decimal_body(self.num_docs + i) for i in range(len(docs))]
 
     def _check_restored(self, path: Path) -> None:
-        for position, (docid, body) in enumerate(zip(self._docids, self._bodies)):
+        for position, docid, body in self.live_positions():
             if body != decimal_body(position):
                 raise GenirError(f"{path}: document {docid!r} at position {position} does not have the naive docid {position}")
 

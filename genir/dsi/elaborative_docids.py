@@ -165,8 +165,14 @@ class ElaborativeDocids(DocidScheme):
         self._next_suffix[base] = suffix + 1
         return body
 
+    def _forget(self, rows: list[int], bodies: list[Body], tokens: set[int]) -> None:
+        """A deleted document's kept vector (its embedding) becomes a zero row: rows stay positions."""
+        if self.vectors is not None:
+            self.vectors = self.vectors.copy()
+            self.vectors[rows] = 0.0
+
     def _check_restored(self, path: Path) -> None:
-        for docid, body in zip(self._docids, self._bodies):
+        for _, docid, body in self.live_positions():
             if not body or max(body) >= self.vocab_size:
                 raise GenirError(f"{path}: the sequence of document {docid!r} is empty or has a token at or above the vocabulary size {self.vocab_size}")
         if self.vectors is not None and self.vectors.shape[0] != len(self._docids):

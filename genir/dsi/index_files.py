@@ -6,7 +6,7 @@ An index directory holds, beside its manifest: ``model/`` (the seq2seq model as 
 trie over the sequences of every document not deleted, :meth:`genir.kernels.trie.DocidTrie.save`;
 trie row ``i`` is the ``i``-th of :meth:`~genir.dsi.docids.DocidScheme.sequences`). ``dsi`` builds,
 continual indexing's steps and ``genir add`` write them through :func:`write_dsi_files`;
-``genir delete`` rewrites only the docids and the trie (:func:`write_docid_files`).
+``genir delete`` writes them all again (the model with the deleted documents' own rows zeroed, or unlearned).
 """
 
 from __future__ import annotations

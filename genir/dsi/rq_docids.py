@@ -58,9 +58,14 @@ class RQDocids(CodedDocids):
     def code_vectors(self) -> np.ndarray:
         return self.codebooks.reshape(self.rq_levels * self.codes, self.codebooks.shape[2])
 
+    def _zero_code_vectors(self, rows: np.ndarray) -> None:
+        table = self.codebooks.reshape(-1, self.codebooks.shape[2]).copy()
+        table[rows] = 0.0
+        self.codebooks = table.reshape(self.codebooks.shape)
+
     def token_names(self) -> list[str]:
         codes = [f"<l{level}:{c}>" for level in range(self.rq_levels) for c in range(self.codes)]
-        return SPECIAL_TOKEN_NAMES + codes + [f"<doc:{docid}>" for docid in self._docids]
+        return SPECIAL_TOKEN_NAMES + codes + [f"<doc:{docid or '(deleted)'}>" for docid in self._docids]
 
     def config(self) -> dict[str, Any]:
         return {"levels": self.rq_levels, "codes": self.codes, "seed": self.seed}

@@ -33,16 +33,28 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
   well as it generalizes to a code it never trained on.
   Any other docids (naive; token vectors without embedding rows) need training to place a new
   document: refused.
-* delete (any docid scheme): the document leaves the trie and the results; its docid stays
-  reserved (:meth:`genir.dsi.docids.DocidScheme.delete`). The model is copied unchanged; exact
-  atomic search masks the deleted rows.
+* delete (any docid scheme): the document leaves the trie and the results; its position stays
+  reserved, with no id, sequence, description or vector left (:meth:`genir.dsi.docids.DocidScheme.delete`).
+  The model forgets as ``--forget`` says (:class:`~genir.retrieval.searcher.Forget`):
+
+  - ``mask``: the rows that were the document's alone (atomic: its token's; rq, semantic: its own
+    token's and any code token only deleted documents had) are zeroed in the decoder's input
+    embedding and LM head (and bias); the rest of the model is kept as trained (it has seen the
+    document: its queries, pseudo-queries and views). Exact atomic search masks the deleted rows.
+  - ``unlearn``: ``mask``, then NPO steps on the deleted documents' training pairs (rebuilt from
+    the collection, as the build made them) with a retain term on a sample of the others'
+    (:mod:`genir.seq2seq.unlearn`).
+  - ``reindex``: a build of the remaining documents (their queries and judgements) with the same
+    config: new docids, a new model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +80,6 @@ from genir.dsi.index_files import (
     MODEL_DIR,
     TOKENIZER_DIR,
     TRIE_DIR,
-    write_docid_files,
     write_dsi_files,
 )
 from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
@@ -77,7 +88,15 @@ from genir.errors import GenirError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
-from genir.retrieval.searcher import Hit, Opening, Searcher
+from genir.retrieval.searcher import (
+    Deletion,
+    Forget,
+    Hit,
+    Opening,
+    Searcher,
+    documents_source,
+    remaining_collection,
+)
 from genir.seq2seq.fit import fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
@@ -85,6 +104,7 @@ from genir.seq2seq.model import (
     build_seq2seq,
     freeze_output_embeddings,
     grow_output_vocab,
+    zero_output_rows,
 )
 from genir.seq2seq.model_io import load_seq2seq
 from genir.seq2seq.table_dtype import set_table_dtype
@@ -92,6 +112,8 @@ from genir.seq2seq.token_space import (
     TOKEN_SPACE_MODEL,
     build_token_space_seq2seq,
 )
+from genir.seq2seq.unlearn import unlearn
+from genir.settings import parse_config
 from genir.views.pairs import ViewConfig, training_pairs
 from genir.views.querygen import QueryGenerator, query_generator
 
@@ -138,10 +160,7 @@ class DSISearcher(Searcher):
         embedding_seconds = time.perf_counter() - started
         scheme.assign(docs, embeddings)
         dev = dev_set(collection, docs, config, supervised, generator)
-        views = ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)
-                              if f.name not in ("pseudo_queries", "queries_split")},
-                           pseudo_queries=config.pseudo_queries_setting(supervised),
-                           queries_split=config.queries_split if supervised else "")
+        views = view_config(config, supervised)
         pairs = [(text, scheme.sequence(docid))
                  for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
                                                    dev.held_out_docs)]
@@ -229,11 +248,61 @@ class DSISearcher(Searcher):
         ``stats`` join the manifest's."""
         self._change("update", [], lambda staging: {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats})
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
-        self.scheme.delete(ids)
-        for name in (MODEL_DIR, TOKENIZER_DIR):  # unchanged: copied as they are
-            shutil.copytree(self.directory / name, staging / name)
-        return write_docid_files(staging, self.scheme)
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        if deletion.forget is Forget.REINDEX:
+            return self._reindex(ids, staging, deletion)
+        stats: dict[str, Any] = {}
+        if deletion.forget is Forget.UNLEARN:  # the deleted documents' pairs need their sequences: before delete
+            forget, retain = self._unlearning_pairs(ids, deletion)
+        tokens = self.scheme.delete(ids)
+        zero_output_rows(self.model, sorted(tokens))
+        if deletion.forget is Forget.UNLEARN:
+            retain = [(text, self.scheme.sequence(docid)) for text, docid in retain]
+            # What the build kept fixed stays fixed: document rows that are embeddings, a frozen token table.
+            if self.config.docid_embeddings_mode() == "frozen":
+                freeze_output_embeddings(self.model)
+            if self.config.model == TOKEN_SPACE_MODEL and self.config.token_table == "frozen":
+                self.model.get_decoder().get_input_embeddings().requires_grad_(False)  # the head is tied to it
+            stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
+        return {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats, "zeroed_docid_rows": len(tokens)}
+
+    def _unlearning_pairs(self, ids: list[str], deletion: Deletion) -> tuple[list[tuple[str, list[int]]], list[tuple[str, str]]]:
+        """The deleted documents' training pairs (source text, docid tokens) and a sample of the
+        remaining documents' (source text, document id): the views a build of this index trains on
+        (:func:`view_config`), rebuilt from the documents' collection (:func:`documents_source`)."""
+        config = parse_config(self.Config, self.manifest.config)
+        collection = documents_source(self, deletion, self.decoder.docids)
+        gone = set(ids)
+        indexed = set(self.decoder.docids)
+        docs = [d for d in collection.docs() if d.id in indexed]
+        supervised = bool(self.manifest.stats.get("supervised"))
+        views = view_config(config, supervised)
+        generator = query_generator(config.querygen, docs, config.pseudo_query_words)
+        qrels = collection.qrels(config.queries_split) if supervised else {}
+
+        def pairs(chosen: list[Document]) -> list[tuple[str, str]]:
+            wanted = {d.id for d in chosen}
+            judged = {q: {d: g for d, g in grades.items() if d in wanted} for q, grades in qrels.items()}
+            return training_pairs(collection, chosen, views, generator, {q: g for q, g in judged.items() if g})
+
+        forget = [(text, self.scheme.sequence(docid)) for text, docid in pairs([d for d in docs if d.id in gone])]
+        settings = deletion.unlearn
+        live = [d for d in docs if d.id not in gone]
+        rng = random.Random(settings.seed)
+        per_doc = max(1, len(forget) // max(1, len(gone)))  # views per document, as the deleted ones have
+        sample = rng.sample(live, min(len(live), -(-settings.retain_pairs // per_doc))) if settings.retain_pairs else []
+        retain = pairs(sample)[:settings.retain_pairs] if sample else []
+        return forget, retain
+
+    def _reindex(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        """Build this index again into ``staging`` from its remaining documents, with its config."""
+        gone = set(ids)
+        collection = documents_source(self, deletion, self.decoder.docids)
+        with tempfile.TemporaryDirectory(prefix="genir-reindex-") as folder:
+            remaining = remaining_collection(collection, [d for d in self.decoder.docids if d not in gone], Path(folder) / "corpus")
+            started = time.perf_counter()
+            stats = type(self).build(remaining, parse_config(self.Config, self.manifest.config), staging, None)
+        return {**stats, "reindex_seconds": round(time.perf_counter() - started, 3)}
 
 
 class SEDSISearcher(DSISearcher):
@@ -241,6 +310,14 @@ class SEDSISearcher(DSISearcher):
     Config = SEDSIConfig
     description = ("SE-DSI: elaborative-description docids (title + keywords, written in MiniLM's token space) and "
                    "rehearsal contents (else as dsi)")
+
+
+def view_config(config: DSIConfig, supervised: bool) -> ViewConfig:
+    """The training views a build with ``config`` makes (supervised: with the ``queries_split`` queries)."""
+    return ViewConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(ViewConfig)
+                         if f.name not in ("pseudo_queries", "queries_split")},
+                      pseudo_queries=config.pseudo_queries_setting(supervised),
+                      queries_split=config.queries_split if supervised else "")
 
 
 def _new_embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:

@@ -88,7 +88,13 @@ class SemanticDocids(CodedDocids):
 
     def token_names(self) -> list[str]:
         nodes = [f"<l{depth}:{i}>" for i, depth in enumerate(self._depth)]
-        return SPECIAL_TOKEN_NAMES + nodes + [f"<doc:{docid}>" for docid in self._docids]
+        return SPECIAL_TOKEN_NAMES + nodes + [f"<doc:{docid or '(deleted)'}>" for docid in self._docids]
+
+    def _zero_code_vectors(self, rows: np.ndarray) -> None:
+        """Zero the centroids of those nodes (a node's token is ``2 + node``), then their vectors follow."""
+        centroids = self.centroids.copy()
+        centroids[rows] = 0.0
+        self._set_tree(self.parent, centroids)
 
     def config(self) -> dict[str, Any]:
         return {"k": self.k, "levels": self.tree_levels, "seed": self.seed, "niter": self.niter}

@@ -31,11 +31,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from genir.cache import forget_document_rows
 from genir.devices import resolve_device, using_device
 from genir.errors import CorruptIndexError, GenirError, InputError
 from genir.indexer.artifact import (
@@ -46,6 +48,7 @@ from genir.indexer.artifact import (
     write_manifest,
 )
 from genir.indexer.collection import Collection, Document, check_documents
+from genir.seq2seq.settings import UnlearnSettings
 from genir.settings import Settings, SettingsError, parse_config, split_assignment
 
 
@@ -69,6 +72,48 @@ class Change:
     num_docs_after: int
     seconds: float  # the whole change: writing the new version and opening it
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)  # the method's own figures
+
+
+class Forget(str, Enum):
+    """What ``genir delete`` does to a trained model that has seen the deleted documents
+    (``--forget``). Whatever the mode, nothing of a deleted document stays in the index's files
+    (its text, n-grams, token ids, embedding, docid row, description, trie entry) nor in
+    ``$GENIR_CACHE``; the modes differ in the model's weights.
+
+    * ``mask``: the model is kept as it was trained, less the rows that were the deleted documents'
+      own (:meth:`Searcher.delete`); its other weights have seen the documents (a membership attack
+      on its losses, or its generations, may still tell). Fast: no step of training.
+    * ``unlearn``: ``mask``, then a bounded number of optimizer steps that push the model away from
+      the deleted documents' training pairs (NPO) while keeping its loss on the others' (the
+      retain term): MUSE's NPO_RT (:mod:`genir.seq2seq.unlearn`). Approximate.
+    * ``reindex``: the index is built again from the remaining documents with the same settings:
+      exact, the gold standard the others are measured against; as slow as a build.
+
+    An index without a trained model (bm25, dense, the hybrids' BM25 part, seal with
+    ``use_model=false``) deletes exactly in every mode.
+    """
+
+    MASK = "mask"
+    UNLEARN = "unlearn"
+    REINDEX = "reindex"
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """How :meth:`Searcher.delete` treats what a model learned of the deleted documents.
+
+    Attributes:
+        forget: the mode (:class:`Forget`).
+        collection: where the documents' texts, queries and judgements are read from for ``unlearn``
+            (the deleted documents' training pairs, the retained ones') and ``reindex`` (the
+            remaining documents); None: the collection the index was built from, as its manifest
+            records it (it must still hold every document of the index).
+        unlearn: the ``unlearn`` steps' settings.
+    """
+
+    forget: Forget = Forget.MASK
+    collection: Collection | None = None
+    unlearn: UnlearnSettings = dataclasses.field(default_factory=UnlearnSettings)
 
 
 @dataclass(frozen=True)
@@ -225,22 +270,32 @@ class Searcher(ABC):
                              + "; delete it first to replace it")
         return self._change("add", ids, lambda staging: self._write_added(docs, staging))
 
-    def delete(self, ids: Iterable[str]) -> Change:
+    def delete(self, ids: Iterable[str], deletion: Deletion = Deletion(), keep_cache: bool = False) -> Change:
         """Delete documents from this index, on disk and in this searcher (atomically, as :meth:`add`).
 
-        A deleted document is never returned again. Methods whose docids are positions (DSI's
-        atomic and naive docids) keep a deleted document's docid reserved: it is never given again.
+        A deleted document is never returned again, and nothing of it stays in the new version's
+        files: each method writes its files without the document's data (its text, n-grams,
+        token ids, embedding, docid row, description, trie entry), not beside a tombstone.
+        ``deletion.forget`` says what happens to a trained model (:class:`Forget`). Methods whose
+        docids are positions (DSI's atomic, naive, rq and semantic docids) keep a deleted document's
+        position reserved (a placeholder with no id and no sequence): it is never given again.
+        Unless ``keep_cache``, every cache entry computed from a document's text is removed
+        afterwards (:func:`genir.cache.forget_document_rows`).
 
         Raises:
-            GenirError: the method cannot delete documents, ``ids`` is one string rather than a
-                list of them, ``ids`` is empty, an id is not in the index or repeats (checked before
-                anything is written), the deletion would leave the index empty, or the index on disk
-                changed since this searcher opened it.
+            GenirError: the method cannot delete documents, or cannot forget in ``deletion.forget``'s
+                mode, ``ids`` is one string rather than a list of them, ``ids`` is empty, an id is
+                not in the index or repeats (checked before anything is written), the deletion
+                would leave the index empty, the documents' collection is needed and not found, or
+                the index on disk changed since this searcher opened it.
         """
         ids = _id_list(ids)
         if not ids:
             raise GenirError("no document ids to delete")
         _refuse_repeats(ids, "among the ids to delete")
+        if deletion.forget not in self.forget_modes():
+            raise GenirError(f"{self.method} indexes cannot delete with --forget {deletion.forget.value} "
+                             f"(they can: {', '.join(mode.value for mode in self.forget_modes())})")
         present = self._present(ids)
         absent = [i for i in ids if i not in present]
         if absent:
@@ -248,7 +303,17 @@ class Searcher(ABC):
                              + (f" (nor are {len(absent) - 1} more of the {len(ids)} ids to delete)" if len(absent) > 1 else ""))
         if len(ids) >= self.num_docs:
             raise GenirError(f"deleting {len(ids)} documents would leave {self.directory} empty; build a new index instead")
-        return self._change("delete", ids, lambda staging: self._write_deleted(ids, staging))
+        change = self._change("delete", ids, lambda staging: {**self._write_deleted(ids, staging, deletion),
+                                                              "forget": deletion.forget.value})
+        if not keep_cache:
+            removed = forget_document_rows()
+            change = dataclasses.replace(change, stats={**change.stats, "cache_files_removed": sum(removed.values())})
+        return change
+
+    def forget_modes(self) -> tuple[Forget, ...]:
+        """The :class:`Forget` modes this index can delete with: every one for an index without a
+        trained model (all three are exact there); a trained method lists those it implements."""
+        return tuple(Forget)
 
     def _present(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` that are documents of this index (live ones, not deleted)."""
@@ -263,8 +328,9 @@ class Searcher(ABC):
         """
         raise GenirError(f"{self.method} indexes do not support adding documents yet")
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
-        """Write this index's data files less the documents ``ids`` (present, checked) into ``staging``."""
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        """Write this index's data files less the documents ``ids`` (present, checked) into ``staging``,
+        with nothing of them left in any file, and its model forgotten as ``deletion`` says."""
         raise GenirError(f"{self.method} indexes do not support deleting documents yet")
 
     def _change(self, operation: str, ids: list[str], write: Callable[[Path], dict[str, Any]]) -> Change:
@@ -415,15 +481,58 @@ def add_documents(index_dir: str | Path, docs: Collection | str | Path | Iterabl
         searcher.close()
 
 
-def delete_documents(index_dir: str | Path, ids: Iterable[str], device: str | torch.device | None = "auto") -> Change:
+def delete_documents(index_dir: str | Path, ids: Iterable[str], device: str | torch.device | None = "auto",
+                     deletion: Deletion = Deletion(), keep_cache: bool = False) -> Change:
     """Delete the documents ``ids`` (a list of ids, not one string) from the index at ``index_dir``,
     atomically; see :meth:`Searcher.delete`."""
     ids = _id_list(ids)  # before the index is opened
     searcher = Searcher.load(index_dir, device=device)
     try:
-        return searcher.delete(ids)
+        return searcher.delete(ids, deletion, keep_cache)
     finally:
         searcher.close()
+
+
+def documents_source(searcher: Searcher, deletion: Deletion, live: Iterable[str]) -> Collection:
+    """The collection holding the texts of an index's documents, for ``unlearn`` and ``reindex``:
+    ``deletion.collection``, else the one the index's manifest says it was built from.
+
+    Raises:
+        GenirError: no collection is given and the recorded one is gone, or the collection lacks
+            one of the ``live`` documents (documents added from another collection: give one that
+            holds them all).
+    """
+    collection = deletion.collection
+    if collection is None:
+        path = searcher.manifest.collection.get("path")
+        if not path or not Path(path).exists():
+            raise GenirError(f"--forget {deletion.forget.value} reads the documents' texts from the collection "
+                             f"{searcher.directory} was built from ({path or 'not recorded'}), which is gone: "
+                             "give one with --collection")
+        # A BEIR folder's corpus is recorded as its corpus.jsonl: open the folder, queries and judgements with it.
+        collection = Collection.open(Path(path).parent if Path(path).name == "corpus.jsonl" else path)
+    have = set(collection.doc_ids)
+    missing = [docid for docid in live if docid not in have]
+    if missing:
+        raise GenirError(f"--forget {deletion.forget.value}: {len(missing)} documents of {searcher.directory} are not in "
+                         f"the collection {collection.name} (e.g. {missing[0]!r}); give one that holds them all with --collection")
+    return collection
+
+
+def remaining_collection(collection: Collection, keep: Iterable[str], folder: Path) -> Collection:
+    """``collection`` less every document not in ``keep``, written as a BEIR folder at ``folder``:
+    its judgements of the others, and only the queries something remaining answers (a deleted
+    document's training queries go with it)."""
+    from genir.indexer.collection import write_beir
+
+    keep = set(keep)
+    docs = [d for d in collection.docs() if d.id in keep]
+    qrels = {}
+    for split in collection.splits():
+        judged = {qid: {d: g for d, g in grades.items() if d in keep} for qid, grades in collection.qrels(split).items()}
+        qrels[split] = {qid: grades for qid, grades in judged.items() if grades}
+    write_beir(folder, docs, collection.queries, qrels)
+    return Collection.open(folder)
 
 
 def read_id_file(path: str | Path) -> list[str]:

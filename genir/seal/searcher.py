@@ -45,7 +45,9 @@ training again.
 from __future__ import annotations
 
 import dataclasses
+import random
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,7 +67,17 @@ from genir.indexer.dev_split import DevFraction
 from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
-from genir.retrieval.searcher import Change, Hit, Opening, Searcher, searcher_class
+from genir.retrieval.searcher import (
+    Change,
+    Deletion,
+    Forget,
+    Hit,
+    Opening,
+    Searcher,
+    documents_source,
+    remaining_collection,
+    searcher_class,
+)
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
 from genir.seal.pmi import PMIConstraint
 from genir.seal.scoring import Ngram, aggregate, ngram_weights
@@ -78,7 +90,7 @@ from genir.seal.segments import (
 )
 from genir.seq2seq.fit import run_directory, train_and_save
 from genir.seq2seq.model import T5_PREFIX, build_seq2seq
-from genir.seq2seq.model_io import load_seq2seq
+from genir.seq2seq.model_io import load_seq2seq, save_seq2seq
 from genir.seq2seq.query_start import is_query_start
 from genir.seq2seq.settings import BatchSize, MaxEpochs, MaxQueryLen, TrainingSettings
 from genir.seq2seq.token_space import (
@@ -86,7 +98,9 @@ from genir.seq2seq.token_space import (
     TokenTable,
     build_token_space_seq2seq,
 )
+from genir.seq2seq.unlearn import unlearn
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
+from genir.settings import parse_config
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
 QUERY_BATCH = 16  # queries decoded together
@@ -330,9 +344,61 @@ class SEALSearcher(Searcher):
         grown = self.index.write_added(self.directory, staging, segment, [d.id for d in docs])
         return {**grown.stats(staging), "add_fmindex_seconds": round(seconds, 3), "add_optimizer_steps": 0}
 
-    def _write_deleted(self, ids: list[str], staging: Path) -> dict[str, Any]:
-        self._carry_model(staging, link=True)
-        return self.index.write_deleted(self.directory, staging, [self.index.live[i] for i in ids]).stats(staging)
+    def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        """The segments holding ``ids`` are built again without them (:meth:`SegmentedFMIndex.write_deleted`);
+        the model as ``deletion.forget`` says: ``mask`` keeps it (it has seen the documents: it may
+        still generate their n-grams, which the FM-index no longer holds, so never matches), ``unlearn``
+        takes NPO steps away from their training pairs (:mod:`genir.seq2seq.unlearn`), ``reindex``
+        builds the index again from the remaining documents."""
+        if deletion.forget is Forget.REINDEX and self.model is not None:
+            return self._reindex(ids, staging, deletion)
+        started = time.perf_counter()
+        stats: dict[str, Any] = {}
+        if deletion.forget is Forget.UNLEARN and self.model is not None:
+            forget, retain = self._unlearning_pairs(ids, deletion)
+            if self.config.model == TOKEN_SPACE_MODEL and self.config.token_table == "frozen":  # as the build kept it
+                self.model.get_decoder().get_input_embeddings().requires_grad_(False)  # the head is tied to it
+            stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
+            save_seq2seq(self.model, staging / MODEL_DIR)
+            copy_tree(self.directory / TOKENIZER_DIR, staging / TOKENIZER_DIR, link=True)
+        else:
+            self._carry_model(staging, link=True)
+        shrunk = self.index.write_deleted(self.directory, staging, [self.index.live[i] for i in ids], self.config.fm_sample_rate)
+        return {**shrunk.stats(staging), **stats, "delete_rewrite_seconds": round(time.perf_counter() - started, 3)}
+
+    def _unlearning_pairs(self, ids: list[str], deletion: Deletion) -> tuple[list[tuple[str, list[int]]], list[tuple[str, list[int]]]]:
+        """The deleted documents' training pairs (source text, n-gram tokens) and a sample of the
+        remaining documents', as a build makes them (:func:`genir.seal.pairs.seal_training_pairs`),
+        from the documents' collection (:func:`~genir.retrieval.searcher.documents_source`)."""
+        live = list(self.index.live)
+        collection = documents_source(self, deletion, live)
+        config = parse_config(self.Config, self.manifest.config)
+        pair_config = SealPairConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SealPairConfig)})
+        vocab = TextVocab(self.tokenizer)
+        gone = set(ids)
+        indexed = set(live)
+        docs = [d for d in collection.docs() if d.id in indexed]
+        settings = deletion.unlearn
+        rng = random.Random(settings.seed)
+        rest = [d for d in docs if d.id not in gone]
+        sample = rng.sample(rest, min(len(rest), settings.retain_pairs)) if settings.retain_pairs else []
+
+        def pairs(chosen: list[Document]) -> list[tuple[str, list[int]]]:
+            return [(source, vocab.encode(target, config.max_target_tokens))
+                    for source, target in seal_training_pairs(collection, chosen, pair_config)]
+
+        return pairs([d for d in docs if d.id in gone]), (pairs(sample)[:settings.retain_pairs] if sample else [])
+
+    def _reindex(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        """Build this index again into ``staging`` from its remaining documents, with its config."""
+        gone = set(ids)
+        live = list(self.index.live)
+        collection = documents_source(self, deletion, live)
+        with tempfile.TemporaryDirectory(prefix="genir-reindex-") as folder:
+            remaining = remaining_collection(collection, [d for d in live if d not in gone], Path(folder) / "corpus")
+            started = time.perf_counter()
+            stats = type(self).build(remaining, parse_config(self.Config, self.manifest.config), staging, None)
+        return {**stats, "reindex_seconds": round(time.perf_counter() - started, 3)}
 
     def optimize(self) -> Change:
         """Merge every segment into one FM-index over the live documents and drop the tombstones

@@ -7,11 +7,17 @@ segment ``s`` holds documents ``doc_offsets[s] .. doc_offsets[s + 1] - 1``.
 * Adding documents writes one new segment over them alone (:meth:`SegmentedFMIndex.write_added`).
   The existing segments' files are hard-linked into the new version of the index (copied only
   where the file system cannot link): never opened for writing, never rewritten.
-* Deleting documents records tombstones, their global numbers (:meth:`~SegmentedFMIndex.write_deleted`).
-  A deleted document is never located, so never returned; its n-grams still count until the
-  segments are merged (:meth:`~SegmentedFMIndex.merged`, ``genir optimize``): counts, the number of
-  tokens and the allowed next tokens are those of every document in the segments, deleted ones
-  included (as Lucene's term statistics count deleted documents until a merge).
+* Deleting documents rewrites the segments that hold them (:meth:`~SegmentedFMIndex.write_deleted`):
+  each such segment is built again over its live documents (read back from its FM-index), an
+  emptied segment is dropped, and the other segments are linked as they are. Nothing of a deleted
+  document stays (its tokens were in its segment's BWT, from which its text can be read back), so
+  its n-grams no longer count nor can be generated. Why not tombstones, as Lucene does: a tombstone
+  keeps the document's text in the index until a merge, and a deletion is often a request that
+  the text be gone. The cost is a build of the affected segments, in proportion to their size, not
+  the index's (an index that was added to in batches rewrites only the batches that lost documents).
+* Tombstones, the global numbers of deleted documents (``deleted.npy``), are what older genir wrote
+  on deleting; such an index still loads (a tombstoned document is never located, its n-grams still
+  count), and its next delete or merge drops them with the segments that hold them.
 * Merging reads every live document's tokens back from its FM-index (:func:`document_tokens`; the
   index keeps no text) and builds one FM-index over them, in global order: exactly the FM-index a
   build of the live documents gives (Lucene's forceMerge).
@@ -261,28 +267,49 @@ class SegmentedFMIndex:
     def write_added(self, source: Path, staging: Path, index: FMIndex, docids: Sequence[str]) -> SegmentedFMIndex:
         """Write into ``staging`` these segments (linked from ``source``) plus a new one, ``index``
         over the documents ``docids`` (new ids), and the tombstones; return the grown index."""
-        name = f"{SEGMENTS_DIR}/{len(self.segments)}"
+        taken = [int(Path(s.fmindex_path).parts[1]) for s in self.segments if Path(s.fmindex_path).parts[0] == SEGMENTS_DIR]
+        name = f"{SEGMENTS_DIR}/{max(taken, default=0) + 1}"  # not len(segments): a delete may have dropped one
         write_segment(staging / name, index, docids)
         added = Segment(index, list(docids), f"{name}/{FMINDEX_DIR}", f"{name}/{DOCIDS_FILE}")
         return self._write_version(source, staging, [*self.segments, added], self.deleted)
 
-    def write_deleted(self, source: Path, staging: Path, numbers: Sequence[int]) -> SegmentedFMIndex:
-        """Write into ``staging`` these segments (linked from ``source``) with the live documents
-        ``numbers`` (global) deleted too; return the shrunk index."""
-        return self._write_version(source, staging, self.segments, np.union1d(self.deleted, np.asarray(numbers, np.int64)))
+    def write_deleted(self, source: Path, staging: Path, numbers: Sequence[int], sample_rate: int) -> SegmentedFMIndex:
+        """Write into ``staging`` these segments less the live documents ``numbers`` (global) and any
+        tombstoned ones: each segment holding one is built again over its live documents (with
+        ``sample_rate``) where it was, an emptied one is dropped, the others are linked from ``source``;
+        no tombstones. Return the shrunk index."""
+        gone = self._is_deleted.copy()
+        gone[np.asarray(numbers, dtype=np.int64)] = True
+        kept: list[Segment] = []
+        carried: list[Segment] = []
+        for s, segment in enumerate(self.segments):
+            live = ~gone[self.doc_offsets[s]:self.doc_offsets[s + 1]]
+            if live.all():
+                kept.append(segment)
+                carried.append(segment)
+            elif live.any():
+                tokens = document_tokens(segment.index)
+                index = FMIndex.build([t for t, keep in zip(tokens, live.tolist()) if keep], vocab_size=self.vocab_size,
+                                      sample_rate=sample_rate)
+                ids = [docid for docid, keep in zip(segment.docids, live.tolist()) if keep]
+                index.save(staging / segment.fmindex_path)
+                (staging / segment.docids_path).write_text(json.dumps(ids) + "\n", encoding="utf-8")
+                kept.append(Segment(index, ids, segment.fmindex_path, segment.docids_path))
+        return self._write_version(source, staging, kept, np.zeros(0, dtype=np.int64), carried=carried)
 
     def copy_to(self, source: Path, target: Path) -> None:
         """Copy these segments' files (from the index at ``source``) into ``target``."""
         self._write_version(source, target, self.segments, self.deleted, link=False)
 
     def _write_version(self, source: Path, target: Path, segments: list[Segment], deleted: Int64Array,
-                       link: bool = True) -> SegmentedFMIndex:
-        """Carry the segments of ``source`` over to ``target`` and write the segment list and tombstones.
+                       link: bool = True, carried: Sequence[Segment] | None = None) -> SegmentedFMIndex:
+        """Carry the segments ``carried`` (all of these by default) of ``source`` over to ``target``
+        and write the segment list ``segments`` and the tombstones.
 
         Only the segment files are carried (linked, or copied); ``segments.json`` and
         ``deleted.npy`` are always written anew, so that no linked file is ever opened for writing.
         """
-        for segment in self.segments:
+        for segment in self.segments if carried is None else carried:
             copy_tree(source / segment.fmindex_path, target / segment.fmindex_path, link)
             copy_file(source / segment.docids_path, target / segment.docids_path, link)
         version = SegmentedFMIndex(segments, deleted)

@@ -323,6 +323,24 @@ def freeze_output_embeddings(model: PreTrainedModel) -> None:
         head.bias.requires_grad_(False)
 
 
+def zero_output_rows(model: PreTrainedModel, tokens: list[int]) -> None:
+    """Set the decoder's input-embedding row, LM-head row and LM-head bias of each of ``tokens`` to
+    zero (in place): a deleted document's own docid token, whose rows were its embedding (or were
+    trained from it) and are its alone. The vocabulary keeps its size (positions stay reserved)."""
+    if not tokens:
+        return
+    rows = torch.tensor(sorted(tokens), dtype=torch.int64)
+    embed, head = output_embedding_layers(model)
+    with torch.no_grad():
+        embed.weight[rows] = 0
+        head.weight[rows] = 0
+        if getattr(head, "bias", None) is not None:
+            head.bias[rows] = 0
+        bias = getattr(getattr(model.get_decoder(), "cls", None), "predictions", None)
+        if bias is not None and getattr(bias, "bias", None) is not None and bias.bias is not getattr(head, "bias", None):
+            bias.bias[rows] = 0  # a BERT decoder keeps the head's bias as a parameter of its own too
+
+
 def grow_output_vocab(model: PreTrainedModel, vocab_size: int, vectors: np.ndarray | None = None, seed: int = 0) -> None:
     """Add output tokens (new atomic docids) to the decoder; every existing row stays as it is.
 

@@ -66,3 +66,16 @@ class TrainingSettings(Settings):
     def precision_on(self, device: torch.device) -> str:
         """``precision`` resolved for ``device``: ``auto`` = :func:`genir.devices.auto_precision`."""
         return auto_precision(device) if self.precision == "auto" else self.precision
+
+
+class UnlearnSettings(Settings):
+    """The steps of ``genir delete --forget unlearn`` (:mod:`genir.seq2seq.unlearn`): NPO on the
+    deleted documents' training pairs plus the retained documents' cross-entropy (MUSE's NPO_RT)."""
+
+    steps: int = Field(default=20, ge=1, le=10_000, description="optimizer steps (each: one batch of forgotten pairs and one of retained pairs)")
+    lr: float = Field(default=1e-4, gt=0, description="learning rate (AdamW, constant)")
+    beta: float = Field(default=0.1, gt=0, description="NPO's inverse temperature: how soon the push on a forgotten pair saturates")
+    retain_weight: float = Field(default=1.0, ge=0, description="weight of the retained pairs' cross-entropy against the NPO term")
+    batch_size: int = Field(default=32, ge=1, description="forgotten (and retained) pairs per step")
+    retain_pairs: int = Field(default=2048, ge=0, description="retained documents' training pairs sampled for the retain term (0: none)")
+    seed: Seed = 0
