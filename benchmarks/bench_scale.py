@@ -9,8 +9,8 @@ peak resident memory, bytes of the index folder), then searched in another child
 5; wall and process CPU time per query). On a shared, oversubscribed machine a niced child gets a
 small share of the cores, so the CPU times are the steadier measure of cost; wall times include
 the wait. Queries are the first
-sentences of 200 passages spaced evenly through the smallest size, so every size holds their
-passages. Quality is not measured (there are no judged queries); cost does not need it.
+sentences of every 5th of the first 1,000 passages, the same at every size (each holds their
+passages). Quality is not measured (there are no judged queries); cost does not need it.
 
 Methods and their builds (none trains: every build is zero-shot and trains no step):
 
@@ -58,6 +58,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 QUERIES = 200
+QUERY_POOL = 1000  # queries are drawn from the first QUERY_POOL passages, which every size holds
 WARMUP = 5
 KS = (10, 100)
 
@@ -198,7 +199,9 @@ def main() -> None:
     lines = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(lines) < sizes[-1]:
         parser.error(f"builtin:pydocs has {len(lines):,} passages here, fewer than {sizes[-1]:,}")
-    step = sizes[0] // QUERIES
+    if sizes[0] < QUERY_POOL:
+        parser.error(f"the smallest size must hold the {QUERY_POOL:,} passages the queries are drawn from")
+    step = QUERY_POOL // QUERIES
     queries = [first_sentence(json.loads(lines[i * step])["text"]) for i in range(QUERIES)]
     queries_file = work / "queries.json"
     queries_file.write_text(json.dumps(queries, indent=0), encoding="utf-8")
@@ -238,8 +241,8 @@ def main() -> None:
                    "command": " ".join(["genir", *command[len(genir):]]).replace(str(work), "<work>")}
             print(json.dumps(row), flush=True)
             save_row(args.output, row, {
-                "provenance": {"date": f"{datetime.date.today()}", "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, "
-                               "shared and loaded (see load_build/load_search: 1-minute load averages)",
+                "provenance": {"date": f"{datetime.date.today()}", "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, shared with other jobs and "
+                               "oversubscribed (load_build/load_search: 1-minute load averages)",
                                "commit": commit(), "note": "commit: the code that measured; children ran at nice "
                                f"{args.nice} with OMP_NUM_THREADS={env['OMP_NUM_THREADS']}"},
                 "corpus": {"name": f"builtin:pydocs ({corpus_name})", **corpus_stats(lines),
@@ -247,7 +250,7 @@ def main() -> None:
                                    "split into passages of <= 150 words at paragraph breaks, deduplicated "
                                    "(genir.indexer.builtin_corpus)", "sizes": "nested prefixes"},
                 "queries": f"{QUERIES} first sentences (<= 24 words) of passages 0, {step}, {2 * step}, ... "
-                           f"(all within the smallest size); {WARMUP} searched first as a warm-up",
+                           f"(the same queries at every size); {WARMUP} searched first as a warm-up",
                 "training": "none: dsi builds are zero-shot with max_epochs=0 (no training steps, no encoder states), "
                             "seal has use_model=false (FM-index, query n-gram keys, no model)",
                 "encoding": "dense encodings are cached across sizes in one $GENIR_CACHE: a dense row's build time "
