@@ -166,9 +166,11 @@ def exponents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return fitted
 
 
-def corpus_stats(lines: list[str]) -> dict[str, Any]:
+def corpus_stats(lines: list[str], sizes: list[int]) -> dict[str, Any]:
+    """Passages and mean words of the corpus and of each size's prefix (passages lengthen along it)."""
     words = [len(json.loads(line)["text"].split()) for line in lines]
-    return {"passages": len(lines), "mean_words": round(sum(words) / len(words), 1)}
+    return {"passages": len(lines), "mean_words": round(sum(words) / len(words), 1),
+            "prefix_mean_words": {str(n): round(sum(words[:n]) / n, 1) for n in sorted(set(sizes))}}
 
 
 def commit() -> str:
@@ -191,10 +193,6 @@ def main() -> None:
     if args.search_child:
         search_child(*args.search_child)
         return
-    if args.refit:
-        record = json.loads(args.output.read_text(encoding="utf-8"))
-        args.output.write_text(json.dumps({**record, "exponents": exponents(record["rows"])}, indent=1) + "\n", encoding="utf-8")
-        return
     sizes = sorted(int(s) for s in args.sizes.split(","))
     methods = args.methods.split(",")
     unknown = [m for m in methods if m not in METHODS]
@@ -208,6 +206,11 @@ def main() -> None:
 
     corpus, corpus_name = corpus_file("pydocs")
     lines = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if args.refit:
+        record = json.loads(args.output.read_text(encoding="utf-8"))
+        record["corpus"].update(corpus_stats(lines, [r["docs"] for r in record["rows"]]))
+        args.output.write_text(json.dumps({**record, "exponents": exponents(record["rows"])}, indent=1) + "\n", encoding="utf-8")
+        return
     if len(lines) < sizes[-1]:
         parser.error(f"builtin:pydocs has {len(lines):,} passages here, fewer than {sizes[-1]:,}")
     if sizes[0] < QUERY_POOL:
@@ -256,7 +259,7 @@ def main() -> None:
                                "oversubscribed (load_build/load_search: 1-minute load averages)",
                                "commit": commit(), "note": "commit: the code that measured; children ran at nice "
                                f"{args.nice} with OMP_NUM_THREADS={env['OMP_NUM_THREADS']}"},
-                "corpus": {"name": f"builtin:pydocs ({corpus_name})", **corpus_stats(lines),
+                "corpus": {"name": f"builtin:pydocs ({corpus_name})", **corpus_stats(lines, [1000, 3000, 10_000, 30_000, 100_000, *sizes]),
                            "made": "docstrings of the standard library and the installed packages, parsed with ast, "
                                    "split into passages of <= 150 words at paragraph breaks, deduplicated "
                                    "(genir.indexer.builtin_corpus)", "sizes": "nested prefixes"},

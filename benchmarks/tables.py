@@ -181,7 +181,9 @@ build's own time as its manifest records it (without starting Python, importing 
 transformers, or the JVM): the fixed costs that flatten the small sizes' curves.
 
 Corpus: {corpus['name']}, {corpus['passages']:,} passages of {corpus['mean_words']} words on average: {corpus['made']};
-the sizes are {corpus['sizes']}. Queries: {data['queries']}. Training: {data['training']}.
+the sizes are {corpus['sizes']}, whose passages lengthen along the corpus (the standard library comes first), so
+costs that follow the text rather than the count of passages (index bytes) grow faster than N: mean words
+of the first N passages {', '.join(f'{int(n):,}: {w}' for n, w in corpus.get('prefix_mean_words', {}).items())}. Queries: {data['queries']}. Training: {data['training']}.
 Encoding: {data['encoding']}. Quality is not reported at scale (no judged queries).
 
 ## Cost per method and size
