@@ -49,6 +49,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -235,7 +236,8 @@ def main() -> None:
                 print(f"skip {method} at {size:,}: it reads the dense index of that size, not built", flush=True)
                 continue
             cached_before = cached_rows(work / "cache")
-            command = [*genir, "index", "-m", name, "-c", str(folder), "-o", str(index), "--overwrite", "--device", "cpu"]
+            shutil.rmtree(index, ignore_errors=True)  # not --overwrite: dense would reuse the old index's embeddings
+            command = [*genir, "index", "-m", name, "-c", str(folder), "-o", str(index), "--device", "cpu"]
             for setting in settings:
                 command += ["--set", setting.format(dense=dense)]
             print(f"{datetime.datetime.now(datetime.timezone.utc):%H:%M:%S} building {method} of {size:,} passages", flush=True)
