@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared/data
 
-.PHONY: demo test test-slow lint docs tables regress regress-cheap bench-scifact bench-kernels bench-dsi bench-seal continual-scifact clean
+.PHONY: demo test test-slow lint docs tables regress regress-cheap bench-scifact bench-kernels bench-scale bench-dsi bench-seal continual-scifact clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -58,6 +58,12 @@ bench-kernels: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_fmindex.py
 	$(BIN)/python benchmarks/bench_trie.py
 	$(BIN)/python benchmarks/bench_decode_share.py
+
+## Cost at scale (issue 31): build time, bytes, peak memory and queries/s of bm25, dense, dsi (atomic, rq) and seal at
+## 10k/30k/100k passages of builtin:pydocs (no download), growth exponents; benchmarks/results/bench_scale.json.
+## Resumable; the dense encodings of 100k passages dominate (hours on 2 cores). Then make tables.
+bench-scale: $(VENV)/.installed
+	OMP_NUM_THREADS=2 $(BIN)/python benchmarks/bench_scale.py
 
 ## DSI on SciFact test beside BM25 and dense (README "DSI and SE-DSI"): atomic, rq and semantic docids with the dense
 ## start, supervised (train queries less a seeded 10% dev split, which chooses the checkpoint) and zero-shot

@@ -121,6 +121,8 @@ def table(records: list[dict[str, Any]]) -> str:
 
 
 def results_page(name: str) -> str:
+    if name in PAGES:
+        return PAGES[name](name, load(name))
     data = load(name)
     parts = [f"# {name}\n", f"{provenance_line(data)} Generated from `benchmarks/results/{name}.json` by `make tables`.\n"]
     scalars = {k: v for k, v in data.items() if k not in ("provenance", "environment") and not isinstance(v, (list, dict))}
@@ -136,6 +138,67 @@ def results_page(name: str) -> str:
     if not found:
         parts.append("```json\n" + json.dumps({k: v for k, v in data.items() if k != "provenance"}, indent=1) + "\n```\n")
     return "\n".join(parts)
+
+
+SCALE_COLUMNS = [  # (header, row key, scale, format): bench_scale's table
+    ("build (s)", "build_seconds", 1, ",.1f"), ("build CPU (s)", "build_cpu_seconds", 1, ",.1f"),
+    ("build in genir (s)", "build_seconds_in_genir", 1, ",.1f"),
+    ("passages encoded", "encoded", 1, ",d"), ("index (MB)", "index_bytes", 1e-6, ",.1f"),
+    ("peak build memory (MB)", "peak_rss_mb", 1, ",.0f"), ("queries/s k=10", "queries_per_second_k10", 1, ",.1f"),
+    ("CPU ms/query k=10", "cpu_ms_per_query_k10", 1, ",.1f"), ("queries/s k=100", "queries_per_second_k100", 1, ",.1f"),
+    ("CPU ms/query k=100", "cpu_ms_per_query_k100", 1, ",.1f"), ("search memory (MB)", "search_peak_rss_mb", 1, ",.0f"),
+]
+SCALE_EXPONENTS = [("build time", "build_seconds"), ("build CPU", "build_cpu_seconds"),
+                   ("build in genir", "build_seconds_in_genir"), ("index bytes", "index_bytes"),
+                   ("peak build memory", "peak_rss_mb"), ("latency k=10", "ms_per_query_k10"),
+                   ("CPU/query k=10", "cpu_ms_per_query_k10"), ("latency k=100", "ms_per_query_k100"),
+                   ("CPU/query k=100", "cpu_ms_per_query_k100")]
+
+
+def scale_page(name: str, data: dict[str, Any]) -> str:
+    """bench_scale's page: cost per method and corpus size, the fitted growth exponents, the figure."""
+    corpus = data["corpus"]
+
+    def value(row: dict[str, Any], key: str, scale: float, form: str) -> str:
+        return "–" if row.get(key) is None else format(row[key] * scale if scale != 1 else row[key], form)
+
+    rows = ["| method | docs | " + " | ".join(h for h, *_ in SCALE_COLUMNS) + " | load during build |",
+            "|---|---:|" + "---:|" * len(SCALE_COLUMNS) + "---|"]
+    rows += [f"| {r['method']} | {r['docs']:,} | " + " | ".join(value(r, *c[1:]) for c in SCALE_COLUMNS)
+             + f" | {r['load_build'][0]:.1f} → {r['load_build'][1]:.1f} |" for r in data["rows"]]
+    fits = ["| method | sizes | " + " | ".join(h for h, _ in SCALE_EXPONENTS) + " |", "|---|---|" + "---:|" * len(SCALE_EXPONENTS)]
+    fits += [f"| {e['method']} | {', '.join(f'{n:,}' for n in e['sizes'])} | "
+             + " | ".join("–" if e.get(key) is None else f"N^{e[key]:.2f}" for _, key in SCALE_EXPONENTS) + " |"
+             for e in data["exponents"]]
+    return f"""# {name}
+
+{provenance_line(data)} Generated from `benchmarks/results/{name}.json` by `make tables`; measured by
+`benchmarks/bench_scale.py` (its docstring says how). **Every time here was taken under load**: a
+niced build or search got a small share of the cores, so wall times include waiting for them
+(the load column: the 1-minute load average at a build's start and end); the CPU columns (the
+child's own user + system seconds) are the steadier measure of cost. "build in genir" is the
+build's own time as its manifest records it (without starting Python, importing torch and
+transformers, or the JVM): the fixed costs that flatten the small sizes' curves.
+
+Corpus: {corpus['name']}, {corpus['passages']:,} passages of {corpus['mean_words']} words on average: {corpus['made']};
+the sizes are {corpus['sizes']}, whose passages lengthen along the corpus (the standard library comes first), so
+costs that follow the text rather than the count of passages (index bytes) grow faster than N: mean words
+of the first N passages {', '.join(f'{int(n):,}: {w}' for n, w in corpus.get('prefix_mean_words', {}).items())}. Queries: {data['queries']}. Training: {data['training']}.
+Encoding: {data['encoding']}. Quality is not reported at scale (no judged queries).
+
+## Cost per method and size
+
+{chr(10).join(rows)}
+
+## Growth exponents (cost ∝ N^a, least squares on log-log; – : fewer than two sizes)
+
+{chr(10).join(fits)}
+
+![Cost against corpus size](../figures/scale_curve.png)
+"""
+
+
+PAGES = {"bench_scale": scale_page}  # results files with a page of their own; the others get results_page's tables
 
 
 def index_page(names: list[str]) -> str:
@@ -165,7 +228,7 @@ an entry is built from (a hybrid's components, reused document embeddings).
 
 
 def figures(out: Path) -> None:
-    """``scifact_quality_vs_build.png`` and ``latency_vs_corpus.png`` under ``out``."""
+    """``scifact_quality_vs_build.png``, ``latency_vs_corpus.png`` and ``scale_curve.png`` under ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,6 +270,26 @@ def figures(out: Path) -> None:
     fig.savefig(out / "latency_vs_corpus.png", dpi=110, metadata={"Software": None})
     plt.close(fig)
 
+    scale = load("bench_scale")
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.5))
+    panels = [("build_seconds", "build seconds (wall)", 1), ("build_cpu_seconds", "build CPU seconds", 1),
+              ("index_bytes", "index MB", 1e-6), ("peak_rss_mb", "peak build memory (MB)", 1),
+              ("ms_per_query_k10", "ms per query, k=10 (wall)", 1), ("cpu_ms_per_query_k10", "CPU ms per query, k=10", 1)]
+    for ax, (metric, label, scale_by) in zip(axes.flat, panels):
+        for method in dict.fromkeys(r["method"] for r in scale["rows"]):
+            rows = sorted((r for r in scale["rows"] if r["method"] == method and r.get(metric)), key=lambda r: r["docs"])
+            ax.plot([r["docs"] for r in rows], [r[metric] * scale_by for r in rows], marker="o", label=method)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("passages (builtin:pydocs, log)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("Cost against corpus size: 2 shared, loaded CPU cores", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "scale_curve.png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
 
 def with_headline(readme: str) -> str:
     """README text with the headline table between its markers replaced."""
@@ -241,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     figures(DOCS / "figures")
-    print(f"wrote {len(generated)} pages and 2 figures")
+    print(f"wrote {len(generated)} pages and 3 figures")
     return 0
 
 

@@ -241,3 +241,19 @@ def test_a_restricted_output_computes_the_same_logits_for_its_rows():
     others = torch.ones(full.shape[-1], dtype=torch.bool)
     others[rows] = False
     assert bool((restricted[..., others] == torch.finfo(full.dtype).min).all())
+
+
+def test_no_epoch_and_no_query_start_computes_no_encoder_states(tmp_path, monkeypatch):
+    """``max_epochs=0`` on a model without a query start trains and fits nothing, so its fit computes no
+    frozen encoder states (several encodings per document: hours at 100k documents) and keeps the weights."""
+    from genir.seq2seq.model import build_seq2seq
+
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    built = build_seq2seq("bert2bert:all-MiniLM-L6-v2", FIRST_TOKEN + 4, decoder_layers=1)
+    before = {name: p.detach().clone() for name, p in built.model.state_dict().items()}
+    pairs = [(source, [FIRST_TOKEN + i, EOS]) for i, (source, _) in enumerate(PAIRS)]
+    stats = fit(built, pairs, TrainingSettings(batch_size=2, max_epochs=0), tmp_path / "run", frozen_encoder=True,
+                progress=False)
+    assert stats["train_steps"] == 0 and stats["train_pairs"] == len(pairs)
+    assert not (tmp_path / "cache" / "encoder-states").exists()
+    assert all(torch.equal(before[name], p) for name, p in built.model.state_dict().items())

@@ -399,7 +399,7 @@ class Collection:
                                              ".txt/.md files")
             return cls(path, allow_empty_docs=allow_empty_docs)
         raise InputError(path, None, "no such collection (expected a BEIR directory, a .jsonl, .tsv or .csv file, a "
-                                     "folder of .txt/.md files, or builtin:stdlib)")
+                                     "folder of .txt/.md files, or builtin:stdlib / builtin:pydocs)")
 
     @classmethod
     def _text_folder(cls, folder: Path, allow_empty_docs: bool) -> Collection:

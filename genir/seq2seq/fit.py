@@ -78,6 +78,12 @@ def _fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_di
     """The body of :func:`fit`, run under the run folder's lock."""
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
+    if settings.max_epochs == 0 and not (frozen_encoder and is_query_start(seq2seq.model)):
+        # Nothing is trained or fitted: the data setup would only compute every pair's frozen encoder
+        # states (several encodings of each document) for no step, hours at 100k documents on a CPU.
+        seq2seq.model.cpu().eval()
+        return {"train_pairs": len(pairs), "train_steps": 0, "train_epochs": 0, "final_train_loss": None,
+                "train_seconds": 0.0, "train_setup_seconds": 0.0}
     device = resolve_device()
     # The data module computes the frozen encoder's states in its setup, before Lightning moves
     # the model: put the encoder on the run's device first.
