@@ -40,6 +40,9 @@ app = typer.Typer(
     help="Generative retrieval toolkit: index a collection, search it, evaluate and compare methods.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # help texts are paragraphs wrapped in the source: markdown joins a paragraph's lines, so --help
+    # rewraps them to the terminal instead of breaking each source line again
+    rich_markup_mode="markdown",
     add_completion=False,
 )
 
