@@ -88,12 +88,14 @@ def main() -> None:
     parser.add_argument("--dense", required=True, help="a dense index of the collection (its embeddings are the rows)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--schemes", default="atomic,rq")
+    parser.add_argument("--output", type=Path, default=RESULTS / "table_dtype.json",
+                        help="the JSON to write (another split: another file, e.g. table_dtype_train.json)")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     collection = Collection.open(args.collection)
     rows = [row for scheme in args.schemes.split(",") for row in measure(scheme, collection, Path(args.dense), args.split)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = RESULTS / "table_dtype.json"
+    out = args.output
     out.write_text(json.dumps({
         "provenance": {"date": datetime.date.today().isoformat(),
                        "machine": f"{torch.get_num_threads()} CPU cores (shared, loaded), {platform.machine()}",

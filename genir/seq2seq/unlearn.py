@@ -19,6 +19,7 @@ The steps are bounded (``steps``), so the time does not grow with the index, onl
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -97,6 +98,9 @@ def unlearn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget: 
     for p in model.parameters():
         p.requires_grad_(id(p) in trainable)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=0.0)
+    # NPO can diverge (on SciFact's atomic DSI the forgotten pairs' likelihood became NaN and the model
+    # ranked nothing): the trained weights are kept to restore, so a failed update changes nothing
+    kept = {name: p.detach().clone() for name, p in model.named_parameters() if id(p) in trainable}
     try:
         for step in range(settings.steps):
             i = step % len(forget_batches)
@@ -114,6 +118,13 @@ def unlearn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget: 
             p.requires_grad_(saved[name])
     after = mean_log_likelihood(model, tokenizer, forget, max_source_len)
     model.eval()
+    named = dict(model.named_parameters())
+    if not math.isfinite(after) or not all(torch.isfinite(named[name]).all() for name in kept):
+        with torch.no_grad():
+            for name, value in kept.items():
+                named[name].copy_(value)
+        raise GenirError(f"unlearn diverged (the forgotten pairs' log-likelihood went from {before:.2f} to {after}): "
+                         "nothing was changed; try a smaller --set lr= or fewer steps=, or --forget reindex")
     return {"unlearn_steps": settings.steps, "unlearn_forget_pairs": len(forget), "unlearn_retain_pairs": len(retain),
             "unlearn_forget_loglik_before": round(before, 4), "unlearn_forget_loglik_after": round(after, 4),
             "unlearn_seconds": round(time.perf_counter() - started, 3)}
