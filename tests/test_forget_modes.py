@@ -155,3 +155,18 @@ def test_a_method_that_cannot_unlearn_says_so(tmp_path):
     assert searcher.forget_modes() == (Forget.MASK,)
     with pytest.raises(GenirError, match="cannot delete with --forget unlearn"):
         DenseFTSearcher.delete(searcher, ["d"], Deletion(Forget.UNLEARN))
+
+
+def test_an_unlearn_update_that_diverges_changes_nothing(built, tmp_path, monkeypatch):
+    """A learning rate of 1e30 drives the weights to inf/NaN within the first steps: delete exits 2 with
+    one message and the index keeps every document and its trained model."""
+    torch.set_num_threads(1)
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    index = _copy(built, "dsi", tmp_path)
+    model_files = {p.name: p.read_bytes() for p in (index / "model").rglob("*") if p.is_file()}
+    (tmp_path / "ids.txt").write_text("\n".join(GONE) + "\n")
+    result = runner.invoke(app, ["delete", str(index), "--ids", str(tmp_path / "ids.txt"), "--forget", "unlearn",
+                                 "--set", "lr=1e30", "--set", "steps=3", "--device", "cpu"])
+    assert result.exit_code == 2 and "diverged" in result.output, result.output
+    assert Searcher.load(index, device="cpu").num_docs == len(DOCS)
+    assert {p.name: p.read_bytes() for p in (index / "model").rglob("*") if p.is_file()} == model_files
