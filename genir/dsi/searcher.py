@@ -54,7 +54,6 @@ import dataclasses
 import logging
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,7 +94,6 @@ from genir.retrieval.searcher import (
     Opening,
     Searcher,
     documents_source,
-    remaining_collection,
 )
 from genir.seq2seq.fit import fit, run_directory
 from genir.seq2seq.model import (
@@ -250,7 +248,7 @@ class DSISearcher(Searcher):
 
     def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
         if deletion.forget is Forget.REINDEX:
-            return self._reindex(ids, staging, deletion)
+            return self._reindex(self.decoder.docids, ids, staging, deletion)
         stats: dict[str, Any] = {}
         if deletion.forget is Forget.UNLEARN:  # the deleted documents' pairs need their sequences: before delete
             forget, retain = self._unlearning_pairs(ids, deletion)
@@ -293,16 +291,6 @@ class DSISearcher(Searcher):
         sample = rng.sample(live, min(len(live), -(-settings.retain_pairs // per_doc))) if settings.retain_pairs else []
         retain = pairs(sample)[:settings.retain_pairs] if sample else []
         return forget, retain
-
-    def _reindex(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
-        """Build this index again into ``staging`` from its remaining documents, with its config."""
-        gone = set(ids)
-        collection = documents_source(self, deletion, self.decoder.docids)
-        with tempfile.TemporaryDirectory(prefix="genir-reindex-") as folder:
-            remaining = remaining_collection(collection, [d for d in self.decoder.docids if d not in gone], Path(folder) / "corpus")
-            started = time.perf_counter()
-            stats = type(self).build(remaining, parse_config(self.Config, self.manifest.config), staging, None)
-        return {**stats, "reindex_seconds": round(time.perf_counter() - started, 3)}
 
 
 class SEDSISearcher(DSISearcher):

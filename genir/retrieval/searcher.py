@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +48,7 @@ from genir.indexer.artifact import (
     read_manifest,
     write_manifest,
 )
-from genir.indexer.collection import Collection, Document, check_documents
+from genir.indexer.collection import Collection, Document, check_documents, write_beir
 from genir.seq2seq.settings import UnlearnSettings
 from genir.settings import Settings, SettingsError, parse_config, split_assignment
 
@@ -333,6 +334,17 @@ class Searcher(ABC):
         with nothing of them left in any file, and its model forgotten as ``deletion`` says."""
         raise GenirError(f"{self.method} indexes do not support deleting documents yet")
 
+    def _reindex(self, live: Sequence[str], ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
+        """``--forget reindex``: build this index again into ``staging`` from its documents ``live`` less
+        ``ids``, read from :func:`documents_source`, with the config it was built with."""
+        gone = set(ids)
+        collection = documents_source(self, deletion, live)
+        with tempfile.TemporaryDirectory(prefix="genir-reindex-") as folder:
+            remaining = remaining_collection(collection, [d for d in live if d not in gone], Path(folder) / "corpus")
+            started = time.perf_counter()
+            stats = type(self).build(remaining, parse_config(self.Config, self.manifest.config), staging, None)
+        return {**stats, "reindex_seconds": round(time.perf_counter() - started, 3)}
+
     def _change(self, operation: str, ids: list[str], write: Callable[[Path], dict[str, Any]]) -> Change:
         """Write a new version of the index through ``write`` atomically, then reopen it."""
         directory = self.directory
@@ -523,8 +535,6 @@ def remaining_collection(collection: Collection, keep: Iterable[str], folder: Pa
     """``collection`` less every document not in ``keep``, written as a BEIR folder at ``folder``:
     its judgements of the others, and only the queries something remaining answers (a deleted
     document's training queries go with it)."""
-    from genir.indexer.collection import write_beir
-
     keep = set(keep)
     docs = [d for d in collection.docs() if d.id in keep]
     qrels = {}

@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +74,6 @@ from genir.retrieval.searcher import (
     Opening,
     Searcher,
     documents_source,
-    remaining_collection,
     searcher_class,
 )
 from genir.seal.pairs import SealPairConfig, seal_training_pairs
@@ -351,7 +349,7 @@ class SEALSearcher(Searcher):
         takes NPO steps away from their training pairs (:mod:`genir.seq2seq.unlearn`), ``reindex``
         builds the index again from the remaining documents."""
         if deletion.forget is Forget.REINDEX and self.model is not None:
-            return self._reindex(ids, staging, deletion)
+            return self._reindex(list(self.index.live), ids, staging, deletion)
         started = time.perf_counter()
         stats: dict[str, Any] = {}
         if deletion.forget is Forget.UNLEARN and self.model is not None:
@@ -388,17 +386,6 @@ class SEALSearcher(Searcher):
                     for source, target in seal_training_pairs(collection, chosen, pair_config)]
 
         return pairs([d for d in docs if d.id in gone]), (pairs(sample)[:settings.retain_pairs] if sample else [])
-
-    def _reindex(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
-        """Build this index again into ``staging`` from its remaining documents, with its config."""
-        gone = set(ids)
-        live = list(self.index.live)
-        collection = documents_source(self, deletion, live)
-        with tempfile.TemporaryDirectory(prefix="genir-reindex-") as folder:
-            remaining = remaining_collection(collection, [d for d in live if d not in gone], Path(folder) / "corpus")
-            started = time.perf_counter()
-            stats = type(self).build(remaining, parse_config(self.Config, self.manifest.config), staging, None)
-        return {**stats, "reindex_seconds": round(time.perf_counter() - started, 3)}
 
     def optimize(self) -> Change:
         """Merge every segment into one FM-index over the live documents and drop the tombstones
