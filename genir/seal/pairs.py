@@ -8,7 +8,13 @@ SEAL's model learns to write n-grams that occur in relevant documents. Two kinds
   that search settings can be chosen on queries the model never saw;
 * **unsupervised**, from the corpus alone (so a collection without training queries can still be
   indexed): a span of ``source_words`` words of a document -> another span of the same document,
-  or its title.
+  or its title;
+* **pseudo-query** pairs, from the corpus and a query generator (:mod:`genir.views.querygen`:
+  keyword queries from a document's salient sentences, or a trained generator): each of a
+  document's ``pseudo_queries`` queries -> its title or a span anchored on the query's words, as a
+  supervised pair's targets are. Span sources alone teach the model to continue a 48-word passage;
+  a real query is a few words (or a paragraph) that the model must map to n-grams of the documents
+  it asks for, which these pairs ask of it without any real query (zero-shot).
 
 Spans are whole words, ``ngram_min_words`` to ``ngram_max_words`` long (uniform); the model's
 tokenizer cuts them to tokens later. With ``anchored`` (the default), a target span starts near a
@@ -25,8 +31,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from genir.errors import GenirError
 from genir.indexer.collection import Collection, Document
 from genir.indexer.dev_split import split_dev
+from genir.views.querygen import QueryGenerator
 
 TextPair = tuple[str, str]
 """(source text, target n-gram text)."""
@@ -39,7 +47,8 @@ class SealPairConfig:
     ngrams_per_pair: int = 10  # targets per (query, relevant document)
     unsupervised_per_doc: int = 4  # (span -> span or title) pairs per document
     source_words: int = 48  # length of an unsupervised pair's source span
-    queries_split: str = "train"  # "" for unsupervised pairs only
+    queries_split: str = "train"  # "" for unsupervised (and pseudo-query) pairs only
+    pseudo_queries: int = 0  # pseudo-query pairs per document (resolved: the config's auto is the searcher's)
     dev_fraction: float = 0.0  # the share of queries_split held out (its dev carve), never trained on
     anchored: bool = True  # target spans start near a word shared with the source
     seed: int = 0
@@ -102,9 +111,34 @@ def unsupervised_pairs(docs: Sequence[Document], config: SealPairConfig) -> list
     return pairs
 
 
-def seal_training_pairs(collection: Collection, docs: Sequence[Document], config: SealPairConfig) -> list[TextPair]:
-    """Supervised pairs (if ``queries_split``) and unsupervised pairs, shuffled with ``config.seed``."""
+def pseudo_query_pairs(docs: Sequence[Document], generator: QueryGenerator, config: SealPairConfig) -> list[TextPair]:
+    """(pseudo-query, its document's title or a span anchored on the query's words), one pair per
+    pseudo-query, ``pseudo_queries`` written per document by ``generator`` (seeded with ``config.seed``)."""
+    if not config.pseudo_queries:
+        return []
+    rng = random.Random(config.seed + 2)
+    pairs: list[TextPair] = []
+    for doc, queries in zip(docs, generator.pseudo_queries(docs, config.pseudo_queries, config.seed)):
+        for query in (q for q in queries if q.strip()):
+            targets = _targets(doc, query, 1, config, rng)
+            # as unsupervised pairs: half the targets are the title (when there is one), half an anchored span
+            pairs.append((query, targets[0] if len(targets) == 1 or rng.random() < 0.5 else targets[-1]))
+    return pairs
+
+
+def seal_training_pairs(collection: Collection, docs: Sequence[Document], config: SealPairConfig,
+                        generator: QueryGenerator | None = None) -> list[TextPair]:
+    """Supervised pairs (if ``queries_split``), unsupervised pairs and pseudo-query pairs (if
+    ``pseudo_queries``; ``generator`` writes them), shuffled with ``config.seed``.
+
+    Raises:
+        GenirError: ``pseudo_queries`` above 0 without a ``generator``.
+    """
     pairs = unsupervised_pairs(docs, config)
+    if config.pseudo_queries:
+        if generator is None:
+            raise GenirError("pseudo_queries above 0 needs a query generator to write them")
+        pairs += pseudo_query_pairs(docs, generator, config)
     if config.queries_split:
         pairs += supervised_pairs(collection, {d.id: d for d in docs}, config)
     random.Random(config.seed).shuffle(pairs)

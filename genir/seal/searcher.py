@@ -45,12 +45,13 @@ training again.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -98,9 +99,13 @@ from genir.seq2seq.token_space import (
 )
 from genir.seq2seq.unlearn import unlearn
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
-from genir.settings import parse_config
+from genir.settings import AUTO, Auto, parse_config
+from genir.views.querygen import query_generator
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
+ZERO_SHOT_PSEUDO_QUERIES = 4  # pseudo_queries=auto without training queries (SEALConfig.pseudo_queries)
+Count = Annotated[int, Field(ge=0)]
+log = logging.getLogger(__name__)
 QUERY_BATCH = 16  # queries decoded together
 TOKENIZE_BATCH = 256  # documents per tokenizer call while indexing
 
@@ -120,7 +125,16 @@ class SEALConfig(TrainingSettings):
     ngrams_per_pair: int = Field(10, ge=0, description="target spans per (query, relevant document)")
     unsupervised_per_doc: int = Field(4, ge=0, description="(span -> span or title) pairs per document")
     source_words: int = Field(48, ge=1, description="length of an unsupervised pair's source span, in words")
-    queries_split: str = Field("train", description="the qrels split whose queries train the model ('': unsupervised pairs only)")
+    queries_split: str = Field("train", description=(
+        "the qrels split whose queries train the model; a collection without it trains zero-shot ('' forces it)"))
+    # auto's zero-shot count was chosen on cranfield and msmarco-trecdl19-5k real queries, never on the target's
+    # (benchmarks/zero_shot_seal.py, docs/methods/seal.md "Zero-shot")
+    pseudo_queries: Auto | Count = Field(AUTO, description=(
+        f"(pseudo-query -> title or anchored span) pairs per document; auto = 0 with training queries, "
+        f"{ZERO_SHOT_PSEUDO_QUERIES} zero-shot"))
+    pseudo_query_words: int = Field(8, ge=1, description="length of the keyword pseudo-queries (without querygen)")
+    querygen: str = Field("", description="a query generator writing the pseudo-queries (genir train-querygen output, or a HF "
+                          "doc2query checkpoint); empty: keyword queries from salient sentences")
     dev_fraction: DevFraction = Field(0.0, description="above 0: the dev carve of queries_split is not trained on (tune search settings there)")
     anchored: bool = Field(True, description="target spans start near a word the source shares with the document")
     max_target_tokens: int = Field(12, ge=1, description="tokens of a target n-gram (longer ones are cut)")
@@ -155,10 +169,30 @@ class SEALConfig(TrainingSettings):
             raise ValueError(f"ngram_min_words={self.ngram_min_words} is above ngram_max_words={self.ngram_max_words}")
         return self
 
+    def supervised(self, collection: Collection) -> bool:
+        """Whether the model trains on ``collection``'s ``queries_split`` queries (else zero-shot)."""
+        return bool(self.queries_split) and self.queries_split in collection.splits()
+
+    def pair_config(self, collection: Collection) -> SealPairConfig:
+        """The training pairs' settings for ``collection``: zero-shot without its ``queries_split``,
+        ``pseudo_queries`` resolved."""
+        supervised = self.supervised(collection)
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(SealPairConfig)}
+        pseudo = (0 if supervised else ZERO_SHOT_PSEUDO_QUERIES) if self.pseudo_queries == AUTO else self.pseudo_queries
+        return SealPairConfig(**{**fields, "queries_split": self.queries_split if supervised else "", "pseudo_queries": pseudo})
+
+    def training_pairs(self, collection: Collection, docs: Sequence[Document]) -> list[tuple[str, str]]:
+        """SEAL's training pairs (:func:`genir.seal.pairs.seal_training_pairs`) of ``docs``; the pseudo-queries'
+        generator (``querygen``, or keywords weighed over ``docs``) is loaded only when pairs need it."""
+        pair_config = self.pair_config(collection)
+        generator = query_generator(self.querygen, docs, self.pseudo_query_words) if pair_config.pseudo_queries else None
+        return seal_training_pairs(collection, docs, pair_config, generator)
+
 
 #: Fields that change the trained model (the rest only change how the index is searched).
 TRAINING_FIELDS = ("model", "tokenizer", "token_table", "ngram_min_words", "ngram_max_words", "ngrams_per_pair", "unsupervised_per_doc",
-                   "source_words", "queries_split", "dev_fraction", "anchored", "max_target_tokens", *TrainingSettings.model_fields)
+                   "source_words", "queries_split", "pseudo_queries", "pseudo_query_words", "querygen", "dev_fraction", "anchored",
+                   "max_target_tokens", *TrainingSettings.model_fields)
 
 
 class SEALSearcher(Searcher):
@@ -191,6 +225,9 @@ class SEALSearcher(Searcher):
         docs = list(collection.docs())
         if not docs:
             raise GenirError(f"{collection.corpus_path}: the corpus is empty; nothing to index")
+        if config.use_model and not config.model_from and config.queries_split and not config.supervised(collection):
+            log.warning("collection %r has no qrels split %r: training zero-shot (document spans and pseudo-queries)",
+                        collection.name, config.queries_split)
         stats: dict[str, Any] = {"num_docs": len(docs)}
         if config.use_model and config.model_from:
             vocab = TextVocab(_copy_model(Path(config.model_from), collection, directory))
@@ -371,7 +408,6 @@ class SEALSearcher(Searcher):
         live = list(self.index.live)
         collection = documents_source(self, deletion, live)
         config = parse_config(self.Config, self.manifest.config)
-        pair_config = SealPairConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SealPairConfig)})
         vocab = TextVocab(self.tokenizer)
         gone = set(ids)
         indexed = set(live)
@@ -383,7 +419,7 @@ class SEALSearcher(Searcher):
 
         def pairs(chosen: list[Document]) -> list[tuple[str, list[int]]]:
             return [(source, vocab.encode(target, config.max_target_tokens))
-                    for source, target in seal_training_pairs(collection, chosen, pair_config)]
+                    for source, target in config.training_pairs(collection, chosen)]
 
         return pairs([d for d in docs if d.id in gone]), (pairs(sample)[:settings.retain_pairs] if sample else [])
 
@@ -475,9 +511,7 @@ def _copy_model(source: Path, collection: Collection, directory: Path) -> str:
 
 def _train(collection: Collection, docs: list[Document], config: SEALConfig, vocab: TextVocab, out: Path) -> dict[str, Any]:
     """Train the n-gram generator with Lightning and save it to ``out``; returns training statistics."""
-    pair_config = SealPairConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SealPairConfig)})
-    pairs = [(source, vocab.encode(target, config.max_target_tokens))
-             for source, target in seal_training_pairs(collection, docs, pair_config)]
+    pairs = [(source, vocab.encode(target, config.max_target_tokens)) for source, target in config.training_pairs(collection, docs)]
     token_space = config.model == TOKEN_SPACE_MODEL
     if token_space:  # its encoder is frozen: its states are computed once, before the first step
         seq2seq = build_token_space_seq2seq(token_table=config.token_table, seed=config.seed)
