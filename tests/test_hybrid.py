@@ -181,10 +181,15 @@ def test_bad_configurations_are_clear_errors_and_leave_nothing(dense_index, tmp_
 def test_auto_weight_is_never_chosen_on_queries_the_first_component_trained_on(dense_index, tmp_path):
     collection, _ = dense_index
     # SEAL (dev_fraction=0 by default) trains on every query of queries_split: none is held out to choose a weight on
-    config = parse_config(SEALHybridConfig, ["weight=auto"])
+    config = parse_config(HybridConfig, ["of=seal", "weight=auto"])
     with pytest.raises(GenirError, match="trained on split 'train' holding out dev_fraction=0.0.*give the weight"):
-        build_index("seal-hybrid", Collection.open(collection), tmp_path / "out", config)
+        build_index("hybrid", Collection.open(collection), tmp_path / "out", config)
     assert not (tmp_path / "out").exists()
+    # seal-hybrid's auto then takes its trained_weight (tuned on SciFact train), never a weight chosen on those queries
+    seal_hybrid = parse_config(SEALHybridConfig, ["of_set=use_model=false"])
+    assert (seal_hybrid.weight, seal_hybrid.trained_weight) == ("auto", 0.2)
+    stats = build_index("seal-hybrid", Collection.open(collection), tmp_path / "seal-hybrid", seal_hybrid).stats
+    assert stats["weight"] == 0.2 and stats["weight_source"].startswith("trained_weight") and "dev_curve" not in stats
 
 
 def test_an_index_of_the_old_seal_hybrid_layout_is_refused_clearly(dense_index, tmp_path):

@@ -16,12 +16,14 @@ The weight (``interp``) is fixed when the index is built, never on test queries:
 ``[0, 1]`` is used as given; ``auto`` is chosen on the dev queries that
 :func:`genir.indexer.dev_split.split_dev` carves from ``queries_split`` (the carve a trained
 first component holds out of its training, so it never saw them; one that trained on them, such
-as SEAL on every query of its split, is refused ``auto``): both components search them at
-``depth``, every weight 0.00, 0.05, ..., 1.00 is scored by nDCG@10, and the best is kept (ties: the
-one nearest 0.5, then the smaller). A collection without qrels for ``queries_split`` (zero-shot)
-gets 0.5. The build statistics record the weight, where it came from (``weight_source``: ``dev``,
-``given``, ``default (no dev queries)``, or ``unused (fusion=rrf)``), and for ``dev`` its nDCG@10,
-the whole weight -> nDCG@10 curve and the number of dev queries.
+as SEAL on every query of its split, gets ``trained_weight``, and is refused ``auto`` without one):
+both components search them at ``depth``, every weight 0.00, 0.05, ..., 1.00 is scored by nDCG@10,
+and the best is kept (ties: the one nearest 0.5, then the smaller). A collection without qrels for
+``queries_split`` (zero-shot) gets ``zero_shot_weight`` (0.5: both count alike; a method's hybrid may
+give one chosen on other collections' queries, as ``seal-hybrid`` does). The build statistics record
+the weight, where it came from (``weight_source``: ``dev``, ``given``, ``default (no dev queries)``,
+``trained_weight (the first component trained on the dev queries)`` or ``unused (fusion=rrf)``), and
+for ``dev`` its nDCG@10, the whole weight -> nDCG@10 curve and the number of dev queries.
 
 Index directory: the first component's files in ``first/`` and a BM25 index in ``bm25/``, each
 exactly as that method writes them, covered by the hybrid's one manifest (no manifest of their
@@ -53,7 +55,6 @@ from genir.retrieval.searcher import Deletion, Forget, Hit, Opening, Searcher, s
 from genir.settings import AUTO, Auto, Seed, Settings, parse_config
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
-DEFAULT_WEIGHT = 0.5  # no dev queries to choose on: both components count alike
 WEIGHT_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # 0.00, 0.05, ..., 1.00
 DEV_MEASURE = "nDCG@10"
 
@@ -61,8 +62,13 @@ DEV_MEASURE = "nDCG@10"
 Fusion = Literal["interp", "rrf"]
 FUSIONS = get_args(Fusion)
 Of = Annotated[str, Field(description="the first component's method (any registered method but a hybrid)")]
-Weight = Annotated[Auto | Annotated[float, Field(ge=0, le=1)], Field(
+Share = Annotated[float, Field(ge=0, le=1)]
+Weight = Annotated[Auto | Share, Field(
     description="the first component's share under interp, or auto (chosen on dev at build; module docstring)")]
+ZeroShotWeight = Annotated[Share, Field(description="weight=auto without dev queries (no qrels for queries_split): the first "
+                                                    "component's share")]
+TrainedWeight = Annotated[Share | None, Field(description=(
+    "weight=auto when the first component trained on the dev queries: its share (none: refused, give the weight)"))]
 
 
 class HybridConfig(Settings):
@@ -71,6 +77,8 @@ class HybridConfig(Settings):
     of_set: str = Field("", description="the first component's options when it is built: KEY=VALUE;KEY=VALUE")
     fusion: Fusion = Field("interp", description="interp: min-max normalized scores, weighted; rrf: reciprocal-rank fusion")
     weight: Weight = AUTO
+    zero_shot_weight: ZeroShotWeight = 0.5  # no dev queries to choose on: both components count alike
+    trained_weight: TrainedWeight = None
     depth: int = Field(100, ge=1, description="documents each component contributes")
     rrf_k: int = Field(60, ge=0, description="rrf's constant: a document at rank r adds 1 / (rrf_k + r)")
     queries_split: str = Field("train", description="the split whose dev carve chooses weight=auto")
@@ -148,8 +156,9 @@ class HybridSearcher(Searcher):
             first_config = _parse_of_set(first_cls, config.of_set)
             first = {"method": config.of, "config": first_config.model_dump(mode="json")}
         dev = _dev_split(collection, config) if config.fusion == "interp" and given is None else None
-        if dev is not None:
-            _check_held_out(first["config"], config)
+        trained_on_dev = dev is not None and not _held_out(first["config"], config)
+        if trained_on_dev and config.trained_weight is None:
+            raise _trained_on_dev(first["config"], config)
         if not config.of_from:
             first["stats"] = first_cls.build(collection, first_config, directory / FIRST_DIR, None)
         (directory / BM25_DIR).mkdir()
@@ -161,8 +170,11 @@ class HybridSearcher(Searcher):
             return {**stats, "weight": None, "weight_source": "unused (fusion=rrf)"}
         if given is not None:
             return {**stats, "weight": given, "weight_source": "given"}
+        if trained_on_dev:
+            return {**stats, "weight": config.trained_weight,
+                    "weight_source": "trained_weight (the first component trained on the dev queries)"}
         if dev is None:
-            return {**stats, "weight": DEFAULT_WEIGHT, "weight_source": "default (no dev queries)"}
+            return {**stats, "weight": config.zero_shot_weight, "weight_source": "default (no dev queries)"}
         return {**stats, **_choose_weight(directory, components, dev.dev_queries(collection), dev.dev, config.depth)}
 
     def write_files(self, directory: Path) -> None:
@@ -273,26 +285,31 @@ def _dev_split(collection: Collection, config: HybridConfig) -> QuerySplit | Non
     return split if split.dev else None
 
 
-def _check_held_out(first_config: dict[str, Any], config: HybridConfig) -> None:
-    """Refuse to choose the weight on queries the first component trained on.
+def _first_held(first_config: dict[str, Any]) -> dict[str, Any]:
+    """The dev carve (``dev_fraction``, ``seed``) the first component held out of its ``queries_split``."""
+    return {"dev_fraction": first_config.get("dev_fraction") if first_config.get("select_on_dev", True) else 0.0,
+            "seed": first_config.get("seed")}
+
+
+def _held_out(first_config: dict[str, Any], config: HybridConfig) -> bool:
+    """Whether the first component never trained on the hybrid's dev queries.
 
     A method that trains on ``queries_split`` (its config names it) holds out the hybrid's dev
     queries only when it carved them as :func:`~genir.indexer.dev_split.split_dev` does with the
     same ``dev_fraction`` and ``seed`` (DSI, unless ``select_on_dev=false``); one without
     ``dev_fraction`` (SEAL) trained on every query.
-
-    Raises:
-        GenirError: the first component trained on this split without holding out the hybrid's dev queries.
     """
-    if first_config.get("queries_split") != config.queries_split:
-        return
-    held = {"dev_fraction": first_config.get("dev_fraction") if first_config.get("select_on_dev", True) else 0.0,
-            "seed": first_config.get("seed")}
-    if held != {"dev_fraction": config.dev_fraction, "seed": config.seed}:
-        raise GenirError(f"weight={AUTO}: the first component ({config.of}) trained on split {config.queries_split!r} "
-                         f"holding out dev_fraction={held['dev_fraction']}, seed={held['seed']}, not the hybrid's "
-                         f"dev_fraction={config.dev_fraction}, seed={config.seed}: the weight would be chosen on queries it "
-                         "trained on; set the same dev_fraction and seed, or give the weight")
+    return (first_config.get("queries_split") != config.queries_split
+            or _first_held(first_config) == {"dev_fraction": config.dev_fraction, "seed": config.seed})
+
+
+def _trained_on_dev(first_config: dict[str, Any], config: HybridConfig) -> GenirError:
+    """The refusal to choose the weight on queries the first component trained on."""
+    held = _first_held(first_config)
+    return GenirError(f"weight={AUTO}: the first component ({config.of}) trained on split {config.queries_split!r} "
+                      f"holding out dev_fraction={held['dev_fraction']}, seed={held['seed']}, not the hybrid's "
+                      f"dev_fraction={config.dev_fraction}, seed={config.seed}: the weight would be chosen on queries it "
+                      "trained on; set the same dev_fraction and seed, or give the weight (or trained_weight)")
 
 
 def _open_components(directory: Path, components: dict[str, Any], files: dict[str, dict[str, Any]],

@@ -1,26 +1,37 @@
 """``seal-hybrid``: the ``hybrid`` method (:mod:`genir.baselines.hybrid`) with SEAL as its first
-component and SEAL's tuned weight.
+component and SEAL's tuned weights.
 
-The weight 0.2 (SEAL's share of the normalized interpolation) was chosen on SciFact's train
-queries with ``benchmarks/tune_seal.py``; SEAL trains on every query of its ``queries_split``
-unless its ``dev_fraction`` holds out a dev carve, so ``weight=auto`` on the same split is refused
-unless SEAL held out the hybrid's carve (the same ``dev_fraction`` and ``seed``). The first component is
-built with ``of_set`` (e.g. ``of_set=model_from=INDEX`` reuses a trained model) or copied from a
-seal index with ``of_from``. :func:`genir.seal.searcher.seal_component` gives the SEAL searcher of either
-kind of index.
+``weight=auto`` (the default) is, as for any hybrid, chosen on the dev carve of ``queries_split``
+when SEAL held it out (the same ``dev_fraction`` and ``seed``); otherwise it is one of SEAL's two
+fixed shares of the normalized interpolation:
+
+* ``trained_weight=0.2`` when SEAL trained on every query of the split (its default,
+  ``dev_fraction=0``): chosen on SciFact's train queries with ``benchmarks/tune_seal.py``;
+* ``zero_shot_weight=0.2`` without dev queries (a collection with no qrels for ``queries_split``,
+  where SEAL trains zero-shot): chosen by the cross-collection protocol of
+  ``benchmarks/zero_shot_seal.py`` (the weight with the best mean nDCG@10 over cranfield's and
+  msmarco-trecdl19-5k's real queries that is not below BM25 on either), never on the target
+  collection's queries.
+
+The first component is built with ``of_set`` (e.g. ``of_set=model_from=INDEX`` reuses a trained
+model) or copied from a seal index with ``of_from``. :func:`genir.seal.searcher.seal_component`
+gives the SEAL searcher of either kind of index.
 """
 
 from __future__ import annotations
 
-from genir.baselines.hybrid import HybridConfig, HybridSearcher, Of, Weight
+from genir.baselines.hybrid import HybridConfig, HybridSearcher, Of, TrainedWeight, Weight, ZeroShotWeight
+from genir.settings import AUTO
 
 
 class SEALHybridConfig(HybridConfig):
     of: Of = "seal"
-    weight: Weight = 0.2
+    weight: Weight = AUTO
+    trained_weight: TrainedWeight = 0.2
+    zero_shot_weight: ZeroShotWeight = 0.2
 
 
 class SEALHybridSearcher(HybridSearcher):
     method = "seal-hybrid"
     Config = SEALHybridConfig
-    description = "SEAL + BM25 (hybrid with of=seal, weight 0.2 tuned on SciFact train)"
+    description = "SEAL + BM25 (hybrid with of=seal; weight 0.2 tuned on SciFact train, zero-shot chosen on other collections)"
