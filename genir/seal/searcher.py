@@ -181,11 +181,14 @@ class SEALConfig(TrainingSettings):
         pseudo = (0 if supervised else ZERO_SHOT_PSEUDO_QUERIES) if self.pseudo_queries == AUTO else self.pseudo_queries
         return SealPairConfig(**{**fields, "queries_split": self.queries_split if supervised else "", "pseudo_queries": pseudo})
 
-    def training_pairs(self, collection: Collection, docs: Sequence[Document]) -> list[tuple[str, str]]:
+    def training_pairs(self, collection: Collection, docs: Sequence[Document],
+                       corpus: Sequence[Document] | None = None) -> list[tuple[str, str]]:
         """SEAL's training pairs (:func:`genir.seal.pairs.seal_training_pairs`) of ``docs``; the pseudo-queries'
-        generator (``querygen``, or keywords weighed over ``docs``) is loaded only when pairs need it."""
+        generator (``querygen``, or keywords weighed over ``corpus``, ``docs`` by default: the build's
+        document frequencies) is loaded only when pairs need it."""
         pair_config = self.pair_config(collection)
-        generator = query_generator(self.querygen, docs, self.pseudo_query_words) if pair_config.pseudo_queries else None
+        generator = (query_generator(self.querygen, docs if corpus is None else corpus, self.pseudo_query_words)
+                     if pair_config.pseudo_queries else None)
         return seal_training_pairs(collection, docs, pair_config, generator)
 
 
@@ -419,7 +422,7 @@ class SEALSearcher(Searcher):
 
         def pairs(chosen: list[Document]) -> list[tuple[str, list[int]]]:
             return [(source, vocab.encode(target, config.max_target_tokens))
-                    for source, target in config.training_pairs(collection, chosen)]
+                    for source, target in config.training_pairs(collection, chosen, corpus=docs)]
 
         return pairs([d for d in docs if d.id in gone]), (pairs(sample)[:settings.retain_pairs] if sample else [])
 
