@@ -72,7 +72,10 @@ class UnlearnSettings(Settings):
     """The steps of ``genir delete --forget unlearn`` (:mod:`genir.seq2seq.unlearn`): NPO on the
     deleted documents' training pairs plus the retained documents' cross-entropy (MUSE's NPO_RT)."""
 
-    steps: int = Field(default=20, ge=1, le=10_000, description="optimizer steps (each: one batch of forgotten pairs and one of retained pairs)")
+    steps: int = Field(default=20, ge=1, le=10_000, description=(
+        "optimizer steps, at least (each: one batch of forgotten pairs and one of retained pairs); more when `passes` needs them"))
+    passes: int = Field(default=4, ge=1, le=100, description=(
+        "passes over the forgotten pairs, at least: a large request takes passes x its batches steps, so each pair is pushed as often"))
     lr: float = Field(default=1e-4, gt=0, description="learning rate (AdamW, constant)")
     beta: float = Field(default=0.1, gt=0, description="NPO's inverse temperature: how soon the push on a forgotten pair saturates")
     retain_weight: float = Field(default=1.0, ge=0, description="weight of the retained pairs' cross-entropy against the NPO term")
