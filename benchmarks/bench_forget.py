@@ -225,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "scifact")
     parser.add_argument("--work", type=Path, default=HERE.parent / "bench-out" / "forget")
-    parser.add_argument("--fractions", default="0.01,0.05,0.1", help="forget-set shares of the indexed documents, comma-separated")
+    parser.add_argument("--fractions", default="0.01,0.05,0.1", help="forget-set shares of the indexed documents, comma-separated (none: '')")
     parser.add_argument("--modes", default="mask,unlearn,reindex")
     parser.add_argument("--sequential", type=int, default=5, help="sequential requests (0: none)")
     parser.add_argument("--sequential-fraction", type=float, default=0.05, help="the share the sequential requests delete in all")
@@ -265,7 +265,7 @@ def main() -> None:
                                           r.get("request", 0)) if table == "rows" else (order.index(r["mode"]), r["request"]))
         args.output.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    for fraction in [float(f) for f in args.fractions.split(",")]:
+    for fraction in [float(f) for f in args.fractions.split(",") if f]:
         gone = sorted(forget_set(base, fraction, args.seed))
         # before deleting: the forget set is live (leaks by design), the reference for utility and leakage
         keep("rows", {"fraction": fraction, "forgotten": len(gone), "mode": "none (before)", **measure(index, gone, probe)})

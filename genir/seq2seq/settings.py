@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, field_validator
 
 from genir.devices import auto_precision
-from genir.settings import Seed, Settings, Shown
+from genir.settings import AUTO, Auto, Seed, Settings, Shown
 
 BatchSize = Annotated[int, Field(ge=1, description="training examples per optimizer step")]
 MaxSourceLen = Annotated[int, Field(ge=1, description="source (query, document view) tokens read; longer ones are cut")]
@@ -68,6 +68,9 @@ class TrainingSettings(Settings):
         return auto_precision(device) if self.precision == "auto" else self.precision
 
 
+START_BETA = 3.0  # unlearn's beta down to a dense start (UnlearnSettings)
+
+
 class UnlearnSettings(Settings):
     """The steps of ``genir delete --forget unlearn`` (:mod:`genir.seq2seq.unlearn`): NPO on the
     deleted documents' training pairs, down to a floor, plus the retained documents' cross-entropy
@@ -88,10 +91,17 @@ class UnlearnSettings(Settings):
     passes: int = Field(default=4, ge=1, le=100, description=(
         "passes over the forgotten pairs, at least: a large request takes passes x its batches steps, so each pair is pushed as often"))
     lr: float = Field(default=1e-4, gt=0, description="learning rate (AdamW, constant)")
-    beta: float = Field(default=3.0, gt=0, description=(
-        "NPO's inverse temperature: a pair's push fades within about 1/beta nats of its floor (the dense start's likelihood)"))
+    beta: Auto | Annotated[float, Field(gt=0)] = Field(default=AUTO, description=(
+        "NPO's inverse temperature: a pair's push fades within about 1/beta nats of its floor. auto: 3 where the floor is "
+        "a dense start's likelihood (stop at it), 0.1 (NPO's usual) where it is the model's own before unlearning"))
     retain_weight: float = Field(default=3.0, ge=0, description="weight of the retained pairs' cross-entropy against the NPO term")
     batch_size: int = Field(default=32, ge=1, description="forgotten (and retained) pairs per step")
     retain_pairs: int = Field(default=256, ge=0, description=(
         "retained documents' training pairs sampled for the retain term (0: none); each batch of them is encoded once"))
     seed: Seed = 0
+
+    def beta_setting(self, floor_is_start: bool) -> float:
+        """``beta`` resolved (its description): with a start floor or the model's own."""
+        if self.beta == AUTO:
+            return START_BETA if floor_is_start else 0.1
+        return self.beta

@@ -154,11 +154,12 @@ def unlearn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, forget: 
     # kept to restore, so a failed update changes nothing
     kept = {name: p.detach().clone() for name, p in trainable}
     steps = max(settings.steps, settings.passes * len(forget_batches))
+    beta = settings.beta_setting(floor is not None)
     try:
         for step in range(steps):
             i = step % len(forget_batches)
             likelihood = sequence_log_likelihoods(model, forget_batches[i])  # [b]
-            loss = (2.0 / settings.beta) * F.softplus(settings.beta * (likelihood - reference[i])).mean()
+            loss = (2.0 / beta) * F.softplus(beta * (likelihood - reference[i])).mean()
             if retain_batches and settings.retain_weight:
                 j = step % len(retain_batches)
                 retain_batches[j] = batch = retain_batches[j] if "encoder_outputs" in retain_batches[j] \
