@@ -205,7 +205,7 @@ def delete_copy(index: Path, work: Path, label: str, gone: list[str], mode: Forg
     """Delete ``gone`` from a copy of ``index`` (``work/delete-<label>-<mode>``): the copy and its row
     figures (time, the change's statistics). A kept ``reindex`` copy of the same ids is reused."""
     copy = work / f"delete-{label}-{mode.value}"
-    kept = copy.with_suffix(".json")
+    kept = copy.parent / f"{copy.name}.json"  # not with_suffix: the name holds the fraction's dot
     if mode is Forget.REINDEX and kept.is_file() and copy.is_dir():
         record = json.loads(kept.read_text(encoding="utf-8"))
         if sorted(record["gone"]) == sorted(gone):
