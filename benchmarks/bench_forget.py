@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--sequential-fraction", type=float, default=0.05, help="the share the sequential requests delete in all")
     parser.add_argument("--held-out", type=float, default=0.01, help="share of the corpus never indexed (the attack's non-members)")
     parser.add_argument("--unlearn", default="", help="unlearn settings KEY=VALUE,... (genir delete --set)")
+    parser.add_argument("--skip-before", action="store_true", help="no 'none (before)' rows (an earlier run measured them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=HERE / "results" / "bench_forget.json")
     args = parser.parse_args()
@@ -268,7 +269,8 @@ def main() -> None:
     for fraction in [float(f) for f in args.fractions.split(",") if f]:
         gone = sorted(forget_set(base, fraction, args.seed))
         # before deleting: the forget set is live (leaks by design), the reference for utility and leakage
-        keep("rows", {"fraction": fraction, "forgotten": len(gone), "mode": "none (before)", **measure(index, gone, probe)})
+        if not args.skip_before:
+            keep("rows", {"fraction": fraction, "forgotten": len(gone), "mode": "none (before)", **measure(index, gone, probe)})
         for mode in modes:
             copy, figures = delete_copy(index, args.work, str(fraction), gone, mode, base, unlearn)
             keep("rows", {"fraction": fraction, "forgotten": len(gone), "mode": mode.value, **measure(copy, gone, probe), **figures})
