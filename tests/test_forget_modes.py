@@ -25,6 +25,7 @@ from genir.errors import GenirError
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Deletion, Forget, Searcher, build_index, searcher_class
 from genir.seq2seq.settings import UnlearnSettings
+from genir.seq2seq.table_dtype import docid_tables
 from genir.seq2seq.unlearn import mean_log_likelihood
 from genir.settings import parse_config
 
@@ -102,6 +103,46 @@ def test_dsi_mask_unlearn_reindex(built, tmp_path, monkeypatch):
     assert drop["retained"] < 1.0, (before, after)  # (measured -0.4: the retain term even raised it)
     assert found[Forget.UNLEARN] >= found[Forget.MASK] - 0.12, found  # at most 1 of the 9 remaining lost at rank 1 (measured: none)
     assert found[Forget.REINDEX] > 0 and found[Forget.MASK] > 0.5, found
+
+
+ATOMIC = ["docids=atomic", "max_epochs=30", "lr=3e-3", "spans=0", "batch_size=8", "warmup_steps=0", "select_on_dev=false",
+          "min_dev_queries=0"]  # the dense start, frozen rows stored in float16 (table_dtype=auto)
+
+
+def test_dense_start_unlearns_to_its_start_with_float16_tables(tmp_path, monkeypatch):
+    """An atomic dense-start DSI with float16 docid tables (SciFact's case, where the first unlearn
+    diverged: AdamW's 0/0 on a float16 table): unlearn runs, leaves the tables as they were but for the
+    zeroed rows, scores the forgotten pairs with their rows in place, and its floor is exactly the
+    untrained (max_epochs=0) index's likelihood of the same pairs: the dense start. Each training
+    query is judged for the *next* document, which the dense start does not rank first: what the
+    training added, and unlearning takes back."""
+    torch.set_num_threads(1)
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path / "cache"))
+    shifted = [(qid, DOCS[(i + 1) % len(DOCS)]["_id"], 1) for i, (qid, _, _) in enumerate(QRELS)]
+    collection = Collection.open(write_beir(tmp_path / "toy", DOCS, QUERIES, shifted, split="train"))
+    config = searcher_class("dsi").Config
+    for name, settings in (("trained", ATOMIC), ("start", [*ATOMIC[:1], "max_epochs=0"])):
+        build_index("dsi", collection, tmp_path / name, parse_config(config, settings), device="cpu")
+    searcher = Searcher.load(tmp_path / "trained", device="cpu")
+    assert searcher.manifest.stats["table_dtype"] == "float16"
+    forget, _ = searcher._unlearning_pairs(GONE, Deletion(Forget.UNLEARN))
+    tables = [t.detach().clone() for t in docid_tables(searcher.model)]
+    gone_rows = sorted(searcher.scheme.sequence(d)[0] for d in GONE)
+    change = searcher.delete(GONE, Deletion(Forget.UNLEARN, unlearn=UnlearnSettings(steps=10, lr=1e-3)))
+    stats = change.stats
+    start = Searcher.load(tmp_path / "start", device="cpu")
+    assert stats["unlearn_forget_loglik_floor"] == pytest.approx(
+        mean_log_likelihood(start.model, start.tokenizer, forget, 64), abs=1e-3)
+    assert stats["unlearn_forget_loglik_before"] > stats["unlearn_forget_loglik_floor"] + 0.5, stats  # trained, rows in place
+    assert stats["unlearn_forget_loglik_after"] < stats["unlearn_forget_loglik_before"] - 0.5, stats
+    for before, after in zip(tables, docid_tables(searcher.model)):
+        assert after.dtype == torch.float16
+        kept = torch.ones(before.shape[0], dtype=torch.bool)
+        kept[gone_rows] = False
+        assert torch.equal(after[kept], before[kept]) and not after[gone_rows].any()
+    hits = searcher.batch_search([TEXTS[d] for d in GONE] + [q["text"] for q in QUERIES], k=len(DOCS))
+    assert not {h.docid for row in hits for h in row} & set(GONE)
+    assert _self_at_1(searcher) >= 0.75  # the remaining documents are still found by their text
 
 
 @pytest.mark.parametrize("mode", [Forget.UNLEARN, Forget.REINDEX])

@@ -143,9 +143,10 @@ def delete(
     forget: Annotated[str, typer.Option("--forget", help=(
         "What a trained model (dsi, se-dsi, seal) keeps of the documents. mask: the model stays as trained, less the "
         "rows that were the documents' own; its other weights have seen them (their text, queries, pseudo-queries), "
-        "which a membership attack on its losses may still tell. unlearn: mask, then a few NPO steps away from the "
-        "documents' training pairs, keeping the others' (approximate; --set steps=, lr=, beta=, retain_weight=, "
-        "batch_size=, retain_pairs=, seed=). reindex: build the index again from the remaining documents with the "
+        "which a membership attack on its losses may still tell. unlearn: a few NPO steps that push the model's "
+        "likelihood of the documents' training pairs down to what its dense start gives them (for a dense-start DSI: "
+        "the pretrained retriever, which never saw them), keeping the others', then mask (approximate; --set steps=, "
+        "passes=, lr=, beta=, retain_weight=, batch_size=, retain_pairs=, seed=). reindex: build the index again from the remaining documents with the "
         "same settings (exact; as slow as a build). Indexes without a trained model delete exactly in every mode."))] = "mask",
     collection: Annotated[Path | None, typer.Option("--collection", "-c", help=(
         "unlearn, reindex: the collection holding the documents' texts, queries and judgements (default: the one the "

@@ -41,9 +41,10 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
     token's and any code token only deleted documents had) are zeroed in the decoder's input
     embedding and LM head (and bias); the rest of the model is kept as trained (it has seen the
     document: its queries, pseudo-queries and views). Exact atomic search masks the deleted rows.
-  - ``unlearn``: ``mask``, then NPO steps on the deleted documents' training pairs (rebuilt from
-    the collection, as the build made them) with a retain term on a sample of the others'
-    (:mod:`genir.seq2seq.unlearn`).
+  - ``unlearn``: NPO steps that push the deleted documents' training pairs (rebuilt from the
+    collection, as the build made them; scored with their rows still in place) down to the dense
+    start's likelihood, with a retain term on a sample of the others' (:mod:`genir.seq2seq.unlearn`),
+    then ``mask``.
   - ``reindex``: a build of the remaining documents (their queries and judgements) with the same
     config: new docids, a new model.
 """
@@ -250,23 +251,23 @@ class DSISearcher(Searcher):
         if deletion.forget is Forget.REINDEX:
             return self._reindex(self.decoder.docids, ids, staging, deletion)
         stats: dict[str, Any] = {}
-        if deletion.forget is Forget.UNLEARN:  # the deleted documents' pairs need their sequences: before delete
-            forget, retain = self._unlearning_pairs(ids, deletion)
-        tokens = self.scheme.delete(ids)
-        zero_output_rows(self.model, sorted(tokens))
         if deletion.forget is Forget.UNLEARN:
-            retain = [(text, self.scheme.sequence(docid)) for text, docid in retain]
+            # Before the rows are zeroed: the forgotten pairs are scored with their documents' rows
+            # in place (a zeroed row's pair is at -log V already; genir.seq2seq.unlearn).
+            forget, retain = self._unlearning_pairs(ids, deletion)
             # What the build kept fixed stays fixed: document rows that are embeddings, a frozen token table.
             if self.config.docid_embeddings_mode() == "frozen":
                 freeze_output_embeddings(self.model)
             if self.config.model == TOKEN_SPACE_MODEL and self.config.token_table == "frozen":
                 self.model.get_decoder().get_input_embeddings().requires_grad_(False)  # the head is tied to it
             stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
+        tokens = self.scheme.delete(ids)
+        zero_output_rows(self.model, sorted(tokens))
         return {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats, "zeroed_docid_rows": len(tokens)}
 
-    def _unlearning_pairs(self, ids: list[str], deletion: Deletion) -> tuple[list[tuple[str, list[int]]], list[tuple[str, str]]]:
+    def _unlearning_pairs(self, ids: list[str], deletion: Deletion) -> tuple[list[tuple[str, list[int]]], list[tuple[str, list[int]]]]:
         """The deleted documents' training pairs (source text, docid tokens) and a sample of the
-        remaining documents' (source text, document id): the views a build of this index trains on
+        remaining documents': the views a build of this index trains on
         (:func:`view_config`), rebuilt from the documents' collection (:func:`documents_source`)."""
         config = parse_config(self.Config, self.manifest.config)
         collection = documents_source(self, deletion, self.decoder.docids)
@@ -276,12 +277,15 @@ class DSISearcher(Searcher):
         supervised = bool(self.manifest.stats.get("supervised"))
         views = view_config(config, supervised)
         generator = query_generator(config.querygen, docs, config.pseudo_query_words)
-        qrels = collection.qrels(config.queries_split) if supervised else {}
+        # the build's split: its dev queries never trained, so they are neither forgotten nor retained
+        dev = dev_set(collection, docs, config, supervised, generator)
+        qrels = dev.train_qrels if supervised else {}
 
         def pairs(chosen: list[Document]) -> list[tuple[str, str]]:
             wanted = {d.id for d in chosen}
             judged = {q: {d: g for d, g in grades.items() if d in wanted} for q, grades in qrels.items()}
-            return training_pairs(collection, chosen, views, generator, {q: g for q, g in judged.items() if g})
+            return training_pairs(collection, chosen, views, generator, {q: g for q, g in judged.items() if g} if supervised else None,
+                                  dev.held_out_docs)
 
         forget = [(text, self.scheme.sequence(docid)) for text, docid in pairs([d for d in docs if d.id in gone])]
         settings = deletion.unlearn
@@ -289,7 +293,7 @@ class DSISearcher(Searcher):
         rng = random.Random(settings.seed)
         per_doc = max(1, len(forget) // max(1, len(gone)))  # views per document, as the deleted ones have
         sample = rng.sample(live, min(len(live), -(-settings.retain_pairs // per_doc))) if settings.retain_pairs else []
-        retain = pairs(sample)[:settings.retain_pairs] if sample else []
+        retain = [(text, self.scheme.sequence(docid)) for text, docid in pairs(sample)[:settings.retain_pairs]] if sample else []
         return forget, retain
 
 

@@ -84,9 +84,10 @@ class Forget(str, Enum):
     * ``mask``: the model is kept as it was trained, less the rows that were the deleted documents'
       own (:meth:`Searcher.delete`); its other weights have seen the documents (a membership attack
       on its losses, or its generations, may still tell). Fast: no step of training.
-    * ``unlearn``: ``mask``, then a bounded number of optimizer steps that push the model away from
-      the deleted documents' training pairs (NPO) while keeping its loss on the others' (the
-      retain term): MUSE's NPO_RT (:mod:`genir.seq2seq.unlearn`). Approximate.
+    * ``unlearn``: a bounded number of optimizer steps that push the model's likelihood of the
+      deleted documents' training pairs down to a floor (a dense-start model's: its start, the
+      pretrained dense retriever) while keeping its loss on the others' (the retain term): MUSE's
+      NPO_RT (:mod:`genir.seq2seq.unlearn`); then ``mask``. Approximate.
     * ``reindex``: the index is built again from the remaining documents with the same settings:
       exact, the gold standard the others are measured against; as slow as a build.
 

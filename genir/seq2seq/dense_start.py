@@ -64,9 +64,15 @@ class DenseStartDecoder(PooledQueryDecoder):
         """Zero the residual and set the scale to its start. Call it after anything that initializes
         weights (an ``EncoderDecoderModel`` built around this decoder re-initializes its linear layers)."""
         with torch.no_grad():
-            self.residual.weight.zero_()
-            self.residual.bias.zero_()
-            self.log_scale.fill_(math.log(INITIAL_SCALE))
+            for name, value in self.start_parameters().items():
+                self.get_parameter(name).copy_(value)
+
+    def start_parameters(self) -> dict[str, torch.Tensor]:
+        """The values :meth:`start_dense` gives, by parameter name within this decoder: with them (e.g.
+        through :func:`torch.func.functional_call`) the model is its dense start, ``z_t = q``, whatever
+        it was trained to (the docid rows and the encoder are as they are)."""
+        return {"residual.weight": torch.zeros_like(self.residual.weight), "residual.bias": torch.zeros_like(self.residual.bias),
+                "log_scale": torch.full_like(self.log_scale, math.log(INITIAL_SCALE))}
 
     def head_logits(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     encoder_attention_mask: torch.Tensor | None, past: int) -> torch.Tensor:
