@@ -91,6 +91,14 @@ class DSIConfig(TrainingSettings):
         "per document (keyword fallback without a generator); auto = 0 with training queries, else 4"))
     pseudo_query_words: int = Field(8, ge=1, description="length of the keyword fallback's queries")
     querygen: str = Field("", description="a query generator (genir train-querygen output, or a HF doc2query checkpoint)")
+    teacher: str = Field("", description=(
+        "a built index of the same collection (the zero-shot recipe: a bm25+dense hybrid) whose rankings label the "
+        "pseudo-queries: each trains toward the teacher's `teacher_depth` best documents, weighted by a softmax of their "
+        "scores (genir.retrieval.teacher), and held-out dev pseudo-queries are judged by it; empty: a pseudo-query's "
+        "label is the document it was written from"))
+    teacher_depth: int = Field(10, ge=1, description="teacher: documents per pseudo-query")
+    teacher_temperature: float = Field(0.1, gt=0, description=(
+        "teacher: softmax temperature over each query's scores min-max normalized to [0, 1] (lower: nearer its top 1)"))
     queries_split: str = Field("train", description="a collection without this split trains zero-shot ('' forces it)")
     dev_fraction: DevFraction = 0.1
     dev_pseudo_queries: int = Field(200, ge=0, description="zero-shot: documents whose held-out pseudo-query is a dev query")

@@ -16,6 +16,7 @@ The dev score is nDCG@10 of the model's own search (:class:`genir.dsi.decoding.D
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import split_dev
 from genir.measures import evaluate
 from genir.retrieval.searcher import Hit
+from genir.retrieval.teacher import SoftLabels
 from genir.views.querygen import QueryGenerator
 
 DEV_SEED_OFFSET = 7919  # pseudo-queries for dev are drawn with seed + this, apart from the trained ones
@@ -41,7 +43,7 @@ class DevSet:
     queries: dict[str, str]
     qrels: Qrels
     train_qrels: Qrels
-    kind: str  # "held-out training queries" | "held-out pseudo-queries" | "none"
+    kind: str  # "held-out training queries" | "held-out pseudo-queries" (judged by the teacher) | "none"
     held_out_docs: frozenset[str] = frozenset()  # documents whose pseudo-queries are not trained
 
 
@@ -65,6 +67,18 @@ def dev_set(collection: Collection, docs: Sequence[Document], config: DSIConfig,
             qid = f"dev-pq-{doc.id}"
             queries[qid], qrels[qid] = texts[0], {doc.id: 1}
     return DevSet(queries, qrels, {}, "held-out pseudo-queries", frozenset(d.id for d in picked))
+
+
+def teacher_judged(dev: DevSet, labels: Sequence[SoftLabels]) -> DevSet:
+    """``dev`` (held-out pseudo-queries) judged by a teacher instead of by the document each was written
+    from: a query's relevant documents are the teacher's candidates, graded by rank (the first of
+    ``n`` gets ``n``, the last 1), so dev nDCG@10 measures agreement with the teacher's ranking,
+    what a distilled build trains toward. ``labels``: :func:`genir.retrieval.teacher.teacher_labels`
+    of ``dev.queries``' texts, in their order."""
+    qrels = {qid: {docid: len(ranked) - rank for rank, (docid, _) in enumerate(ranked)}
+             for qid, ranked in zip(dev.queries, labels, strict=True) if ranked}
+    return dataclasses.replace(dev, qrels=qrels, queries={q: t for q, t in dev.queries.items() if q in qrels},
+                               kind="held-out pseudo-queries judged by the teacher")
 
 
 def dev_evaluator(dev: DevSet, tokenizer: PreTrainedTokenizerBase, scheme: DocidScheme, config: DSIConfig,

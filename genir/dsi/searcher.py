@@ -65,7 +65,7 @@ import torch
 
 from genir.dsi.config import DSIConfig, SEDSIConfig
 from genir.dsi.decoding import DocidDecoder
-from genir.dsi.dev import choose_rescore_weights, dev_evaluator, dev_set
+from genir.dsi.dev import DevSet, choose_rescore_weights, dev_evaluator, dev_set, teacher_judged
 from genir.dsi.docids import (
     Describer,
     DocidScheme,
@@ -96,6 +96,7 @@ from genir.retrieval.searcher import (
     Searcher,
     documents_source,
 )
+from genir.retrieval.teacher import teacher_labels
 from genir.seq2seq.fit import fit, run_directory
 from genir.seq2seq.model import (
     T5_PREFIX,
@@ -113,7 +114,7 @@ from genir.seq2seq.token_space import (
 )
 from genir.seq2seq.unlearn import unlearn
 from genir.settings import parse_config
-from genir.views.pairs import ViewConfig, training_pairs
+from genir.views.pairs import ViewConfig, pseudo_query_examples, training_pairs
 from genir.views.querygen import QueryGenerator, query_generator
 
 log = logging.getLogger(__name__)
@@ -160,9 +161,18 @@ class DSISearcher(Searcher):
         scheme.assign(docs, embeddings)
         dev = dev_set(collection, docs, config, supervised, generator)
         views = view_config(config, supervised)
-        pairs = [(text, scheme.sequence(docid))
-                 for text, docid in training_pairs(collection, docs, views, generator, dev.train_qrels if supervised else None,
-                                                   dev.held_out_docs)]
+        distilled = bool(config.teacher) and views.pseudo_queries > 0
+        texts = training_pairs(collection, docs, dataclasses.replace(views, pseudo_queries=0) if distilled else views,
+                               generator, dev.train_qrels if supervised else None, dev.held_out_docs)
+        weights = None
+        teacher_stats: dict[str, Any] = {}
+        if distilled:
+            started_teacher = time.perf_counter()
+            plain = len(texts)
+            texts, weights, dev = _distilled(texts, docs, views, generator, dev, config)
+            teacher_stats = {"teacher_pairs": len(texts) - plain,
+                             "teacher_seconds": round(time.perf_counter() - started_teacher, 1)}
+        pairs = [(text, scheme.sequence(docid)) for text, docid in texts]
         if config.model == TOKEN_SPACE_MODEL:
             seq2seq = _token_space_seq2seq(scheme, config)
         else:
@@ -176,7 +186,7 @@ class DSISearcher(Searcher):
         select = dev_evaluator(dev, seq2seq.tokenizer, scheme, config, grid)
         margin = config.dev_margin_setting(supervised)
         stats = fit(seq2seq, pairs, config, run_directory(collection, config), frozen_encoder=frozen_encoder,
-                    select=select, select_margin=margin)
+                    select=select, select_margin=margin, weights=weights)
         started = time.perf_counter()
         if len(grid) > 1 and dev.queries:  # the kept checkpoint's best cell, as its dev score chose it
             choice = choose_rescore_weights(DocidDecoder(seq2seq.model, seq2seq.tokenizer, scheme, scheme.trie()), dev, config,
@@ -187,7 +197,7 @@ class DSISearcher(Searcher):
         table_dtype = config.table_dtype_setting()
         set_table_dtype(seq2seq.model, table_dtype)  # trained in float32, stored and searched in table_dtype
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
-        return {**files, **stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start, "table_dtype": table_dtype,
+        return {**files, **stats, **teacher_stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start, "table_dtype": table_dtype,
                 "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
                 "dev_queries": len(dev.queries), "pseudo_queries": views.pseudo_queries,
                 "embedding_seconds": round(embedding_seconds, 1), "write_seconds": round(time.perf_counter() - started, 1)}
@@ -310,6 +320,23 @@ def view_config(config: DSIConfig, supervised: bool) -> ViewConfig:
                          if f.name not in ("pseudo_queries", "queries_split")},
                       pseudo_queries=config.pseudo_queries_setting(supervised),
                       queries_split=config.queries_split if supervised else "")
+
+
+def _distilled(texts: list[tuple[str, str]], docs: list[Document], views: ViewConfig, generator: QueryGenerator, dev: DevSet,
+               config: DSIConfig) -> tuple[list[tuple[str, str]], list[float], DevSet]:
+    """``texts`` (each weighing 1) and the pseudo-queries labelled by ``config.teacher``
+    (:mod:`genir.retrieval.teacher`: one pair per candidate, weighted by its soft label), shuffled with
+    the seed, their weights, and ``dev`` judged by the teacher (:func:`genir.dsi.dev.teacher_judged`)."""
+    queries = [text for text, _ in pseudo_query_examples(docs, views, generator, dev.held_out_docs)]
+    ids = {d.id for d in docs}
+    labels = teacher_labels(config.teacher, queries + list(dev.queries.values()), config.teacher_depth,
+                            config.teacher_temperature, ids)
+    weighted = [(text, docid, 1.0) for text, docid in texts]
+    weighted += [(query, docid, weight) for query, ranked in zip(queries, labels) for docid, weight in ranked]
+    random.Random(config.seed).shuffle(weighted)
+    if dev.queries:
+        dev = teacher_judged(dev, labels[len(queries):])
+    return [(text, docid) for text, docid, _ in weighted], [weight for _, _, weight in weighted], dev
 
 
 def _new_embeddings(docs: list[Document], config: DSIConfig) -> np.ndarray:

@@ -36,7 +36,7 @@ from genir.settings import Settings
 
 def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir: Path, *, frozen_encoder: bool = False,
         sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None,
-        select_margin: float = Z) -> dict[str, Any]:
+        select_margin: float = Z, weights: list[float] | None = None) -> dict[str, Any]:
     """Train ``seq2seq.model`` on ``pairs`` with Lightning (in place), then drop the run's checkpoints.
 
     Args:
@@ -53,6 +53,8 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir
         select: a dev score of the model (higher is better): the model is scored before training
             and after each epoch, and ends with the best weights (:class:`~genir.seq2seq.selection.BestOnDev`);
             a trained checkpoint must beat the start by ``select_margin`` standard errors.
+        weights: each pair's weight in the loss (e.g. a teacher's soft labels, :mod:`genir.retrieval.teacher`);
+            None: every pair weighs 1.
     The run uses the current device (:func:`genir.devices.resolve_device`), the frozen
     encoder's states included.
     Returns:
@@ -69,12 +71,12 @@ def fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir
     with open(run_dir.with_name(run_dir.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _fit(seq2seq, pairs, settings, run_dir, frozen_encoder=frozen_encoder, sam_rho=sam_rho, resume=resume,
-                    progress=progress, select=select, select_margin=select_margin)
+                    progress=progress, select=select, select_margin=select_margin, weights=weights)
 
 
 def _fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_dir: Path, *, frozen_encoder: bool = False,
         sam_rho: float = 0.0, resume: bool = True, progress: bool = True, select: Evaluate | None = None,
-        select_margin: float = Z) -> dict[str, Any]:
+        select_margin: float = Z, weights: list[float] | None = None) -> dict[str, Any]:
     """The body of :func:`fit`, run under the run folder's lock."""
     if not resume:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -89,7 +91,7 @@ def _fit(seq2seq: Seq2Seq, pairs: list[Pair], settings: TrainingSettings, run_di
     # the model: put the encoder on the run's device first.
     encoder = freeze_encoder(seq2seq.model).to(device) if frozen_encoder else None
     datamodule = Seq2SeqDataModule(pairs, seq2seq.tokenizer, settings.batch_size, settings.max_source_len, seed=settings.seed,
-                                   encoder=encoder, states_cache=cache_dir() / "encoder-states")
+                                   encoder=encoder, states_cache=cache_dir() / "encoder-states", weights=weights)
     steps_per_epoch = -(-len(pairs) // settings.batch_size)
     schedule = {"lr": settings.lr, "warmup_steps": settings.warmup_steps,
                 "total_steps": steps_per_epoch * settings.max_epochs if settings.decay else None}

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.nn.utils.rnn import pad_sequence
@@ -42,6 +43,21 @@ LAST_CHECKPOINT = "last.ckpt"
 
 Pair = tuple[str, list[int]]
 """A source text and its target docid tokens, ending with eos."""
+
+
+def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each target token, times its example's weight, summed over the batch and divided
+    by the number of target tokens: a scalar float32 tensor. With every weight 1 it is the usual mean
+    token cross-entropy; the pairs of one query whose weights sum to 1 (a teacher's soft labels,
+    :mod:`genir.retrieval.teacher`) together count as one example.
+
+    Args:
+        logits: ``[B, T, V]`` float, the model's next-token logits.
+        labels: ``[B, T]`` int64, padded with ``IGNORE_INDEX``.
+        weights: ``[B]`` float32.
+    """
+    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # [B, T]
+    return (tokens * weights[:, None]).sum() / (labels != IGNORE_INDEX).sum().clamp_min(1)
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -113,9 +129,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
             runs it once over every source and batches carry its states, so training never
             runs the encoder again.
         states_cache: where those states are kept between runs (:mod:`genir.seq2seq.encoder_states`).
+        weights: each pair's weight in the loss (:func:`weighted_token_loss`); None: every pair weighs 1.
     Batches are dicts: ``input_ids`` and ``attention_mask`` ``[B, L_src]`` int64 (padded with the
     tokenizer's pad id / 0), ``labels`` ``[B, L_tgt]`` int64 padded with ``-100``, and with an
-    ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding).
+    ``encoder``, ``encoder_hidden`` ``[B, L_src, d]`` float32 (zeros at padding); with ``weights``,
+    ``weights`` ``[B]`` float32.
     """
 
     def __init__(
@@ -127,11 +145,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
         seed: int = 0,
         encoder: torch.nn.Module | None = None,
         states_cache: Path | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if not pairs:
             raise GenirError("no training pairs")
+        if weights is not None and len(weights) != len(pairs):
+            raise GenirError(f"{len(weights)} weights for {len(pairs)} training pairs")
         self.pairs = list(pairs)
+        self.weights = None if weights is None else [float(w) for w in weights]
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_source_len = max_source_len
@@ -147,10 +169,16 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def _tokenize(self, pairs: list[Pair]) -> list[dict[str, Any]]:
         sources = self.tokenizer([text for text, _ in pairs], truncation=True, max_length=self.max_source_len)["input_ids"]
         data = [{"input_ids": ids, "labels": list(target)} for ids, (_, target) in zip(sources, pairs, strict=True)]
+        if self.weights is not None:
+            for example, weight in zip(data, self.weights, strict=True):
+                example["weight"] = weight
         if self.encoder is not None:
-            states = encoder_states(self.encoder, [e["input_ids"] for e in data], self._pad_id, cache=self.states_cache)
-            for example, state in zip(data, states, strict=True):
-                example["encoder_states"] = state  # [L_src, d] float16
+            # A source repeated (one query, several teacher-labelled docids) is encoded and held once.
+            unique: dict[tuple[int, ...], int] = {}
+            slots = [unique.setdefault(tuple(e["input_ids"]), len(unique)) for e in data]
+            states = encoder_states(self.encoder, [list(ids) for ids in unique], self._pad_id, cache=self.states_cache)
+            for example, slot in zip(data, slots, strict=True):
+                example["encoder_states"] = states[slot]  # [L_src, d] float16
         return data
 
     @property
@@ -193,6 +221,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if examples and "encoder_states" in examples[0]:
             batch["encoder_hidden"] = pad_sequence([e["encoder_states"] for e in examples], batch_first=True).float()
+        if examples and "weight" in examples[0]:
+            batch["weights"] = torch.tensor([e["weight"] for e in examples], dtype=torch.float32)
         return batch
 
 
@@ -226,12 +256,14 @@ class Seq2SeqModule(L.LightningModule):
         self.save_hyperparameters(ignore=["model"])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean cross-entropy over non-ignored target tokens: a scalar float tensor."""
+        """Mean cross-entropy over non-ignored target tokens, each weighted by its example's weight when the
+        batch has ``weights`` (:func:`weighted_token_loss`): a scalar float tensor."""
         if "encoder_hidden" in batch:  # states of a frozen encoder, computed once by the data module
             source = {"encoder_outputs": BaseModelOutput(last_hidden_state=batch["encoder_hidden"])}
         else:
             source = {"input_ids": batch["input_ids"]}
-        return self.model(**source, attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        out = self.model(**source, attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return out.loss if "weights" not in batch else weighted_token_loss(out.logits, batch["labels"], batch["weights"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self(batch)

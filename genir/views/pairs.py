@@ -75,10 +75,17 @@ def salient_examples(docs: Sequence[Document], config: ViewConfig, generator: Qu
     pseudo-queries for the documents in ``no_pseudo_queries`` (e.g. those whose queries are dev queries)."""
     salience = Salience(docs)
     pairs = [(s, d.id) for d in docs for s in salience.rehearsal_contents(d, config.rehearsal)]
-    if config.pseudo_queries:
-        queries = generator.pseudo_queries(docs, config.pseudo_queries, config.seed)
-        pairs += [(q, d.id) for d, qs in zip(docs, queries) if d.id not in no_pseudo_queries for q in qs if q.strip()]
-    return pairs
+    return pairs + pseudo_query_examples(docs, config, generator, no_pseudo_queries)
+
+
+def pseudo_query_examples(docs: Sequence[Document], config: ViewConfig, generator: QueryGenerator,
+                          no_pseudo_queries: frozenset[str] = frozenset()) -> list[TextPair]:
+    """``config.pseudo_queries`` (pseudo-query, the document it was written from) pairs per document, none
+    for the documents in ``no_pseudo_queries``."""
+    if not config.pseudo_queries:
+        return []
+    queries = generator.pseudo_queries(docs, config.pseudo_queries, config.seed)
+    return [(q, d.id) for d, qs in zip(docs, queries) if d.id not in no_pseudo_queries for q in qs if q.strip()]
 
 
 def training_pairs(collection: Collection, docs: Sequence[Document], config: ViewConfig,
