@@ -89,8 +89,8 @@ def main() -> None:
             protocol.append({"collection": target, "entry": "distilled" + (" + BM25" if suffix else ""),
                              "chosen": label(best), "chosen_on": " + ".join(others),
                              "their_mean_ndcg10": round(mean(scores[o][label(best) + suffix] for o in others), 4),
-                             "ndcg10": scores[target][label(best) + suffix],
-                             "bm25": scores[target]["bm25"], "dense": scores[target]["dense"], "teacher": scores[target]["teacher"]})
+                             **{key: round(scores[target][entry], 4) for key, entry in
+                                (("ndcg10", label(best) + suffix), ("bm25", "bm25"), ("dense", "dense"), ("teacher", "teacher"))}})
     result = {
         "provenance": {"date": time.strftime("%Y-%m-%d"), "machine": f"2 shared CPU cores, {platform.machine()}",
                        "commit": source_commit(), "seconds": round(time.perf_counter() - started, 1),
