@@ -25,6 +25,7 @@ from genir.seq2seq.settings import MaxQueryLen, TrainingSettings
 from genir.seq2seq.table_dtype import TableDtype
 from genir.seq2seq.token_space import TOKEN_SPACE_MODEL, TokenTable
 from genir.settings import AUTO, Auto
+from genir.views.pairs import ZERO_SHOT_PSEUDO_QUERIES, pseudo_queries_setting
 
 NonNegative = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0)]
@@ -88,7 +89,7 @@ class DSIConfig(TrainingSettings):
     description: Description = "keywords"
     description_tokens: DescriptionTokens = 16
     pseudo_queries: Auto | Count = Field(AUTO, description=(
-        "per document (keyword fallback without a generator); auto = 0 with training queries, else 4"))
+        f"per document (keyword fallback without a generator); auto = 0 with training queries, else {ZERO_SHOT_PSEUDO_QUERIES}"))
     pseudo_query_words: int = Field(8, ge=1, description="length of the keyword fallback's queries")
     querygen: str = Field("", description="a query generator (genir train-querygen output, or a HF doc2query checkpoint)")
     teacher: str = Field("", description=(
@@ -208,8 +209,8 @@ class DSIConfig(TrainingSettings):
         return self.score
 
     def pseudo_queries_setting(self, supervised: bool) -> int:
-        """``pseudo_queries`` resolved: ``auto`` = 0 with training queries, 4 without."""
-        return (0 if supervised else 4) if self.pseudo_queries == AUTO else self.pseudo_queries
+        """``pseudo_queries`` resolved (:func:`genir.views.pairs.pseudo_queries_setting`)."""
+        return pseudo_queries_setting(self.pseudo_queries, supervised)
 
     def dev_margin_setting(self, supervised: bool) -> float:
         """``dev_margin`` resolved: ``auto`` = 0 with training queries, 2 without."""

@@ -100,10 +100,10 @@ from genir.seq2seq.token_space import (
 from genir.seq2seq.unlearn import unlearn
 from genir.seq2seq.vocab import EOS, FIRST_TOKEN, TextVocab
 from genir.settings import AUTO, Auto, parse_config
+from genir.views.pairs import ZERO_SHOT_PSEUDO_QUERIES, pseudo_queries_setting
 from genir.views.querygen import query_generator
 
 MODEL_DIR, TOKENIZER_DIR = "model", "tokenizer"
-ZERO_SHOT_PSEUDO_QUERIES = 4  # pseudo_queries=auto without training queries (SEALConfig.pseudo_queries)
 Count = Annotated[int, Field(ge=0)]
 log = logging.getLogger(__name__)
 QUERY_BATCH = 16  # queries decoded together
@@ -178,7 +178,7 @@ class SEALConfig(TrainingSettings):
         ``pseudo_queries`` resolved."""
         supervised = self.supervised(collection)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(SealPairConfig)}
-        pseudo = (0 if supervised else ZERO_SHOT_PSEUDO_QUERIES) if self.pseudo_queries == AUTO else self.pseudo_queries
+        pseudo = pseudo_queries_setting(self.pseudo_queries, supervised)
         return SealPairConfig(**{**fields, "queries_split": self.queries_split if supervised else "", "pseudo_queries": pseudo})
 
     def training_pairs(self, collection: Collection, docs: Sequence[Document],

@@ -22,11 +22,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from genir.indexer.collection import Collection, Document, Qrels
+from genir.settings import AUTO
 from genir.views.querygen import QueryGenerator
 from genir.views.salience import Salience
 
 TextPair = tuple[str, str]
 """(source text, docid)."""
+
+ZERO_SHOT_PSEUDO_QUERIES = 4
+"""Pseudo-queries per document under ``pseudo_queries=auto`` without training queries: DSI's and
+SEAL's zero-shot default (with training queries, auto is 0)."""
+
+
+def pseudo_queries_setting(setting: int | str, supervised: bool) -> int:
+    """A ``pseudo_queries`` setting resolved: a count as given; ``auto`` = 0 with training queries,
+    :data:`ZERO_SHOT_PSEUDO_QUERIES` without."""
+    if setting == AUTO:
+        return 0 if supervised else ZERO_SHOT_PSEUDO_QUERIES
+    return int(setting)
 
 
 @dataclass
