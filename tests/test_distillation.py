@@ -69,7 +69,9 @@ def test_distilling_a_teacher_moves_the_student_ranking_to_the_teachers(tmp_path
         student = Searcher.load(tmp_path / f"dsi-{epochs}", device="cpu").batch_search(queries, k=1)
         return sum(hits[0].docid == t for hits, t in zip(student, teacher)) / len(queries)
 
-    before, after = agreement(0), agreement(20)
+    # 40 epochs: the student agrees on every query (1 and 2 threads); at 20 it agreed on 5 of 6 alone and 4 of 6
+    # in one full-suite run (what ran before it in the same worker moved a near tie): no margin.
+    before, after = agreement(0), agreement(40)
     # The dense start ranks a pseudo-query's own document first, the teacher its rotated neighbour.
     assert before <= 0.2
     assert after >= 0.8, (before, after)
