@@ -206,11 +206,12 @@ class DSISearcher(Searcher):
             started = time.perf_counter()
         table_dtype = config.table_dtype_setting()
         set_table_dtype(seq2seq.model, table_dtype)  # trained in float32, stored and searched in table_dtype
-        # Every document's first words and every query of the split (its dev carve too, as continual's
-        # add+fit constrains with), sampled: what a later genir add --fit keeps them to.
-        fit_pairs = FitPairs.sample(fit_pairs_of(docs, retrieval_examples(collection, collection.qrels(config.queries_split))
-                                                 if supervised else [], config.first_words),
-                                    STORED_FIT_PAIRS, config.seed) if row_fit_refusal(type(scheme), config) is None else None
+        fit_pairs = None
+        if row_fit_refusal(type(scheme), config) is None:
+            # What a later genir add --fit holds new rows against: every document's first words and every
+            # judgement of the split (its dev carve too, as continual add+fit constrains with), sampled.
+            queries = retrieval_examples(collection, collection.qrels(config.queries_split)) if supervised else []
+            fit_pairs = FitPairs.sample(fit_pairs_of(docs, queries, config.first_words), STORED_FIT_PAIRS, config.seed)
         files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme, fit_pairs)
         return {**files, **stats, **teacher_stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start, "table_dtype": table_dtype,
                 "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
@@ -278,14 +279,15 @@ class DSISearcher(Searcher):
         grow_output_vocab(self.model, scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
-        queries = self._added_queries(addition.collection, docs)
+        keeps_pairs = self.fit_pairs is not None  # (a fit needs them: Searcher.add checked)
+        queries = self._added_queries(addition.collection, docs) if keeps_pairs else []
         fitted: dict[str, Any] = {}
         if addition.fit is not None:
             # Pseudo-queries' keywords weigh words by their idf over the documents added together, as descriptions' do.
             generator = query_generator(self.config.querygen, docs, self.config.pseudo_query_words)
             fitted = fit_rows(self.model, self.tokenizer, self.row_tokens(), docs, queries, self.fit_pairs.pairs, generator,
                               addition.fit, self.config.first_words, self.config.max_source_len, self.config.seed)
-        if self.fit_pairs is not None:
+        if keeps_pairs:
             self.fit_pairs = self.fit_pairs.added(fit_pairs_of(docs, queries, self.config.first_words))
         files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme, self.fit_pairs)
         return {**files, **fitted, "add_embedding_seconds": round(embedding_seconds, 3),
