@@ -313,8 +313,8 @@ def test_a_failure_mid_write_leaves_the_old_index(method, index_copy, monkeypatc
     cls = type(searcher)
     original = cls._write_added
 
-    def crash(self, docs, staging):
-        original(self, docs, staging)
+    def crash(self, docs, staging, addition):
+        original(self, docs, staging, addition)
         assert any(staging.iterdir())
         raise RuntimeError("simulated crash mid-write")
 

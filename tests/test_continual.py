@@ -291,6 +291,7 @@ def test_fitted_rows_answer_their_own_queries_and_leave_old_documents_theirs():
     (["--method", "distill"], "unknown continual method 'distill'"),
     (["--method", "add+sam"], "add trains no update"),
     (["--set", "docids=semantic-digits"], "needs atomic, rq or semantic docids"),
+    (["--method", "add,add+fit", "--set", "docids=rq"], "add+fit fits the docid rows of added documents, which needs atomic docids"),
     (["--set", "no_such_key=1"], "unknown option 'no_such_key': neither the run's"),
     (["--measure", "MRR"], "unknown --measure 'MRR'"),
     (["--steps", "9", "--set", "eval_split=train"], "cannot make D0"),

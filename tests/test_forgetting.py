@@ -14,6 +14,10 @@ the cache is scanned for the deleted documents' traces:
   its own stored row (a dense index's embedding, a dsi model's docid rows) as float32 and float16 bytes;
 * for SEAL, whose FM-index keeps tokens permuted (BWT), also the FM-index's count of the marker's tokens.
 
+A dense-start atomic dsi index also keeps a sample of its documents' first words and training queries
+as text (``fit_pairs.json``, for ``genir add --fit``): the scan must find every deleted document's
+marker and query there before deleting, and nowhere after.
+
 The same scan before deleting must find every deleted document (so the test can fail); after, none.
 """
 
@@ -28,6 +32,7 @@ import pytest
 import torch
 from conftest import write_beir
 
+from genir.dsi.fit_pairs import FIT_PAIRS_FILE
 from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Searcher, build_index, delete_documents, searcher_class
@@ -54,6 +59,7 @@ CASES = {
     "seal-no-model": ("seal", ["use_model=false"]),  # the FM-index segments alone
     "seal-hybrid": ("seal-hybrid", ["of_set=use_model=false"]),
     "dsi-atomic": ("dsi", ["max_epochs=1", "spans=0", "batch_size=8", "warmup_steps=0", "min_dev_queries=0"]),  # the default recipe: rows = embeddings
+    "dsi-atomic-untrained": ("dsi", ["max_epochs=0", "spans=0", "min_dev_queries=0"]),  # its files (fit pairs too) without training
     "dsi-naive": ("dsi", [*TINY_DSI, "docids=naive"]),
     "dsi-rq": ("dsi", ["max_epochs=1", "spans=0", "batch_size=8", "warmup_steps=0", "min_dev_queries=0", "docids=rq", "rq_codes=4"]),
     "dsi-semantic": ("dsi", [*TINY_DSI, "docids=semantic", "semantic_k=3", "semantic_levels=2", "docid_embeddings=frozen"]),
@@ -174,6 +180,11 @@ def test_delete_leaves_no_trace(case, collection, minilm, tmp_path, monkeypatch)
     for p, patterns in deleted.items():
         found = _scan([index, cache], patterns)
         assert found or fm_before[p], f"{case}: no trace of {DOCS[p]['_id']} before deleting: the scan cannot fail"
+    kept_pairs = sorted(index.rglob(FIT_PAIRS_FILE))
+    assert bool(kept_pairs) == case.startswith("dsi-atomic"), kept_pairs  # the indexes whose added rows can be fitted
+    for path in kept_pairs:  # the scan covers them: each deleted document's first words and training query are there
+        data = path.read_bytes()
+        assert all(MARKERS[p].encode() in data and QUERIES[p]["text"].encode() in data for p in DELETED)
 
     change = delete_documents(index, [DOCS[p]["_id"] for p in DELETED], device="cpu")
     assert change.num_docs_after == len(live)

@@ -36,7 +36,7 @@ from rich.console import Console
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Deletion, Hit, Opening, Searcher
+from genir.retrieval.searcher import Addition, Deletion, Hit, Opening, Searcher
 from genir.settings import Settings
 from genir.subprocesses import run_child
 
@@ -125,7 +125,7 @@ class BM25Searcher(Searcher):
     def _present(self, ids: Sequence[str]) -> set[str]:
         return {docid for docid in ids if self._lucene.doc(docid) is not None}
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
         docs_file = staging / "_docs.jsonl"
         docs_file.write_text("".join(json.dumps({"id": d.id, "contents": d.contents}) + "\n" for d in docs), encoding="utf-8")
         args = [str(docs_file), "true" if self.config.store_raw else "false", str(self.config.threads)]

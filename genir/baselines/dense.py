@@ -46,7 +46,7 @@ from genir.encoding.stored import DOCIDS, EMBEDDINGS
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
-from genir.retrieval.searcher import Deletion, Hit, Opening, Searcher
+from genir.retrieval.searcher import Addition, Deletion, Hit, Opening, Searcher
 from genir.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class DenseSearcher(Searcher):
         known = set(self.docids)
         return {docid for docid in ids if docid in known}
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
         import faiss
 
         started = time.perf_counter()

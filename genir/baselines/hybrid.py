@@ -51,7 +51,7 @@ from genir.indexer.artifact import Manifest, index_file, read_manifest
 from genir.indexer.collection import Collection, Document, Qrels
 from genir.indexer.dev_split import DEFAULT_DEV_FRACTION, DevFraction, QuerySplit, split_dev
 from genir.measures import evaluate
-from genir.retrieval.searcher import Deletion, Forget, Hit, Opening, Searcher, searcher_class
+from genir.retrieval.searcher import Addition, Deletion, Forget, Hit, Opening, Searcher, searcher_class
 from genir.settings import AUTO, Auto, Seed, Settings, parse_config
 
 FIRST_DIR, BM25_DIR = "first", "bm25"
@@ -214,8 +214,12 @@ class HybridSearcher(Searcher):
                                     "documents; build it again")
         return present
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
-        return self._write_components(staging, lambda component, folder: component._write_added(docs, folder))
+    def check_row_fit(self, needs_pairs: bool) -> None:
+        """Its first component's rows are fitted (BM25 has none)."""
+        self.first.check_row_fit(needs_pairs)
+
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
+        return self._write_components(staging, lambda component, folder: component._write_added(docs, folder, addition))
 
     def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
         return self._write_components(staging, lambda component, folder: component._write_deleted(ids, folder, deletion))

@@ -118,21 +118,45 @@ def index(
 def add(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory to add to (changed in place, atomically).")],
     collection: CollectionOpt,
+    fit: Annotated[bool, typer.Option("--fit", help=(
+        "dsi with atomic docids and the dense start (the default recipe): after adding, fit the new documents' docid "
+        "rows, the model untouched (IncDSI's idea, as `genir continual --method add+fit`): each new row is pulled toward "
+        "the trained model's query vectors of its document's first words, fit_queries keyword pseudo-queries and the "
+        "collection's training queries judging it, against the sample of earlier documents' training queries and first "
+        "words the index keeps (fit_pairs.json, at most 2,000, written by genir index; an index built before it keeps "
+        "none: build it again), and held near its embedding; L-BFGS on the new rows only, no optimizer step of the "
+        "model. Costs one encoder pass over the new documents' texts and the kept pairs, then seconds of L-BFGS. "
+        "Refused (exit 2, nothing written) by any other index."))] = False,
+    settings: Annotated[list[str] | None, typer.Option("--set", "-s", help=(
+        "--fit setting KEY=VALUE (repeatable): fit_queries, fit_old_queries, fit_proximity, fit_iterations "
+        "(genir.dsi.row_fit.RowFitSettings)."))] = None,
     allow_empty_docs: AllowEmptyOpt = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Add a collection's documents to an index without rebuilding it (bm25, dense, seal, hybrid, dsi and se-dsi with atomic, rq, semantic, semantic-digits or elaborative docids).
 
     Old documents keep their docids; an id already in the index is an error and nothing is written.
-    The index is replaced only once the new version is complete.
+    The index is replaced only once the new version is complete. A dsi index with atomic docids and the
+    dense start also keeps the new documents' first words and their training queries (the collection's
+    train qrels) in its sample of fit pairs; --fit then fits their rows.
     """
+    from genir.dsi.row_fit import RowFitSettings
     from genir.indexer.collection import Collection
     from genir.retrieval.searcher import add_documents
+    from genir.settings import parse_config
 
+    if settings and not fit:
+        raise GenirError("--set gives settings of --fit only")
+    row_fit = parse_config(RowFitSettings, settings or []) if fit else None
     coll = Collection.open(collection, allow_empty_docs=allow_empty_docs)
-    with err.status(f"adding the documents of {coll.name} to {index_dir}"):
-        change = add_documents(index_dir, coll, device=device)
+    with err.status(f"adding the documents of {coll.name} to {index_dir}" + (" and fitting their rows" if fit else "")):
+        change = add_documents(index_dir, coll, device=device, fit=row_fit)
     _print_change(change, index_dir)
+    if fit and "fit_objective_after" in change.stats:
+        stats = change.stats
+        out.print(f"fitted {change.documents:,} new rows to {stats['fit_queries']:,} queries against {stats['fit_old_queries']:,} "
+                  f"kept pairs: objective {stats['fit_objective_before']:.4f} -> {stats['fit_objective_after']:.4f}, rows moved "
+                  f"{stats['fit_mean_row_shift']:.4f} on average, {stats['fit_seconds']:.1f} s", highlight=False)
 
 
 @app.command()

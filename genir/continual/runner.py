@@ -6,8 +6,10 @@ the D0 index is ``genir index -m dsi`` of D0, and updates go through the same pa
 * ``add``: :meth:`~genir.retrieval.searcher.Searcher.add` (a new document's row is its embedding,
   or its residual under its saved rq code); zero optimizer steps.
 * ``add+fit``: ``add``, then the new documents' rows fitted to their queries (first words,
-  pseudo-queries, and the update's training queries) against the stored training queries and
-  first words of earlier documents (:mod:`genir.dsi.row_fit`, IncDSI's idea); the model is not trained.
+  pseudo-queries, and the update's training queries) against the training queries and first words
+  of earlier documents, drawn afresh from the run's parts at each update (:func:`genir.dsi.row_fit.fit_rows`,
+  IncDSI's idea; ``genir add --fit`` calls the same function with the sample its index keeps); the
+  model is not trained.
 * ``finetune``, ``replay``, ``genreplay``: ``add``, then the model trained ``update_epochs`` on the
   update's examples (:mod:`genir.continual.replay`: the new part's views and training queries, plus
   what each replays), optionally with SAM (``+sam``). The rows stay as the recipe keeps them
@@ -40,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 import re
 import shutil
 import time
@@ -50,7 +51,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from genir.continual.evaluation import QUERY_MEASURES, evaluate_parts
@@ -58,19 +58,19 @@ from genir.continual.protocol import ContinualSplit, split_collection
 from genir.continual.replay import REPLAY_METHODS, GenerativeMemory, update_examples
 from genir.continual.report import CURVES_PNG, RESULTS_JSON, RESULTS_MD, finite, write_report
 from genir.dsi.config import DSIConfig
-from genir.dsi.docids import docid_scheme_names, either
-from genir.dsi.row_fit import first_position_vectors, fit_new_rows
-from genir.dsi.searcher import DSISearcher
+from genir.dsi.docids import docid_scheme_class, docid_scheme_names, either
+from genir.dsi.row_fit import RowFitSettings, fit_rows
+from genir.dsi.searcher import DSISearcher, row_fit_refusal
 from genir.errors import GenirError
 from genir.indexer.artifact import check_destination, destination_lock, read_json_record
 from genir.indexer.collection import Collection, Document, Qrels, write_beir
 from genir.measures import evaluate
-from genir.retrieval.searcher import Searcher, build_index
+from genir.retrieval.searcher import ROW_FIT_INDEXES, Searcher, build_index
 from genir.seq2seq.fit import fit
 from genir.seq2seq.model import Seq2Seq, freeze_output_embeddings
 from genir.seq2seq.sam import DEFAULT_RHO
 from genir.seq2seq.settings import LearningRate, WarmupSteps
-from genir.settings import Seed, Settings
+from genir.settings import Seed
 from genir.views.pairs import (
     TextPair,
     ViewConfig,
@@ -89,8 +89,10 @@ METHODS = (*GROWING_METHODS, *REPLAY_METHODS, "reindex")
 TRAIN_SPLIT = "train"  # the qrels split the part collections carry their training queries in
 
 
-class ContinualConfig(Settings):
+class ContinualConfig(RowFitSettings):
     """The protocol, the updates and the evaluation; the index itself is a :class:`~genir.dsi.config.DSIConfig`.
+
+    ``add+fit``'s ``fit_*`` keys are :class:`~genir.dsi.row_fit.RowFitSettings`' (``genir add --fit`` reads the same).
 
     An update that trains (finetune, replay, genreplay) trains with the index's training settings
     less its time budget, with ``update_epochs``, ``update_lr`` and ``update_warmup_steps`` in place of
@@ -110,11 +112,6 @@ class ContinualConfig(Settings):
     sam_rho: float = Field(DEFAULT_RHO, gt=0, description="radius of SAM, for the methods run with SAM")
     replay_ratio: float = Field(1.0, ge=0, description="replayed examples per new example (replay, genreplay)")
     memory_queries: int = Field(3, ge=0, description="keyword queries per document the generative memory draws from (0: its best ones)")
-    # -- add+fit
-    fit_queries: int = Field(4, ge=0, description="pseudo-queries per new document its row is fitted to (with its first words)")
-    fit_old_queries: int = Field(2000, ge=0, description="at most this many queries of earlier documents constrain the new rows")
-    fit_proximity: float = Field(1.0, ge=0, description="pull toward the row's embedding")
-    fit_iterations: int = Field(30, ge=1, description="optimizer iterations of the row fit")
     # -- evaluation
     eval_split: str = Field("test", description="queries scored per part ('': none, indexing accuracy only)")
     eval_docs: int = Field(200, ge=0, description="documents per part scored for indexing accuracy (0: all)")
@@ -174,6 +171,10 @@ def run_continual(
     _check_config(config, dsi)
     if not methods:
         raise GenirError("no continual method given")
+    refusal = row_fit_refusal(docid_scheme_class(dsi.docids), dsi)
+    if refusal is not None and any(m.method == "add+fit" for m in methods):
+        raise GenirError(f"add+fit fits the docid rows of added documents, which needs {ROW_FIT_INDEXES}; these dsi "
+                         f"settings give {refusal}")
     if len({m.label for m in methods}) != len(methods):
         raise GenirError("a method is listed twice")
     output = Path(output)
@@ -334,38 +335,20 @@ class _Run:
         return {"updates": stats["train_steps"], "examples": len(targets), "train_seconds": stats["train_seconds"]}
 
     def _fit_rows(self, searcher: DSISearcher, j: int) -> dict[str, Any]:
-        """Fit the rows of update ``j``'s documents (:mod:`genir.dsi.row_fit`) and write them."""
-        if not searcher.scheme.single_token:
-            names = docid_scheme_names(lambda s: s.single_token)
-            raise GenirError(f"add+fit fits the rows of docids of one token per document: run it with docids={either(names)}")
-        started = time.perf_counter()
-        scheme, config = searcher.scheme, self.config
-        new_docs = self.split.parts[j]
-        new = indexing_examples(new_docs, dataclasses.replace(self.views, spans=0))
-        queries = self.memory.generator.pseudo_queries(new_docs, config.fit_queries, config.seed + j)
-        new += [(q, d.id) for d, qs in zip(new_docs, queries) for q in qs if q.strip()]
-        # The update's training queries (IncDSI's queries of the new documents): those of a new
-        # document pull its row; those of an old one (a query owned by this part may judge both) constrain.
-        arriving = {d.id for d in new_docs}
-        update_queries = retrieval_examples(self.collection, self.train_qrels[j])
-        new += [p for p in update_queries if p[1] in arriving]
-        old = [p for p in update_queries if p[1] not in arriving]
-        old += [p for i in range(j) for p in retrieval_examples(self.collection, self.train_qrels[i])]
-        old += indexing_examples([d for i in range(j) for d in self.split.parts[i]], dataclasses.replace(self.views, spans=0))
-        if len(old) > config.fit_old_queries:
-            old = random.Random(config.seed + j).sample(old, config.fit_old_queries)
-        token = {docid: scheme.sequence(docid)[0] for docid in searcher.decoder.docids}
+        """Fit the rows of update ``j``'s documents (:func:`genir.dsi.row_fit.fit_rows`) and write them.
 
-        def vectors(pairs: list[TextPair]) -> torch.Tensor:
-            return first_position_vectors(searcher.model, searcher.tokenizer, [text for text, _ in pairs], self.dsi.max_source_len)
-
-        stats = fit_new_rows(
-            searcher.model, vectors(new), torch.tensor([token[d] for _, d in new]), vectors(old),
-            torch.tensor([token[d] for _, d in old], dtype=torch.int64), torch.tensor(sorted(token.values())),
-            torch.tensor([token[d.id] for d in new_docs]), config.fit_proximity, config.fit_iterations,
-        )
+        The update's training queries (IncDSI's queries of the new documents) pull a new document's
+        row; the earlier parts' training queries and first words, and an update query's judgement of
+        an earlier document (a query owned by this part may judge both), constrain.
+        """
+        earlier = range(j)
+        old = [p for i in earlier for p in retrieval_examples(self.collection, self.train_qrels[i])]
+        old += indexing_examples([d for i in earlier for d in self.split.parts[i]], dataclasses.replace(self.views, spans=0))
+        stats = fit_rows(searcher.model, searcher.tokenizer, searcher.row_tokens(), self.split.parts[j],
+                         retrieval_examples(self.collection, self.train_qrels[j]), old, self.memory.generator,
+                         self.config.row_fit(), self.dsi.first_words, self.dsi.max_source_len, self.config.seed + j)
         searcher.save_model({"continual": {"method": "add+fit", "step": j, **stats}})
-        return {**stats, "fit_queries": len(new), "fit_old_queries": len(old), "fit_seconds": round(time.perf_counter() - started, 1)}
+        return stats
 
     def _final_scores(self, directory: Path) -> dict[str, float]:
         """The last index on every ``eval_split`` query at once (as ``genir eval`` scores a run of the

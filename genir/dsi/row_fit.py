@@ -14,18 +14,110 @@ toward its own queries (the document's first words and pseudo-queries); the seco
 taking the queries that old documents answer (IncDSI's constraint that existing queries keep their
 documents); the third keeps it near its embedding ``w0``, where the dense retriever placed it. No
 other weight changes and no optimizer step of the model is taken.
+
+Two callers, one function (:func:`fit_rows`): ``genir continual --method add+fit``
+(:mod:`genir.continual.runner`), whose earlier documents' pairs come from the run's collections, and
+``genir add --fit`` (:meth:`genir.dsi.searcher.DSISearcher.add`), whose come from the sample the index
+keeps (:mod:`genir.dsi.fit_pairs`). Both read :class:`RowFitSettings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+from pydantic import Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from genir.errors import GenirError
+from genir.indexer.collection import Document
 from genir.seq2seq.dense_start import is_dense_start, set_dense_rows
 from genir.seq2seq.vocab import DECODER_START
+from genir.settings import Settings
+from genir.views.pairs import TextPair, ViewConfig, indexing_examples
+from genir.views.querygen import QueryGenerator
+
+STORED_FIT_PAIRS = 2000
+"""Pairs of earlier documents an index keeps for ``genir add --fit`` (:mod:`genir.dsi.fit_pairs`), and
+the default of ``fit_old_queries``: the continual runs' (issue 30) number of constraints."""
+
+
+class RowFitSettings(Settings):
+    """How the rows of added documents are fitted (module docstring): ``genir add --fit --set KEY=VALUE``
+    and the ``fit_*`` keys of ``genir continual`` (:class:`genir.continual.ContinualConfig` is a subclass)."""
+
+    fit_queries: int = Field(4, ge=0, description="pseudo-queries per new document its row is fitted to (with its first words)")
+    fit_old_queries: int = Field(STORED_FIT_PAIRS, ge=0, description=(
+        f"at most this many training queries and first words of earlier documents constrain the new rows (an index "
+        f"keeps {STORED_FIT_PAIRS:,} of them for genir add --fit, which can use fewer, not more)"))
+    fit_proximity: float = Field(1.0, ge=0, description="pull toward the row's embedding")
+    fit_iterations: int = Field(30, ge=1, description="optimizer iterations of the row fit")
+
+    def row_fit(self) -> RowFitSettings:
+        """The row fit's settings of this config alone (a subclass's, e.g. a continual run's)."""
+        return RowFitSettings(**{name: getattr(self, name) for name in RowFitSettings.model_fields})
+
+
+def fit_rows(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tokens: Mapping[str, int],
+    new_docs: Sequence[Document],
+    queries: Sequence[TextPair],
+    old: Sequence[TextPair],
+    generator: QueryGenerator,
+    settings: RowFitSettings,
+    first_words: int,
+    max_length: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit the rows of ``new_docs`` (already in ``model``'s head and in ``tokens``) in place: their
+    pairs against ``old`` (:func:`fit_new_rows`).
+
+    A new document's row is pulled toward its first ``first_words`` words, ``settings.fit_queries``
+    pseudo-queries ``generator`` writes for it (seeded) and the ``queries`` judging it.
+
+    Args:
+        tokens: document id -> its output token, for every live document (the new ones included).
+        queries: training (query, document id) pairs that came with the new documents: a pair of a new
+            document pulls its row; one of an earlier document (a query judging both) constrains, as ``old``.
+        old: (text, document id) pairs of earlier documents (their training queries and first words)
+            that should keep their documents; at most ``settings.fit_old_queries`` of them are used
+            (a seeded sample).
+        max_length: tokens of a text the encoder reads.
+        seed: seeds the pseudo-queries and the sample of ``old``.
+    Returns:
+        :func:`fit_new_rows`' figures, the pairs used (``fit_queries``, ``fit_old_queries``) and the seconds.
+    Raises:
+        GenirError: a pair names a document that is not in ``tokens``.
+    """
+    started = time.perf_counter()
+    arriving = {d.id for d in new_docs}
+    new = indexing_examples(new_docs, ViewConfig(first_words=first_words, spans=0))
+    written = generator.pseudo_queries(new_docs, settings.fit_queries, seed)
+    new += [(q, d.id) for d, qs in zip(new_docs, written) for q in qs if q.strip()]
+    new += [p for p in queries if p[1] in arriving]
+    old = [p for p in queries if p[1] not in arriving] + list(old)
+    if len(old) > settings.fit_old_queries:
+        old = random.Random(seed).sample(old, settings.fit_old_queries)
+    missing = next((docid for _, docid in [*new, *old] if docid not in tokens), None)
+    if missing is not None:
+        raise GenirError(f"a pair to fit the new rows with names document {missing!r}, which is not in the index")
+    if not new:  # nothing to pull a row toward (every new document empty): the rows stay their embeddings
+        return {"fit_queries": 0, "fit_old_queries": len(old), "fit_seconds": round(time.perf_counter() - started, 1)}
+
+    def vectors(pairs: list[TextPair]) -> torch.Tensor:
+        return first_position_vectors(model, tokenizer, [text for text, _ in pairs], max_length)
+
+    stats = fit_new_rows(
+        model, vectors(new), torch.tensor([tokens[d] for _, d in new]), vectors(old),
+        torch.tensor([tokens[d] for _, d in old], dtype=torch.int64), torch.tensor(sorted(tokens.values())),
+        torch.tensor([tokens[d.id] for d in new_docs]), settings.fit_proximity, settings.fit_iterations,
+    )
+    return {**stats, "fit_queries": len(new), "fit_old_queries": len(old), "fit_seconds": round(time.perf_counter() - started, 1)}
 
 
 @torch.no_grad()

@@ -31,10 +31,15 @@ Growing (:meth:`Searcher.add` / ``delete``), with zero optimizer steps:
   from the keyword describer or ``querygen``'s, and its embedding when the scheme keeps document
   vectors, ``dense_weight > 0``): the trie grows; the model, untouched, finds the new document as
   well as it generalizes to a code it never trained on.
+* add with a fit (``genir add --fit``, :class:`~genir.retrieval.searcher.Addition`), atomic docids
+  and the dense start: the new rows, placed as above, are then fitted to the new documents' first
+  words, pseudo-queries and training queries against the sample of earlier documents' pairs the
+  index keeps (:mod:`genir.dsi.row_fit`, :mod:`genir.dsi.fit_pairs`); still no optimizer step of the model.
   Any other docids (naive; token vectors without embedding rows) need training to place a new
   document: refused.
 * delete (any docid scheme): the document leaves the trie and the results; its position stays
-  reserved, with no id, sequence, description or vector left (:meth:`genir.dsi.docids.DocidScheme.delete`).
+  reserved, with no id, sequence, description or vector left (:meth:`genir.dsi.docids.DocidScheme.delete`),
+  and no pair in the sample of fit pairs (:meth:`genir.dsi.fit_pairs.FitPairs.without`).
   The model forgets as ``--forget`` says (:class:`~genir.retrieval.searcher.Forget`):
 
   - ``mask``: the rows that were the document's alone (atomic: its token's; rq, semantic: its own
@@ -74,6 +79,7 @@ from genir.dsi.docids import (
     either,
     load_docid_scheme,
 )
+from genir.dsi.fit_pairs import FIT_PAIRS_FILE, FitPairs, fit_pairs_of
 from genir.dsi.index_files import (
     DOCIDS_DIR,
     FILES,
@@ -82,6 +88,7 @@ from genir.dsi.index_files import (
     TRIE_DIR,
     write_dsi_files,
 )
+from genir.dsi.row_fit import STORED_FIT_PAIRS, fit_rows
 from genir.encoding.encoder import DEFAULT_ENCODER, TextEncoder, document_cache
 from genir.encoding.stored import stored_embeddings
 from genir.errors import GenirError
@@ -89,6 +96,8 @@ from genir.indexer.artifact import read_manifest
 from genir.indexer.collection import Collection, Document
 from genir.kernels.trie import DocidTrie
 from genir.retrieval.searcher import (
+    ROW_FIT_INDEXES,
+    Addition,
     Deletion,
     Forget,
     Hit,
@@ -114,7 +123,7 @@ from genir.seq2seq.token_space import (
 )
 from genir.seq2seq.unlearn import unlearn
 from genir.settings import parse_config
-from genir.views.pairs import ViewConfig, pseudo_query_examples, training_pairs
+from genir.views.pairs import TextPair, ViewConfig, pseudo_query_examples, retrieval_examples, training_pairs
 from genir.views.querygen import QueryGenerator, query_generator
 
 log = logging.getLogger(__name__)
@@ -136,6 +145,7 @@ class DSISearcher(Searcher):
         self.scheme: DocidScheme = load_docid_scheme(directory / DOCIDS_DIR)
         self.decoder = DocidDecoder(self.model, self.tokenizer, self.scheme, DocidTrie.load(directory / TRIE_DIR),
                                     rescore_weights=opening.manifest.stats.get("rescore_weights"))
+        self.fit_pairs = FitPairs.load(directory)  # None: an index that cannot fit, or built before genir kept them
 
     @classmethod
     def build(cls, collection: Collection, config: DSIConfig, directory: Path, previous: Path | None) -> dict[str, Any]:
@@ -196,7 +206,13 @@ class DSISearcher(Searcher):
             started = time.perf_counter()
         table_dtype = config.table_dtype_setting()
         set_table_dtype(seq2seq.model, table_dtype)  # trained in float32, stored and searched in table_dtype
-        files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme)
+        fit_pairs = None
+        if row_fit_refusal(type(scheme), config) is None:
+            # What a later genir add --fit holds new rows against: every document's first words and every
+            # judgement of the split (its dev carve too, as continual add+fit constrains with), sampled.
+            queries = retrieval_examples(collection, collection.qrels(config.queries_split)) if supervised else []
+            fit_pairs = FitPairs.sample(fit_pairs_of(docs, queries, config.first_words), STORED_FIT_PAIRS, config.seed)
+        files = write_dsi_files(directory, seq2seq.model, seq2seq.tokenizer, scheme, fit_pairs)
         return {**files, **stats, **teacher_stats, "docid_embeddings": docid_embeddings, "dense_start": dense_start, "table_dtype": table_dtype,
                 "frozen_encoder": frozen_encoder, "supervised": supervised, "dev_set": dev.kind, "dev_margin": margin,
                 "dev_queries": len(dev.queries), "pseudo_queries": views.pseudo_queries,
@@ -205,6 +221,8 @@ class DSISearcher(Searcher):
     def write_files(self, directory: Path) -> None:
         for name in FILES:
             shutil.copytree(self.directory / name, directory / name)
+        if self.fit_pairs is not None:
+            self.fit_pairs.save(directory)
 
     @property
     def num_docs(self) -> int:
@@ -222,7 +240,21 @@ class DSISearcher(Searcher):
         live = set(self.decoder.docids)
         return {docid for docid in ids if docid in live}
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+    def check_row_fit(self, needs_pairs: bool) -> None:
+        refusal = row_fit_refusal(type(self.scheme), self.config)
+        if refusal is not None:
+            raise GenirError(f"fitting the docid rows of added documents (--fit) needs a dsi index with {ROW_FIT_INDEXES}; "
+                             f"{self.directory} is a {self.method} index with {refusal}")
+        if needs_pairs and self.fit_pairs is None:
+            raise GenirError(f"{self.directory} keeps no sample of its documents' training pairs ({FIT_PAIRS_FILE}, which "
+                             "new rows are fitted against: genir keeps one in indexes it builds since this version); build "
+                             "it again with genir index to add with --fit, or add without --fit")
+
+    def row_tokens(self) -> dict[str, int]:
+        """Document id -> its output token, for every live document (atomic docids: one token each)."""
+        return {docid: sequence[0] for docid, sequence in self.scheme.sequences().items()}
+
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
         mode = self.config.docid_embeddings_mode()
         scheme = self.scheme
         rows_placed = scheme.has_token_vectors and mode != "none"
@@ -247,15 +279,38 @@ class DSISearcher(Searcher):
         grow_output_vocab(self.model, scheme.vocab_size, rows, seed=self.config.seed)
         if mode == "frozen":
             freeze_output_embeddings(self.model)
-        files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme)
-        return {**files, "add_embedding_seconds": round(embedding_seconds, 3),
+        keeps_pairs = self.fit_pairs is not None  # (a fit needs them: Searcher.add checked)
+        queries = self._added_queries(addition.collection, docs) if keeps_pairs else []
+        fitted: dict[str, Any] = {}
+        if addition.fit is not None:
+            # Pseudo-queries' keywords weigh words by their idf over the documents added together, as descriptions' do.
+            generator = query_generator(self.config.querygen, docs, self.config.pseudo_query_words)
+            fitted = fit_rows(self.model, self.tokenizer, self.row_tokens(), docs, queries, self.fit_pairs.pairs, generator,
+                              addition.fit, self.config.first_words, self.config.max_source_len, self.config.seed)
+        if keeps_pairs:
+            self.fit_pairs = self.fit_pairs.added(fit_pairs_of(docs, queries, self.config.first_words))
+        files = write_dsi_files(staging, self.model, self.tokenizer, self.scheme, self.fit_pairs)
+        return {**files, **fitted, "add_embedding_seconds": round(embedding_seconds, 3),
                 "add_write_seconds": round(time.perf_counter() - started, 3), "add_optimizer_steps": 0}
+
+    def _added_queries(self, collection: Collection | None, docs: list[Document]) -> list[TextPair]:
+        """(query, document id) for every positive judgement, in ``collection``'s ``queries_split`` qrels, by a
+        query that judges one of ``docs``: of a new document (pulls its row) or of one already indexed (constrains)."""
+        split = self.config.queries_split
+        if collection is None or not split or split not in collection.splits():
+            return []
+        new = {d.id for d in docs}
+        live = new | set(self.decoder.docids)
+        qrels = {qid: {d: g for d, g in judged.items() if d in live} for qid, judged in collection.qrels(split).items()
+                 if any(d in new and g > 0 for d, g in judged.items())}
+        return retrieval_examples(collection, qrels)
 
     def save_model(self, stats: dict[str, Any]) -> None:
         """Write this index again with its model as it is now in memory (trained or refitted in place
         since it was opened; :mod:`genir.continual.runner`), atomically as :meth:`add` writes;
         ``stats`` join the manifest's."""
-        self._change("update", [], lambda staging: {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats})
+        self._change("update", [], lambda staging: {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme, self.fit_pairs),
+                                                    **stats})
 
     def _write_deleted(self, ids: list[str], staging: Path, deletion: Deletion) -> dict[str, Any]:
         if deletion.forget is Forget.REINDEX:
@@ -273,7 +328,8 @@ class DSISearcher(Searcher):
             stats = unlearn(self.model, self.tokenizer, forget, retain, deletion.unlearn, self.config.max_source_len)
         tokens = self.scheme.delete(ids)
         zero_output_rows(self.model, sorted(tokens))
-        return {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme), **stats, "zeroed_docid_rows": len(tokens)}
+        kept = self.fit_pairs.without(ids) if self.fit_pairs is not None else None
+        return {**write_dsi_files(staging, self.model, self.tokenizer, self.scheme, kept), **stats, "zeroed_docid_rows": len(tokens)}
 
     def _unlearning_pairs(self, ids: list[str], deletion: Deletion) -> tuple[list[tuple[str, list[int]]], list[tuple[str, list[int]]]]:
         """The deleted documents' training pairs (source text, docid tokens) and a sample of the
@@ -312,6 +368,16 @@ class SEDSISearcher(DSISearcher):
     Config = SEDSIConfig
     description = ("SE-DSI: elaborative-description docids (title + keywords, written in MiniLM's token space) and "
                    "rehearsal contents (else as dsi)")
+
+
+def row_fit_refusal(scheme: type[DocidScheme], config: DSIConfig) -> str | None:
+    """Why the rows of documents added to an index of ``scheme`` docids and ``config`` cannot be fitted
+    (:mod:`genir.dsi.row_fit`: one row per document, the dense start's query vectors), or None when they can."""
+    if not scheme.single_token:
+        return f"{scheme.name} docids"
+    if not config.dense_start_setting():
+        return f"no dense start (model={config.model}, docid_embeddings={config.docid_embeddings_mode()})"
+    return None
 
 
 def view_config(config: DSIConfig, supervised: bool) -> ViewConfig:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -51,6 +51,9 @@ from genir.indexer.artifact import (
 from genir.indexer.collection import Collection, Document, check_documents, write_beir
 from genir.seq2seq.settings import UnlearnSettings
 from genir.settings import Settings, SettingsError, parse_config, split_assignment
+
+if TYPE_CHECKING:
+    from genir.dsi.row_fit import RowFitSettings
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,27 @@ class Deletion:
     forget: Forget = Forget.MASK
     collection: Collection | None = None
     unlearn: UnlearnSettings = dataclasses.field(default_factory=UnlearnSettings)
+
+
+ROW_FIT_INDEXES = "atomic docids and the dense start (the default recipe: a bert2bert model, docid_embeddings frozen or init)"
+"""The indexes whose added rows can be fitted, as messages name them."""
+
+
+@dataclass(frozen=True)
+class Addition:
+    """What :meth:`Searcher.add` does beside adding the documents.
+
+    Attributes:
+        collection: the collection the documents come from, whose training queries (its qrels of the
+            index's ``queries_split``) judging them come with them: an index that keeps a sample of
+            training pairs (dsi, atomic docids, dense start: :mod:`genir.dsi.fit_pairs`) keeps theirs,
+            and a fit pulls a new document's row toward them. None: the documents alone.
+        fit: fit the new documents' docid rows (:mod:`genir.dsi.row_fit`, ``genir add --fit``) with
+            these settings; None: no fit (a new row is where the method places it).
+    """
+
+    collection: Collection | None = None
+    fit: RowFitSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -245,8 +269,8 @@ class Searcher(ABC):
         """Release what the index holds open (files, readers); the searcher is not used afterwards."""
 
     # -- growing and shrinking -----------------------------------------------------------
-    def add(self, docs: Iterable[Document], allow_empty_docs: bool = False) -> Change:
-        """Add documents to this index, on disk and in this searcher.
+    def add(self, docs: Iterable[Document], allow_empty_docs: bool = False, addition: Addition = Addition()) -> Change:
+        """Add documents to this index, on disk and in this searcher (and fit their rows, as ``addition`` says).
 
         The index directory this searcher was opened from is replaced atomically by a new version
         holding the old documents and ``docs``; the old version answers until the new one is in
@@ -258,11 +282,14 @@ class Searcher(ABC):
         no empty document unless ``allow_empty_docs``), before anything is written.
 
         Raises:
-            GenirError: the method cannot add documents, ``docs`` is empty, a document is bad, an id
-                is already in the index or repeats (checked before anything is written), or the
-                index on disk changed since this searcher opened it.
+            GenirError: the method cannot add documents, or cannot fit as ``addition.fit`` asks,
+                ``docs`` is empty, a document is bad, an id is already in the index or repeats
+                (checked before anything is written), or the index on disk changed since this
+                searcher opened it.
         """
         docs = check_documents(docs, allow_empty_docs)
+        if addition.fit is not None:
+            self.check_row_fit(needs_pairs=True)
         ids = [d.id for d in docs]
         present = self._present(ids)
         if present:
@@ -270,7 +297,7 @@ class Searcher(ABC):
             raise GenirError(f"document {first!r} is already in {self.directory}"
                              + (f" (and {len(present) - 1} more of the {len(ids)} documents to add)" if len(present) > 1 else "")
                              + "; delete it first to replace it")
-        return self._change("add", ids, lambda staging: self._write_added(docs, staging))
+        return self._change("add", ids, lambda staging: self._write_added(docs, staging, addition))
 
     def delete(self, ids: Iterable[str], deletion: Deletion = Deletion(), keep_cache: bool = False) -> Change:
         """Delete documents from this index, on disk and in this searcher (atomically, as :meth:`add`).
@@ -317,12 +344,20 @@ class Searcher(ABC):
         trained model (all three are exact there); a trained method lists those it implements."""
         return tuple(Forget)
 
+    def check_row_fit(self, needs_pairs: bool) -> None:
+        """Raise :class:`GenirError` unless an add can fit the new documents' docid rows
+        (:mod:`genir.dsi.row_fit`): only a dsi index with atomic docids and the dense start has such rows;
+        ``needs_pairs``: and it keeps the earlier documents' pairs to fit against (:mod:`genir.dsi.fit_pairs`)."""
+        raise GenirError(f"fitting the docid rows of added documents (--fit) needs a dsi index with {ROW_FIT_INDEXES}; "
+                         f"{self.directory} is a {self.method} index")
+
     def _present(self, ids: Sequence[str]) -> set[str]:
         """Those of ``ids`` that are documents of this index (live ones, not deleted)."""
         raise GenirError(f"{self.method} indexes do not support adding or deleting documents yet")
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
-        """Write this index's data files plus ``docs`` (new ids, checked) into the empty ``staging``.
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
+        """Write this index's data files plus ``docs`` (new ids, checked) into the empty ``staging``;
+        ``addition.fit`` only where :meth:`check_row_fit` passed.
 
         May change this searcher's state: it is reopened from disk afterwards, success or not (:meth:`_reopen`).
         Returns:
@@ -481,15 +516,18 @@ def open_collection(source: Collection | str | Path | Iterable[Document], allow_
 
 
 def add_documents(index_dir: str | Path, docs: Collection | str | Path | Iterable[Document],
-                  device: str | torch.device | None = "auto", allow_empty_docs: bool = False) -> Change:
+                  device: str | torch.device | None = "auto", allow_empty_docs: bool = False,
+                  fit: RowFitSettings | None = None) -> Change:
     """Add documents (a collection, a collection path, or ``Document`` objects) to the index at
     ``index_dir``, atomically; see :meth:`Searcher.add`. The documents are read and checked before
-    the index is opened; ``allow_empty_docs`` (or a collection opened with it) keeps empty ones."""
+    the index is opened; ``allow_empty_docs`` (or a collection opened with it) keeps empty ones.
+    The collection's training queries come with its documents (:class:`Addition`); ``fit``: fit the
+    new documents' rows with these settings (``genir add --fit``)."""
     collection = open_collection(docs, allow_empty_docs)
     documents = list(collection.docs())
     searcher = Searcher.load(index_dir, device=device)
     try:
-        return searcher.add(documents, allow_empty_docs=collection.allow_empty_docs)
+        return searcher.add(documents, allow_empty_docs=collection.allow_empty_docs, addition=Addition(collection, fit))
     finally:
         searcher.close()
 

@@ -68,6 +68,7 @@ from genir.kernels.beam_search import beam_search
 from genir.kernels.fm_wavelet import Int64Array
 from genir.kernels.fmindex import FMIndex
 from genir.retrieval.searcher import (
+    Addition,
     Change,
     Deletion,
     Forget,
@@ -374,7 +375,7 @@ class SEALSearcher(Searcher):
         self._check_growable()
         return {docid for docid in ids if docid in self.index.live}
 
-    def _write_added(self, docs: list[Document], staging: Path) -> dict[str, Any]:
+    def _write_added(self, docs: list[Document], staging: Path, addition: Addition) -> dict[str, Any]:
         started = time.perf_counter()
         segment = build_fm_index(docs, TextVocab(self.tokenizer), self.config.fm_sample_rate)
         seconds = time.perf_counter() - started
