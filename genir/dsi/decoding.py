@@ -146,7 +146,8 @@ class DocidDecoder:
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
                           max_new_tokens=self.scheme.max_length, score=score,
-                          length_penalty=0.0 if score == "logit" else 1.0, scorer=scorer)
+                          length_penalty=0.0 if score == "logit" else 1.0, scorer=scorer,
+                          step_beams=self.scheme.step_beams(config))
         rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
         return [[(self.docids[int(rows[b, r])], float(out.scores[b, r])) for r in range(k)
                  if out.valid[b, r] and rows[b, r] >= 0] for b in range(rows.shape[0])]
