@@ -26,9 +26,13 @@ The scheme chooses (:meth:`genir.dsi.docids.DocidScheme.search_mode`):
 * beam, any scheme: constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score). With the
   dense start and ``logit``, each step scores only the tokens the trie allows the live beams
-  (:class:`~genir.kernels.beam_search.CandidateScorer`): rq and semantic docids' last step reads the rows of
-  the documents under the kept codes once each, where the full output layer multiplied every document
-  row by every beam.
+  (:class:`~genir.kernels.beam_search.CandidateScorer`): rq and semantic docids' document step reads the
+  rows of the documents under the kept codes once each, where the full output layer multiplied every
+  document row by every beam. Their code levels keep ``code_beams`` prefixes each
+  (:meth:`~genir.dsi.docids.DocidScheme.step_beams`; more while the kept ones hold fewer than
+  ``max(k, beams)`` documents), so that step reads ``~N * code_beams / K`` rows of rq's ``K`` codes
+  instead of all ``N``; the decoder steps the live beams alone, and not for eos, whose row is zero (its
+  logit is its bias whatever the beam).
 """
 
 from __future__ import annotations
