@@ -313,7 +313,7 @@ def figures(out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("documents (log)")
     ax.set_ylabel("queries/s at k=10 (log)")
-    ax.set_title("DSI docid layer: one query, 2 CPU cores", fontsize=9)
+    ax.set_title(f"DSI docid layer: one query, {layer['threads']} torch thread(s), 2 shared CPU cores", fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -12,6 +12,8 @@ from conftest import TOY_DOCS, TOY_QUERIES, write_beir
 from safetensors import safe_open
 
 from genir.dsi.config import TABLE_DTYPE
+from genir.dsi.decoding import DocidDecoder
+from genir.dsi.docids import DocidScheme
 from genir.dsi.index_files import MODEL_DIR
 from genir.dsi.rq_docids import RQDocids
 from genir.dsi.semantic_docids import SemanticDocids
@@ -51,6 +53,11 @@ def test_candidate_dots_equal_the_brute_force_product_of_every_row(dtype):
 
 
 def _coded_model(scheme, n_docs: int):
+    seq2seq, sequences, trie = _coded_seq2seq(scheme, n_docs)
+    return seq2seq.model, seq2seq.tokenizer(QUERIES, padding=True, return_tensors="pt"), sequences, trie
+
+
+def _coded_seq2seq(scheme, n_docs: int):
     docs = [Document(str(i), "", "") for i in range(n_docs)]
     vectors = unit_vectors(n_docs)
     scheme.assign(docs, vectors)
@@ -59,10 +66,10 @@ def _coded_model(scheme, n_docs: int):
     with torch.no_grad():  # a trained decoder: every beam has its own vector, not the query's alone
         torch.manual_seed(3)
         seq2seq.model.get_decoder().residual.weight.normal_(std=0.05)
-    model = seq2seq.model.eval()
+    seq2seq.model.eval()
     sequences = list(scheme.sequences().values())
     trie = DocidTrie.from_sequences(sequences, eos_token_id=EOS, vocab_size=scheme.vocab_size)
-    return model, seq2seq.tokenizer(QUERIES, padding=True, return_tensors="pt"), sequences, trie
+    return seq2seq, sequences, trie
 
 
 def _brute_force_scores(model, batch, sequences) -> torch.Tensor:
@@ -104,6 +111,117 @@ def test_the_document_step_on_candidates_alone_ranks_and_scores_as_every_row_doe
     torch.testing.assert_close(narrow.scores, brute.gather(1, chosen), rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="score='logit'"):
         beam_search(model, batch["input_ids"], constraint, num_beams=2, score="logprob", scorer=model.get_decoder())
+
+
+def _code_logits(model, batch, sequences) -> torch.Tensor:
+    """``[B, N]`` each docid's first (code) position's raw logit, from the full output layer."""
+    start = torch.full((batch["input_ids"].shape[0], 1), DECODER_START)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=start).logits[:, 0]
+    return logits[:, torch.tensor([s[0] for s in sequences])]  # [B, N]
+
+
+@pytest.mark.parametrize("new_scheme", [lambda: RQDocids(levels=1, codes=8), lambda: SemanticDocids(k=3, levels=2)])
+@pytest.mark.parametrize("k", [1, 5, 30])
+def test_the_decoder_runs_on_live_beams_alone_and_not_for_eos_and_ranks_as_every_row_does(new_scheme, k):
+    torch.set_grad_enabled(False)
+    scheme = new_scheme()
+    model, batch, sequences, trie = _coded_model(scheme, 120)
+    constraint = DocidTrieConstraint(trie)
+    decoder = model.get_decoder()
+    rows_per_step = []
+    step_vectors = decoder.step_vectors
+
+    def counted(states, mask, decoder_input, cache):
+        rows_per_step.append(decoder_input.shape[0])
+        return step_vectors(states, mask, decoder_input, cache)
+
+    def search(scorer):
+        return beam_search(model, batch["input_ids"], constraint, attention_mask=batch["attention_mask"], num_beams=max(k, 20),
+                           num_return_sequences=k, max_new_tokens=scheme.max_length, score="logit", length_penalty=0.0,
+                           pad_token_id=PAD, scorer=scorer)
+
+    decoder.step_vectors = counted
+    got, want = search(decoder), search(None)
+    assert constraint.docid(got.states).tolist() == constraint.docid(want.states).tolist()
+    torch.testing.assert_close(got.scores, want.scores, rtol=1e-5, atol=1e-4)
+    # One row per query at the first step, then one per live beam (each code prefix, at most num_beams),
+    # and none at the eos step: eos's row is zero, its logit the bias alone (0), as the full layer gives it
+    assert not model.get_output_embeddings().weight[EOS].any()
+    prefixes = [len({tuple(s[:level + 1]) for s in sequences}) for level in range(scheme.levels)]
+    assert rows_per_step == [len(QUERIES)] + [len(QUERIES) * min(n, max(k, 20)) for n in prefixes]
+
+
+def _narrowed(scores: torch.Tensor, codes: torch.Tensor, sequences, kept: int, num_beams: int) -> torch.Tensor:
+    """``scores`` ``[B, N]`` with ``-inf`` for every docid outside the best ``kept`` codes of its query
+    (by ``codes`` ``[B, N]``, each docid's code logit), and the next codes while the better ones hold
+    fewer than ``num_beams`` docids, ``num_beams`` codes at most: what ``step_beams=[kept]`` leaves beam
+    search over rq docids."""
+    code_of = torch.tensor([s[0] for s in sequences])
+    out = torch.full_like(scores, float("-inf"))
+    for b in range(scores.shape[0]):
+        ranked = sorted(set(code_of.tolist()), key=lambda c: -float(codes[b][code_of == c][0]))
+        held = 0
+        for rank, code in enumerate(ranked):
+            if rank >= num_beams or (rank >= kept and held >= num_beams):
+                break
+            mine = code_of == code
+            out[b, mine], held = scores[b, mine], held + int(mine.sum())
+    return out
+
+
+@pytest.mark.parametrize(("kept", "num_beams"), [(2, 6), (1, 40), (8, 12)])
+def test_narrowed_code_steps_rank_the_documents_under_the_best_codes_as_brute_force_does(kept, num_beams):
+    """``step_beams``: the best ``kept`` codes (widened until they hold ``num_beams`` docids: rq 1 x 8 over
+    120 documents holds ~15 per code, so kept=1 of 40 beams takes ~3 codes), then every document under
+    them; with as many as there are codes it is the full search. Scorer and full output layer agree."""
+    torch.set_grad_enabled(False)
+    scheme = RQDocids(levels=1, codes=8)
+    model, batch, sequences, trie = _coded_model(scheme, 120)
+    constraint = DocidTrieConstraint(trie)
+    brute, codes = _brute_force_scores(model, batch, sequences), _code_logits(model, batch, sequences)
+
+    def search(scorer):
+        return beam_search(model, batch["input_ids"], constraint, attention_mask=batch["attention_mask"], num_beams=num_beams,
+                           max_new_tokens=scheme.max_length, score="logit", length_penalty=0.0, pad_token_id=PAD,
+                           scorer=scorer, step_beams=[kept])
+
+    got, full = search(model.get_decoder()), search(None)
+    want = torch.sort(_narrowed(brute, codes, sequences, kept, num_beams), dim=1, descending=True)
+    assert constraint.docid(got.states).tolist() == want.indices[:, :num_beams].tolist()
+    torch.testing.assert_close(got.scores, want.values[:, :num_beams], rtol=1e-5, atol=1e-4)
+    assert constraint.docid(full.states).tolist() == want.indices[:, :num_beams].tolist()
+    if kept >= 8:  # every code kept: the search without step_beams
+        plain = beam_search(model, batch["input_ids"], constraint, attention_mask=batch["attention_mask"], num_beams=num_beams,
+                            max_new_tokens=scheme.max_length, score="logit", length_penalty=0.0, pad_token_id=PAD,
+                            scorer=model.get_decoder())
+        assert constraint.docid(plain.states).tolist() == constraint.docid(got.states).tolist()
+    with pytest.raises(ValueError, match="step_beams"):
+        beam_search(model, batch["input_ids"], constraint, num_beams=4, step_beams=[0])
+    with pytest.raises(ValueError, match="step_beams"):
+        beam_search(model, batch["input_ids"], None, num_beams=4, step_beams=[2])
+
+
+def test_code_beams_is_checked_and_a_narrowed_dsi_search_still_returns_k_documents():
+    torch.set_grad_enabled(False)
+    config = searcher_class("dsi").Config
+    with pytest.raises(GenirError, match="code_beams"):
+        parse_config(config, {"docids": "rq", "code_beams": 0})
+    with pytest.raises(GenirError, match="code_beams"):
+        parse_config(config, {"docids": "rq", "code_beams": "many"})
+    scheme = RQDocids(levels=1, codes=8)
+    seq2seq, sequences, trie = _coded_seq2seq(scheme, 120)
+    decoder = DocidDecoder(seq2seq.model, seq2seq.tokenizer, scheme, trie)
+    narrow = parse_config(config, {"docids": "rq", "code_beams": 1, "beams": 4})
+    wide = parse_config(config, {"docids": "rq", "code_beams": 8, "beams": 4})
+    assert scheme.step_beams(narrow) == [1] and DocidScheme.step_beams(scheme, narrow) == []
+    # k above one code's ~15 documents: the code steps keep codes until they hold max(k, beams) documents
+    for k in (50, len(sequences)):
+        rankings = decoder.search(QUERIES, k, narrow)
+        assert all(len(r) == k and len({d for d, _ in r}) == k for r in rankings)
+    # every document asked for: the same documents and scores as without narrowing
+    for got, want in zip(decoder.search(QUERIES, len(sequences), narrow), decoder.search(QUERIES, len(sequences), wide)):
+        assert dict(got).keys() == dict(want).keys()
+        assert max(abs(dict(got)[d] - dict(want)[d]) for d in dict(got)) < 1e-4
 
 
 def test_low_precision_tables_search_in_float32():

@@ -63,6 +63,9 @@ def check_against_brute_force(trie: DocidTrie, seqs: list[list[int]]) -> None:
     for i, p in enumerate(prefixes):
         want = seqs.index(list(p)) if list(p) in seqs else -1
         assert docids[i].item() == want
+    # The docids under each prefix (beam search's step_beams keeps prefixes until they hold enough); none for no state
+    assert trie.completions(states).tolist() == [sum(tuple(s[:len(p)]) == p for s in seqs) for p in prefixes]
+    assert trie.completions(torch.tensor([[-1]])).tolist() == [0]
 
 
 @settings(max_examples=60, deadline=None)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genir.dsi.docids import Body, DocidScheme
+from genir.dsi.docids import Body, DocidScheme, DocidSettings
 from genir.dsi.kmeans import embedding_matrix
 from genir.errors import GenirError
 from genir.indexer.collection import Document
@@ -74,6 +74,11 @@ class CodedDocids(DocidScheme):
     def position_starts(self) -> list[int]:
         """The first token of each position: the ``L`` code levels, then the document tokens."""
         return self.level_starts()
+
+    def step_beams(self, config: DocidSettings) -> list[int]:
+        """``code_beams`` at each of the ``L`` code levels: the document step lists only the documents
+        under the kept prefixes (``~N * code_beams / K`` rows for rq's one level of ``K`` codes)."""
+        return [config.code_beams] * self.levels
 
     def _extend_bodies(self, docs: list[Document], embeddings: np.ndarray | None) -> list[Body]:
         return self._bodies_of(embedding_matrix(embeddings, len(docs), dim=self.dim))

@@ -114,6 +114,13 @@ class DSIConfig(TrainingSettings):
         "a smaller dev set decides by noise: none is held out, the last checkpoint is kept"))
     retrieval_repeats: int = Field(1, ge=0, description="training queries' examples repeated per epoch")
     beams: int = Field(100, ge=1, description="beams of the constrained beam search")
+    # 32 chosen on SciFact's dev carve (benchmarks/tune_code_beams.py, a supervised rq 1 x 64 index): the
+    # smallest value whose dev nDCG@10 is within 0.002 of every code's (16 lost 0.006; 32 tied it and R@100);
+    # semantic's dev carve allowed 16 (test, once, at 32: -0.006, docs/methods/dsi.md)
+    code_beams: int = Field(32, ge=1, description=(
+        "rq and semantic docids: beams kept at each code level, the best prefixes by summed logits, so that the "
+        "document step scores only the documents under them; at least a level's codes (rq: rq_codes) keeps "
+        "them all, as beam search with max(k, beams) beams does"))
     max_query_len: MaxQueryLen = 256
     # All three ranked SciFact test identically (nDCG@10 0.7579 on the CPU); first is the fastest
     # (README "Searching a DSI index").

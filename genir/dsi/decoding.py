@@ -26,9 +26,13 @@ The scheme chooses (:meth:`genir.dsi.docids.DocidScheme.search_mode`):
 * beam, any scheme: constrained beam search over the docid trie with ``max(k, beams)`` beams, scored by
   ``score`` (``logit``: summed raw logits, no length penalty; ``logprob``: ``generate``'s score). With the
   dense start and ``logit``, each step scores only the tokens the trie allows the live beams
-  (:class:`~genir.kernels.beam_search.CandidateScorer`): rq and semantic docids' last step reads the rows of
-  the documents under the kept codes once each, where the full output layer multiplied every document
-  row by every beam.
+  (:class:`~genir.kernels.beam_search.CandidateScorer`): rq and semantic docids' document step reads the
+  rows of the documents under the kept codes once each, where the full output layer multiplied every
+  document row by every beam. Their code levels keep ``code_beams`` prefixes each
+  (:meth:`~genir.dsi.docids.DocidScheme.step_beams`; more while the kept ones hold fewer than
+  ``max(k, beams)`` documents), so that step reads ``~N * code_beams / K`` rows of rq's ``K`` codes
+  instead of all ``N``; the decoder steps the live beams alone, and not for eos, whose row is zero (its
+  logit is its bias whatever the beam).
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class DocidDecoder:
         out = beam_search(self.model, batch["input_ids"], self.constraint, attention_mask=batch["attention_mask"],
                           num_beams=max(k, config.beams), num_return_sequences=k,
                           max_new_tokens=self.scheme.max_length, score=score,
-                          length_penalty=0.0 if score == "logit" else 1.0, scorer=scorer)
+                          length_penalty=0.0 if score == "logit" else 1.0, scorer=scorer,
+                          step_beams=self.scheme.step_beams(config))
         rows = self.constraint.docid(out.states)  # [B, k] docid rows, -1 if none
         return [[(self.docids[int(rows[b, r])], float(out.scores[b, r])) for r in range(k)
                  if out.valid[b, r] and rows[b, r] >= 0] for b in range(rows.shape[0])]

@@ -83,6 +83,7 @@ class DocidSettings(Protocol):
     description_tokens: int
     atomic_search: str
     elaborative_search: str
+    code_beams: int
 
 SCHEME_FILE = "docid_scheme.json"
 ARRAYS_FILE = "docid_scheme.npz"
@@ -168,6 +169,11 @@ class DocidScheme(ABC):
         """How an index of these docids is searched under ``config`` (whose search settings are
         checked by the decoder); :attr:`SearchMode.BEAM` by default."""
         return SearchMode.BEAM
+
+    def step_beams(self, config: DocidSettings) -> list[int]:
+        """The most running beams beam search keeps after each of its first steps under ``config``
+        (:func:`genir.kernels.beam_search.beam_search`'s ``step_beams``); none narrowed by default."""
+        return []
 
     @property
     def needs_embeddings(self) -> bool:

@@ -133,7 +133,8 @@ class DSISearcher(Searcher):
     method = "dsi"
     Config = DSIConfig
     description = f"DSI: seq2seq model generating docids under a docid trie ({' | '.join(docid_scheme_names())})"
-    search_settings = ("max_query_len", "atomic_search", "elaborative_search", "beams", "candidates", "score", "plan_weight", "dense_weight")
+    search_settings = ("max_query_len", "atomic_search", "elaborative_search", "beams", "code_beams", "candidates", "score", "plan_weight",
+                       "dense_weight")
 
     def __init__(self, opening: Opening):
         super().__init__(opening)

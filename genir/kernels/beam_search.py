@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
@@ -113,6 +114,11 @@ class CandidateScorer(Protocol):
         """``[M]`` float32 raw logits of beam ``r``'s tokens ``tokens[row_ptr[r]:row_ptr[r + 1]]`` (``z`` ``[R, H]``)."""
         ...
 
+    def fixed_logits(self, tokens: torch.Tensor, position: int) -> torch.Tensor | None:
+        """``[M]`` float32: what :meth:`candidate_logits` gives ``tokens`` ``[M]`` at ``position`` whatever
+        the beam's vector, or None where some token's logit depends on it."""
+        ...
+
 
 @torch.no_grad()
 def beam_search(
@@ -133,6 +139,7 @@ def beam_search(
     topk_backend: Backend = "auto",
     score: Score = "logprob",
     scorer: CandidateScorer | None = None,
+    step_beams: Sequence[int] = (),
 ) -> BeamSearchOutput:
     """Decode the ``num_return_sequences`` best outputs of each query under ``constraint``.
 
@@ -161,7 +168,15 @@ def beam_search(
             candidates alone (:class:`CandidateScorer`) instead of the whole vocabulary: a step then
             costs the rows of the tokens the constraint allows, not ``beams x V`` (rq docids' document
             step: the documents under the kept codes). The ranking and the scores are those of the
-            full output layer (up to float32 rounding of the dot products' order).
+            full output layer (up to float32 rounding of the dot products' order). The decoder then runs
+            on the live beams alone, and not at all at a step that ends every hypothesis where the
+            scorer's logits do not depend on the beam (:meth:`CandidateScorer.fixed_logits`: eos, whose
+            dense-start row is zero).
+        step_beams: with a constraint, the running beams kept after step ``t < len(step_beams)`` are
+            the best ``step_beams[t]``, and the next ones while the better ones hold fewer than
+            ``num_beams`` complete sequences (:meth:`Constraint.completions`); ``num_beams`` after those
+            steps (and where an entry is larger). A docid's code levels narrowed this way leave fewer
+            prefixes for its later steps to expand (rq: the documents under the kept codes alone).
     Returns:
         ``BeamSearchOutput`` with ``[B, R, ...]`` tensors.
     Raises:
@@ -174,20 +189,26 @@ def beam_search(
         raise ValueError(f"need 1 <= num_return_sequences <= num_beams, got {num_return_sequences} > {num_beams}")
     if scorer is not None and (constraint is None or score != "logit"):
         raise ValueError("a candidate scorer needs a constraint and score='logit' (log-probabilities need every logit)")
+    if step_beams and (constraint is None or min(step_beams) < 1):
+        raise ValueError(f"step_beams needs a constraint and entries >= 1, got {list(step_beams)}")
     eos = _special_token(model, "eos_token_id", eos_token_id)
     pad = _special_token(model, "pad_token_id", pad_token_id, fallback=eos)
     start = _special_token(model, "decoder_start_token_id", decoder_start_token_id)
     device = input_ids.device
     n_queries = input_ids.shape[0]
     width = constraint.state_width if constraint is not None else 0
-    encoder_outputs, beam_attention_mask = encode_sources(model, input_ids, attention_mask, num_beams)
+    # The scorer's decoder runs on the live beams alone: the sources are encoded once per query
+    # (row ``beam // num_beams``), and its KV cache holds the rows of ``live`` beams, in that order.
+    encoder_outputs, beam_attention_mask = encode_sources(model, input_ids, attention_mask, 1 if scorer else num_beams)
     run = _start_beams(constraint, n_queries, num_beams, max_new_tokens, pad, device)
     fin = _no_hypotheses(n_queries, num_beams, max_new_tokens, width, pad, device)
     query_open = torch.ones(n_queries, dtype=torch.bool, device=device)
     steps: list[BeamStep] | None = [] if record_steps else None
     decoder_input = torch.full((n_queries * num_beams, 1), start, dtype=torch.int64, device=device)
     cache: Cache | None = None
+    live = torch.nonzero(run.scores.view(-1) > float("-inf")).squeeze(1)
     for t in range(max_new_tokens):
+        last_step = t + 1 == max_new_tokens
         if scorer is None:
             logits, cache = decode_step(model, encoder_outputs, beam_attention_mask, decoder_input, cache)
             expansion = _expand(
@@ -195,23 +216,24 @@ def beam_search(
             )
             del logits  # the [N, V] logits are the largest tensor of a step
         else:
-            vectors, position, cache = _scorer_step(scorer, encoder_outputs.last_hidden_state, beam_attention_mask,
-                                                    decoder_input, cache, num_beams)
-            expansion = _expand_candidates(scorer, vectors, position, run.states.flatten(0, 1), run.scores.view(-1),
-                                           2 * num_beams, constraint)
+            expansion, cache = _expand_live(scorer, encoder_outputs.last_hidden_state, beam_attention_mask, decoder_input,
+                                            cache, live, num_beams, t, run.states.flatten(0, 1), 2 * num_beams, constraint,
+                                            eos, last_step)
         cand = _continuations(run, expansion, t, eos, pad)
-        last_step = t + 1 == max_new_tokens
         stops = cand.ended | last_step
         if steps is not None:
             steps.append(BeamStep(cand.tokens[:, :, : t + 1].clone(), cand.scores, cand.states, cand.valid, cand.ended))
         finishing = _finishing(cand, stops, constraint is not None, query_open, fin.scores, early_stopping)
         fin = _add_finished(fin, cand, finishing, t + 1, length_penalty)
-        run, beam_rows = _next_beams(cand, stops, num_beams)
+        run, beam_rows = _next_beams(cand, stops, num_beams, step_beams[t] if t < len(step_beams) else num_beams, constraint)
         query_open &= _can_improve(run.scores, fin.scores, t + 1, max_new_tokens, length_penalty, early_stopping)
         run = replace(run, scores=torch.where(query_open.unsqueeze(1), run.scores, float("-inf")))
         if last_step or _search_done(run.scores, fin.scores, early_stopping):
             break
-        _reorder(cache, beam_rows.view(-1))
+        if scorer is None:
+            _reorder(cache, beam_rows.view(-1))
+        else:
+            live = _follow_live(cache, live, beam_rows.view(-1), run.scores.view(-1))
         decoder_input = run.tokens[:, :, t].reshape(-1, 1)
 
     return _outputs(fin, num_return_sequences, pad, steps)
@@ -404,67 +426,68 @@ def _expand(
     return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
 
 
-def _scorer_step(
+def _expand_live(
     scorer: CandidateScorer,
-    states: torch.Tensor,
-    attention_mask: torch.Tensor,
+    sources: torch.Tensor,
+    source_mask: torch.Tensor,
     decoder_input: torch.Tensor,
     cache: Cache | None,
+    live: torch.Tensor,
     num_beams: int,
-) -> tuple[torch.Tensor, int, Cache]:
-    """:meth:`CandidateScorer.step_vectors` for every beam. The first step, where each query has one
-    beam and all of its beams would compute the same thing, runs once per query, and its vectors and
-    KV cache (the cross-attention's keys and values over the source included) are copied to the
-    query's beams: the decoder's cross-attention projections run on ``B`` sources, not ``B * num_beams``.
-
-    Args:
-        states, attention_mask: ``[N, S, H]`` and ``[N, S]`` from :func:`encode_sources`, ``N = B * num_beams``.
-        decoder_input: ``[N, 1]`` int64.
-    Returns:
-        ``[N, H]`` vectors, the step's position and the KV cache of ``N`` rows.
-    """
-    if cache is not None:
-        return scorer.step_vectors(states, attention_mask, decoder_input, cache)
-    first = torch.arange(0, states.shape[0], num_beams, device=states.device)  # [B] beam 0 of each query
-    vectors, position, cache = scorer.step_vectors(states[first], attention_mask[first], decoder_input[first], None)
-    beams = torch.arange(first.shape[0], device=states.device).repeat_interleave(num_beams)  # [N] query of each beam
-    cache.reorder_cache(beams)  # self- and cross-attention alike
-    return vectors[beams], position, cache
-
-
-def _expand_candidates(
-    scorer: CandidateScorer,
-    vectors: torch.Tensor,
-    position: int,
+    t: int,
     states: torch.Tensor,
-    scores: torch.Tensor,
     k: int,
     constraint: Constraint,
-) -> TopK:
+    eos: int,
+    last_step: bool,
+) -> tuple[TopK, Cache | None]:
     """:func:`_expand` under ``score="logit"`` with the candidates scored alone: the top-``k`` allowed
     tokens of every live beam by raw logit (the ranking of :func:`constrained_topk`), whose slots'
     ``log_probs`` hold those logits (plus a candidate's bias); dead beams get empty slots.
 
+    The decoder steps the ``live`` beams alone, and not at all when this step ends every hypothesis
+    (every candidate is eos, or it is the last step) and the scorer gives the candidates' logits
+    without the beams' vectors (:meth:`CandidateScorer.fixed_logits`): nothing reads the state it
+    would have computed.
+
     Args:
-        vectors: ``[N, H]`` the step's vectors of every beam (:meth:`CandidateScorer.step_vectors`).
-        position: the step's position.
+        sources, source_mask: ``[B, S, H]`` and ``[B, S]`` from :func:`encode_sources` (one row per query).
+        decoder_input: ``[N, 1]`` int64 every beam's last token, ``N = B * num_beams``.
+        cache: the KV cache of the ``live`` beams' rows, in ``live`` order (None at the first step).
+        live: ``[n]`` int64 flattened rows of the live beams, ascending.
+        t: the step (0-based), the position of the tokens it scores.
         states: ``[N, S]`` int64 constraint states.
-        scores: ``[N]`` float32 running scores.
+        k: slots per beam (``2 * num_beams``).
     Returns:
-        ``TopK`` with ``[N, k]`` slots.
+        ``TopK`` with ``[N, k]`` slots, and the cache extended by this step (as it was where the step was skipped).
     """
-    n_rows, device = vectors.shape[0], vectors.device
+    n_rows, device = states.shape[0], states.device
     tokens = torch.full((n_rows, k), EMPTY_SLOT, dtype=torch.int64, device=device)
     log_probs = torch.full((n_rows, k), float("-inf"), device=device)
     next_state = torch.full((n_rows, k, states.shape[1]), EMPTY_SLOT, dtype=torch.int64, device=device)
     valid = torch.zeros((n_rows, k), dtype=torch.bool, device=device)
-    live = torch.nonzero(scores > float("-inf")).squeeze(1)
     candidates = constraint.candidates(states[live])
-    logit = scorer.candidate_logits(vectors[live], candidates.row_ptr, candidates.tokens, position)  # [M]
+    ends = last_step or bool((candidates.tokens == eos).all())
+    logit = scorer.fixed_logits(candidates.tokens, t) if ends else None
+    if logit is None:
+        query = live // num_beams  # [n] each live beam's query
+        vectors, _, cache = scorer.step_vectors(sources[query], source_mask[query], decoder_input[live], cache)
+        logit = scorer.candidate_logits(vectors, candidates.row_ptr, candidates.tokens, t)  # [M]
     chosen = select_candidates(logit, candidates, k)
     tokens[live], next_state[live], valid[live] = chosen.tokens, chosen.next_state, chosen.valid
     log_probs[live] = torch.where(chosen.valid, chosen.logit + chosen.bias, float("-inf"))
-    return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid)
+    return TopK(tokens=tokens, log_probs=log_probs, next_state=next_state, valid=valid), cache
+
+
+def _follow_live(cache: Cache, live: torch.Tensor, parents: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """The next step's live beams (``scores`` ``[N]`` above ``-inf``), with the KV cache, which holds the
+    rows of ``live`` (``[n]``, in that order), reordered to hold theirs: each the row of its parent
+    (``parents`` ``[N]`` flattened rows), self- and cross-attention alike. Returns their ``[n']`` int64 rows."""
+    following = torch.nonzero(scores > float("-inf")).squeeze(1)  # [n']
+    row_of = torch.full_like(parents, -1)
+    row_of[live] = torch.arange(live.shape[0], device=live.device)  # flattened beam -> its cache row
+    cache.reorder_cache(row_of[parents[following]])  # a running beam's parent was live
+    return following
 
 
 def _continuations(run: _Beams, expansion: TopK, t: int, eos: int, pad: int) -> _Continuations:
@@ -556,18 +579,30 @@ def _add_finished(
     )
 
 
-def _next_beams(cand: _Continuations, stops: torch.Tensor, num_beams: int) -> tuple[_Beams, torch.Tensor]:
-    """The next running beams: the best ``num_beams`` continuations of each query that do not stop.
+def _next_beams(
+    cand: _Continuations, stops: torch.Tensor, num_beams: int, kept: int, constraint: Constraint | None
+) -> tuple[_Beams, torch.Tensor]:
+    """The next running beams: the best ``num_beams`` continuations of each query that do not stop,
+    narrowed to the best ``kept`` (``kept < num_beams``) and those after them until the beams before
+    hold ``num_beams`` complete sequences (:meth:`Constraint.completions`), so that narrowing never
+    leaves fewer hypotheses than beams.
 
     Args:
         cand: ``[B, K, ...]`` continuations.
         stops: ``[B, K]`` bool.
     Returns:
-        ``_Beams`` with ``[B, num_beams, ...]`` tensors, and ``[B, num_beams]`` int64 the
-        flattened rows of their parents (to reorder the KV cache by).
+        ``_Beams`` with ``[B, num_beams, ...]`` tensors (narrowed slots dead), and ``[B, num_beams]``
+        int64 the flattened rows of their parents (to reorder the KV cache by).
     """
     scores, chosen = torch.where(stops, float("-inf"), cand.scores).topk(num_beams, dim=1)
-    beams = _Beams(scores=scores, tokens=_pick(cand.tokens, chosen), states=_pick(cand.states, chosen))
+    states = _pick(cand.states, chosen)
+    if kept < num_beams:
+        held = constraint.completions(states.flatten(0, 1)).view(scores.shape)  # [B, num_beams]
+        held = torch.where(scores > float("-inf"), held, 0)
+        before = held.cumsum(1) - held  # [B, num_beams] sequences under the better beams
+        beyond = torch.arange(num_beams, device=scores.device) >= kept
+        scores = scores.masked_fill(beyond & (before >= num_beams), float("-inf"))
+    beams = _Beams(scores=scores, tokens=_pick(cand.tokens, chosen), states=states)
     return beams, _pick(cand.parent, chosen)
 
 

@@ -57,3 +57,16 @@ class Constraint(ABC):
         Returns:
             ``Candidates`` with ``N + 1`` row pointers.
         """
+
+    def completions(self, state: torch.Tensor) -> torch.Tensor:
+        """How many complete sequences start with each state's prefix (a docid trie: the docids under
+        a node), for beam search's ``step_beams``, which keeps prefixes until they hold enough.
+
+        Args:
+            state: ``[N, S]`` int64 states; ``-1`` rows (no beam) count 0.
+        Returns:
+            ``[N]`` int64.
+        Raises:
+            NotImplementedError: a constraint that cannot count them (narrowing needs a docid trie).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot count the sequences under a prefix")

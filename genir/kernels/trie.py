@@ -78,6 +78,7 @@ class DocidTrie:
         self._dense_next, self._n_dense = _dense_tables(
             token, child_ptr, parent, self.vocab_size, self.dense_bytes
         )
+        self._completions = _completions(child_ptr, parent, leaf_docid)
 
     # ------------------------------------------------------------------ construction
 
@@ -230,6 +231,11 @@ class DocidTrie:
             state = torch.where(column.unsqueeze(1) < 0, state, stepped)
         return state
 
+    def completions(self, state: torch.Tensor) -> torch.Tensor:
+        """The docids under each node: ``state`` ``[N, 1]`` int64 node ids (``-1``: none, counts 0) -> ``[N]`` int64."""
+        node = state[:, 0]
+        return torch.where(node >= 0, self._completions[node.clamp(min=0)], 0)
+
     def docid(self, state: torch.Tensor) -> torch.Tensor:
         """Map complete states back to docid rows.
 
@@ -342,6 +348,10 @@ class DocidTrieConstraint(Constraint):
         """See :meth:`DocidTrie.candidates`; ``state`` is ``[N, 1]`` int64."""
         return self.trie.candidates(state)
 
+    def completions(self, state: torch.Tensor) -> torch.Tensor:
+        """See :meth:`DocidTrie.completions`; ``state`` is ``[N, 1]`` int64."""
+        return self.trie.completions(state)
+
     def docid(self, state: torch.Tensor) -> torch.Tensor:
         """Map ``[..., 1]`` int64 final states to ``[...]`` int64 docid rows (``-1`` if incomplete)."""
         return self.trie.docid(state[..., 0])
@@ -431,6 +441,19 @@ def _parents(child_ptr: torch.Tensor) -> torch.Tensor:
     parent = torch.zeros(n_nodes, dtype=torch.int64, device=child_ptr.device)
     parent[1:] = torch.repeat_interleave(torch.arange(n_nodes, device=child_ptr.device), degree)
     return parent
+
+
+def _completions(child_ptr: torch.Tensor, parent: torch.Tensor, leaf_docid: torch.Tensor) -> torch.Tensor:
+    """``[n_nodes]`` int64 docids under each node (a leaf: 1), summed level by level from the deepest
+    up (breadth-first numbering makes each level a contiguous run of node ids)."""
+    counts = (leaf_docid >= 0).to(torch.int64)
+    levels = [(0, 1)]  # [start, end) of each level's node ids
+    while levels[-1][1] > levels[-1][0]:
+        start, end = levels[-1]
+        levels.append((int(child_ptr[start]), int(child_ptr[end])))
+    for start, end in reversed(levels[1:-1]):
+        counts.index_add_(0, parent[start:end], counts[start:end].clone())  # parents lie on the level above
+    return counts
 
 
 def _dense_tables(

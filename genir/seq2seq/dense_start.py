@@ -126,8 +126,22 @@ class DenseStartDecoder(PooledQueryDecoder):
             once, in order (:func:`~genir.kernels.table_products.candidate_dots`), so a step costs the
             candidates' rows, not ``R`` times the vocabulary.
         """
+        return self._candidate_logits(candidate_dots(z, self.cls.predictions.decoder.weight, row_ptr, tokens), tokens, position)
+
+    def fixed_logits(self, tokens: torch.Tensor, position: int) -> torch.Tensor | None:
+        """What :meth:`candidate_logits` gives ``tokens`` ``[M]`` int64 at ``position`` whatever the beams'
+        ``z``, where every token's row is zero (eos: its row starts at zero and no gradient reaches it, since
+        a docid's last position allows eos alone), so that each logit is its bias; None where a row is not
+        zero (then the beam's vector matters). ``[M]`` float32, equal to :meth:`candidate_logits`' (``s * 0 + b``)."""
+        if self.cls.predictions.decoder.weight[tokens.unique()].any():
+            return None
+        return self._candidate_logits(torch.zeros(tokens.shape, dtype=torch.float32, device=tokens.device), tokens, position)
+
+    def _candidate_logits(self, dots: torch.Tensor, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """``[M]`` float32 logits of ``tokens`` ``[M]`` from their dots with the beams' ``z`` ``[M]`` float32:
+        scaled, plus the bias, the lowest float32 where ``position`` may not emit the token."""
         head = self.cls.predictions.decoder
-        logits = self.log_scale.exp().float() * candidate_dots(z, head.weight, row_ptr, tokens)
+        logits = self.log_scale.exp().float() * dots
         if head.bias is not None:
             logits = logits + head.bias[tokens].float()
         span = self._one_step_span(1, position)
