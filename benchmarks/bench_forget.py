@@ -249,14 +249,18 @@ def main() -> None:
               "corpus": str(args.data), "indexed_docs": len(base.doc_ids), "held_out_docs": len(held),
               "unlearn_settings": unlearn.model_dump(mode="json"), "rows": [], "sequential": []}
 
-    # rows of modes this run does not measure are kept from an earlier run of the same setup
+    # every row this run does not measure again (another fraction or mode, a before row under --skip-before,
+    # the sequential rows without --sequential) is kept from an earlier run of the same setup
+    fractions = [float(f) for f in args.fractions.split(",") if f]
     earlier = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
     if all(earlier.get(k) == record[k] for k in ("corpus", "indexed_docs", "held_out_docs", "unlearn_settings")):
         names = {m.value for m in modes}
-        record["rows"] = [r for r in earlier.get("rows", []) if r["mode"] not in names and r["mode"] != "none (before)"]
-        record["sequential"] = [r for r in earlier.get("sequential", []) if r["mode"] not in names]
+        measured = {(f, m) for f in fractions for m in [*names, *([] if args.skip_before else ["none (before)"])]}
+        record["rows"] = [r for r in earlier.get("rows", []) if (r["fraction"], r["mode"]) not in measured]
+        record["sequential"] = [r for r in earlier.get("sequential", []) if not args.sequential or r["mode"] not in names]
         if record["rows"] or record["sequential"]:
-            record["provenance"]["note"] += f"; the rows of other modes than {args.modes} from the run of commit {earlier['provenance']['commit']}"
+            record["provenance"]["note"] = (f"{earlier['provenance']['note']}; then (commit {record['provenance']['commit']}, "
+                                            f"{record['provenance']['date']}) --modes {args.modes} --fractions {args.fractions} measured again")
     order = ["none (before)", *[m.value for m in Forget]]
 
     def keep(table: str, row: dict) -> None:
@@ -266,7 +270,7 @@ def main() -> None:
                                           r.get("request", 0)) if table == "rows" else (order.index(r["mode"]), r["request"]))
         args.output.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    for fraction in [float(f) for f in args.fractions.split(",") if f]:
+    for fraction in fractions:
         gone = sorted(forget_set(base, fraction, args.seed))
         # before deleting: the forget set is live (leaks by design), the reference for utility and leakage
         if not args.skip_before:
