@@ -45,6 +45,12 @@ Pair = tuple[str, list[int]]
 """A source text and its target docid tokens, ending with eos."""
 
 
+def token_log_likelihoods(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` float32: each target token's log-probability (log-softmax of its logit), 0 where
+    ``labels`` is ``IGNORE_INDEX``. ``logits`` ``[B, T, V]`` float, ``labels`` ``[B, T]`` int64."""
+    return -F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+
+
 def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each target token, times its example's weight, summed over the batch and divided
     by the number of target tokens: a scalar float32 tensor. With every weight 1 it is the usual mean
@@ -56,8 +62,7 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: tor
         labels: ``[B, T]`` int64, padded with ``IGNORE_INDEX``.
         weights: ``[B]`` float32.
     """
-    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # [B, T]
-    return (tokens * weights[:, None]).sum() / (labels != IGNORE_INDEX).sum().clamp_min(1)
+    return -(token_log_likelihoods(logits, labels) * weights[:, None]).sum() / (labels != IGNORE_INDEX).sum().clamp_min(1)
 
 
 class EpochBatchSampler(Sampler[list[int]]):

@@ -57,7 +57,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from genir.errors import GenirError
 from genir.seq2seq.dense_start import is_dense_start
 from genir.seq2seq.settings import UnlearnSettings
-from genir.seq2seq.training import IGNORE_INDEX, Pair, Seq2SeqDataModule
+from genir.seq2seq.training import Pair, Seq2SeqDataModule, token_log_likelihoods
 
 
 def sequence_log_likelihoods(model: PreTrainedModel, batch: dict[str, torch.Tensor],
@@ -69,17 +69,13 @@ def sequence_log_likelihoods(model: PreTrainedModel, batch: dict[str, torch.Tens
     to reuse); ``parameters``: values, by the model's parameter names, that replace those weights
     for this call (:func:`torch.func.functional_call`).
     """
-    logits = _forward(model, batch, parameters).logits.float()  # [B, T, V]
-    labels = batch["labels"]  # [B, T]
-    mask = labels != IGNORE_INDEX
-    picked = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # [B, T]
-    return (picked * mask).sum(dim=1)
+    return token_log_likelihoods(_forward(model, batch, parameters).logits, batch["labels"]).sum(dim=1)
 
 
 def mean_log_likelihood(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[Pair],
                         max_source_len: int, batch_size: int = 64) -> float:
     """The mean sequence log-likelihood of ``pairs`` under ``model`` (eval mode, no gradient); a
-    forgotten pair's is what unlearning lowers (tests and ``benchmarks/bench_forget.py`` read it)."""
+    forgotten pair's is what unlearning lowers (the tests read it)."""
     data = _batches(pairs, tokenizer, max_source_len, batch_size, shuffle=None)
     device = next(model.parameters()).device
     was_training = model.training
