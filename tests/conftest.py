@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,6 +50,22 @@ def own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     building the same toy index at once would share (and delete) each other's checkpoints."""
     if "GENIR_CACHE" not in os.environ:
         os.environ["GENIR_CACHE"] = str(tmp_path_factory.getbasetemp() / "genir-cache")
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], tuple[Path, ...]]) -> tuple[Path, ...]:
+    """What ``build(root)`` returns (paths under ``root``), built once per test run for every
+    pytest-xdist worker: workers share the run's base folder, the first to take ``name``'s lock builds,
+    and the others wait on the lock, then read the paths it recorded. For builds that tests only read."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    root, record = shared / name, shared / f"{name}.json"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when a worker dies
+        if not record.exists():
+            paths = build(root)
+            record.write_text(json.dumps([str(p) for p in paths]))
+        return tuple(Path(p) for p in json.loads(record.read_text()))
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_se_dsi_memorizes_with_keyword_descriptions(tmp_path):
     collection = write_beir(tmp_path / "toy", split="train")
     index = tmp_path / "idx"
     result = genir("index", "-m", "se-dsi", "-c", collection, "-o", index, "--model", "t5-config:tiny",
-                   "--set", "max_epochs=100", "--set", "lr=3e-3", "--set", "warmup_steps=0", "--set", "batch_size=8",
+                   "--set", "max_epochs=50", "--set", "lr=1e-2", "--set", "warmup_steps=0", "--set", "batch_size=8",
                    "--set", "pseudo_queries=1")
     assert result.exit_code == 0, result.output
     searcher = Searcher.load(index)
@@ -159,7 +159,7 @@ def test_default_recipe_keeps_minilm_and_document_embeddings_frozen(tmp_path):
     torch.set_num_threads(1)
     collection = write_beir(tmp_path / "toy", split="train")
     index = tmp_path / "idx"
-    result = genir("index", "-m", "dsi", "-c", collection, "-o", index, "--set", "max_epochs=60",
+    result = genir("index", "-m", "dsi", "-c", collection, "-o", index, "--set", "max_epochs=10",
                    "--set", "batch_size=2", "--set", "warmup_steps=0")
     assert result.exit_code == 0, result.output
     searcher = Searcher.load(index)

@@ -6,7 +6,9 @@ import numpy as np
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from genir.kernels import FMIndex, FMIndexConstraint, beam_search
+from genir.kernels.beam_search import beam_search
+from genir.kernels.fm_constraint import FMIndexConstraint
+from genir.kernels.fmindex import FMIndex
 
 PAD, EOS, VOCAB = 0, 1, 24
 

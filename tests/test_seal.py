@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import TOY_QUERIES, write_beir
+from conftest import TOY_QUERIES, built_once, write_beir
 from typer.testing import CliRunner
 
 from genir.cli.main import app
@@ -54,7 +54,8 @@ def tiny_seal_index(root):
 
 @pytest.fixture(scope="module")
 def seal_index(tmp_path_factory):
-    return tiny_seal_index(tmp_path_factory.mktemp("seal"))
+    """:func:`tiny_seal_index`, built once per test run (test_seal_pmi reads the same one)."""
+    return built_once(tmp_path_factory, "tiny-seal", tiny_seal_index)
 
 
 @pytest.fixture(scope="module")

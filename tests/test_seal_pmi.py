@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import built_once
 from test_seal import QUERIES, brute_count, corpus_tokens, genir, tiny_seal_index
 
 from genir.errors import GenirError
@@ -19,7 +20,8 @@ from genir.seq2seq.vocab import EOS
 
 @pytest.fixture(scope="module")
 def seal_index(tmp_path_factory):
-    return tiny_seal_index(tmp_path_factory.mktemp("seal-pmi"))
+    """test_seal's tiny index: the same build, made once per test run."""
+    return built_once(tmp_path_factory, "tiny-seal", tiny_seal_index)
 
 
 def test_topk_ranks_by_logit_plus_bias_and_adds_the_bias_to_the_score():

@@ -27,7 +27,9 @@ from genir.cli.main import app
 from genir.errors import CorruptIndexError, GenirError
 from genir.indexer.artifact import index_size_bytes, read_manifest, write_manifest
 from genir.indexer.collection import Collection, Document
-from genir.kernels import FMIndex, FMIndexConstraint, beam_search
+from genir.kernels.beam_search import beam_search
+from genir.kernels.fm_constraint import FMIndexConstraint
+from genir.kernels.fmindex import FMIndex
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 from genir.seal.searcher import SEALConfig, SEALSearcher, optimize_index
 from genir.seal.segments import (

@@ -4,16 +4,8 @@
 * :class:`DocidTrie` / :class:`DocidTrieConstraint`: complete docids only (DSI, SE-DSI).
 * :func:`constrained_topk`: best allowed tokens under the full softmax (Triton on CUDA, torch on CPU).
 * :func:`beam_search`: constrained beam search over any Hugging Face encoder-decoder.
+
+Import each from its module (``genir.kernels.fmindex``, ``.fm_constraint``, ``.trie``, ``.topk``,
+``.constraint``, ``.beam_search``): the package imports none of them, since beam search imports
+transformers (~4 s) that a process using only the FM-index, the trie or the top-k step does not need.
 """
-
-from genir.kernels.beam_search import BeamSearchOutput, BeamStep, beam_search
-from genir.kernels.constraint import Candidates, Constraint
-from genir.kernels.fm_constraint import FMIndexConstraint
-from genir.kernels.fmindex import FMIndex
-from genir.kernels.topk import TopK, constrained_topk
-from genir.kernels.trie import DocidTrie, DocidTrieConstraint
-
-__all__ = [
-    "BeamSearchOutput", "BeamStep", "Candidates", "Constraint", "DocidTrie", "DocidTrieConstraint",
-    "FMIndex", "FMIndexConstraint", "TopK", "beam_search", "constrained_topk",
-]

@@ -11,10 +11,12 @@ one ``vocab_size``. The encoder's size is recorded beside it so the same shapes 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, EncoderDecoderModel, PreTrainedModel
+from transformers.initialization import no_init_weights
 
 from genir.errors import CorruptIndexError, GenirError
 from genir.seq2seq.dense_start import DENSE_START_KEY, DenseStartDecoder
@@ -72,8 +74,9 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
     if not hasattr(config, INPUT_VOCAB_KEY):
         raise GenirError(f"{directory}: config.json lacks {INPUT_VOCAB_KEY}; not saved by genir")
     config.vocab_size = getattr(config, INPUT_VOCAB_KEY)
-    model = AutoModelForSeq2SeqLM.from_config(config)
-    replace_decoder_vocab(model, output_vocab)
+    model = _unstarted(lambda: AutoModelForSeq2SeqLM.from_config(config))
+    with no_init_weights():  # the fresh decoder rows are loaded next too
+        replace_decoder_vocab(model, output_vocab)
     _load_weights(model, directory)  # tied copies (T5's encoder embedding is its shared embedding) are stored once
     model.tie_weights()
     return model.eval()
@@ -82,15 +85,28 @@ def load_seq2seq(directory: Path) -> PreTrainedModel:
 def _load_pooled_query(config, directory: Path, decoder_class: type[PooledQueryDecoder]) -> PreTrainedModel:
     """An ``EncoderDecoderModel`` whose decoder is a ``decoder_class`` (dense or query start), from config +
     safetensors; a tied token table (the query start's) is tied again."""
-    model = EncoderDecoderModel(config=config, encoder=AutoModel.from_config(config.encoder),
-                                decoder=decoder_class(config.decoder))
+    model = _unstarted(lambda: EncoderDecoderModel(config=config, encoder=AutoModel.from_config(config.encoder),
+                                                   decoder=decoder_class(config.decoder)))
     _load_weights(model, directory)
     model.get_decoder().tie_weights()
     return model.eval()
 
 
+def _unstarted(build: Callable[[], PreTrainedModel]) -> PreTrainedModel:
+    """``build()`` without the random start of its weights, which :func:`_load_weights` replaces next (a
+    MiniLM-sized model spends ~0.3 s on it per load), tied as a started model is: ``no_init_weights``
+    skips Hugging Face's ``init_weights``, which ties each model's embeddings too."""
+    with no_init_weights():
+        model = build()
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.tie_weights()
+    return model
+
+
 def _load_weights(model: PreTrainedModel, directory: Path) -> None:
-    """Load ``model.safetensors`` into ``model``; every weight must fit (tied copies are stored once). The
+    """Load ``model.safetensors`` into ``model``; every weight must fit (tied copies are stored once), so
+    a model built without initializing its weights holds none of that uninitialized memory after. The
     docid tables keep the dtype they were saved in (``table_dtype``; float32 in an index written before it)."""
     state = load_file(directory / WEIGHTS)
     names = {id(weight): name for name, weight in model.named_parameters(remove_duplicate=False)}
