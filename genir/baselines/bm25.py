@@ -9,7 +9,7 @@ Lucene's limit of 1,024 clauses (``IndexSearcher.setMaxClauseCount``, process-wi
 its maximum when an index is opened, so no term is dropped.
 
 Growing (:meth:`Searcher.add` / ``delete``): the Lucene folder is copied into the new version
-and changed there by a child process (:mod:`genir.baselines.lucene_edit`). Adds go through Anserini's
+and changed there by a child process (:mod:`genir.baselines.lucene_writer`). Adds go through Anserini's
 ``SimpleIndexer`` in append mode with the build's settings (same analyzer and document generator:
 positions, document vectors, raw text); deletes are Lucene's ``IndexWriter.deleteDocuments`` on the
 ``id`` field, followed by ``forceMergeDeletes`` with no share of deleted documents allowed, so that
@@ -41,6 +41,7 @@ from genir.settings import Settings
 from genir.subprocesses import run_child
 
 LUCENE_DIR = "lucene"
+LUCENE_WRITER = "genir.baselines.lucene_writer"  # the child process that writes Lucene folders
 MAX_CLAUSES = 2**31 - 1  # Lucene's default is 1,024 (TooManyClauses beyond it)
 
 
@@ -96,14 +97,8 @@ class BM25Searcher(Searcher):
             for doc in collection.docs():
                 f.write(json.dumps({"id": doc.id, "contents": doc.contents}) + "\n")
                 count += 1
-        command = [
-            sys.executable, "-m", "pyserini.index.lucene",
-            "--collection", "JsonCollection", "--input", str(staging),
-            "--index", str(directory / LUCENE_DIR),
-            "--generator", "DefaultLuceneDocumentGenerator",
-            "--threads", str(config.threads),
-            "--storePositions", "--storeDocvectors",
-        ] + (["--storeRaw"] if config.store_raw else [])
+        command = [sys.executable, "-m", LUCENE_WRITER, "build", str(directory / LUCENE_DIR), str(staging),
+                   "true" if config.store_raw else "false", str(config.threads)]
         with Console(stderr=True).status(f"Lucene is indexing {count:,} documents"):
             done = run_child(command, env=os.environ.copy())  # stopped with genir, however genir ends
         shutil.rmtree(staging)
@@ -137,10 +132,10 @@ class BM25Searcher(Searcher):
         return self._edit_copy("delete", staging, [str(ids_file)], ids_file, f"deleting {len(ids):,} documents")
 
     def _edit_copy(self, operation: str, staging: Path, args: list[str], payload: Path, what: str) -> dict[str, Any]:
-        """Copy the Lucene folder into ``staging`` and change the copy in a child process (:mod:`genir.baselines.lucene_edit`)."""
+        """Copy the Lucene folder into ``staging`` and change the copy in a child process (:mod:`genir.baselines.lucene_writer`)."""
         target = staging / LUCENE_DIR
         shutil.copytree(self.lucene_dir, target)
-        command = [sys.executable, "-m", "genir.baselines.lucene_edit", operation, str(target), *args]
+        command = [sys.executable, "-m", LUCENE_WRITER, operation, str(target), *args]
         with Console(stderr=True).status(f"Lucene is {what}"):
             done = run_child(command, env=os.environ.copy())  # stopped with genir, however genir ends
         payload.unlink()

@@ -1,16 +1,20 @@
-"""Add documents to, or delete documents from, a Lucene index folder in place: the child process
-that :class:`genir.baselines.bm25.BM25Searcher` runs for ``add`` and ``delete``.
+"""Build a Lucene index folder, or add documents to it or delete documents from it in place: the child
+process that :class:`genir.baselines.bm25.BM25Searcher` runs for ``index``, ``add`` and ``delete``.
 
-Run as ``python -m genir.baselines.lucene_edit add LUCENE_DIR DOCS.jsonl STORE_RAW THREADS`` or
-``python -m genir.baselines.lucene_edit delete LUCENE_DIR IDS.json``; it prints ``{"num_docs": N}`` (the
-documents left, deleted ones excluded) on its last line. A child process, as for building: Lucene's
-writers (Anserini's ``SimpleIndexer``, ``IndexWriter`` and its merge threads) in the process that
-also searches and runs torch made it crash later (SIGSEGV) in the test suite, and a child is
-stopped with genir however genir ends (:func:`genir.subprocesses.run_child`). It is a top-level
-module so that starting it imports neither torch nor the rest of genir.
+Run as ``python -m genir.baselines.lucene_writer build LUCENE_DIR DOCS_DIR STORE_RAW THREADS``,
+``... add LUCENE_DIR DOCS.jsonl STORE_RAW THREADS`` or ``... delete LUCENE_DIR IDS.json``; it prints
+``{"num_docs": N}`` (the documents in the index, deleted ones excluded) on its last line. A child process:
+Lucene's writers (Anserini's ``IndexCollection`` and ``SimpleIndexer``, ``IndexWriter`` and its merge
+threads) in the process that also searches and runs torch made it crash later (SIGSEGV) in the test
+suite, and a child is stopped with genir however genir ends (:func:`genir.subprocesses.run_child`). It
+is a top-level module that imports only pyserini's JVM bridge (``pyserini.pyclass``): neither torch nor
+the rest of genir, nor ``pyserini.index``, whose import costs a second more CPU per build.
 
-* add: Anserini's ``SimpleIndexer`` in append mode with the build's settings (the default English
-  analyzer, ``DefaultLuceneDocumentGenerator``, positions, document vectors, raw text if asked).
+All three write with the same settings: the default English analyzer, ``DefaultLuceneDocumentGenerator``
+(``JsonCollection`` documents ``{"id", "contents"}``), positions, document vectors, raw text if asked.
+
+* build: Anserini's ``IndexCollection`` over the JSONL files of ``DOCS_DIR`` into a new ``LUCENE_DIR``.
+* add: Anserini's ``SimpleIndexer`` in append mode.
 * delete: ``IndexWriter.deleteDocuments`` on the ``id`` field, then ``forceMergeDeletes`` with
   ``forceMergeDeletesPctAllowed`` 0, so that every segment holding a deleted document is rewritten
   and no deleted document is left in the term statistics: scores are a fresh build's.
@@ -22,12 +26,23 @@ import json
 import sys
 
 
-def add(lucene_dir: str, docs_file: str, store_raw: bool, threads: int) -> None:
+def settings(lucene_dir: str, docs: str, store_raw: bool, threads: int) -> list[str]:
+    """Anserini's arguments for writing ``docs`` (a folder of JSONL files, or "" for documents given one
+    by one) into ``lucene_dir``: the same for a build and an add."""
+    return ["-index", lucene_dir, "-input", docs, "-collection", "JsonCollection", "-generator", "DefaultLuceneDocumentGenerator",
+            "-threads", str(max(1, threads)), "-storePositions", "-storeDocvectors"] + (["-storeRaw"] if store_raw else [])
+
+
+def build(lucene_dir: str, docs_dir: str, store_raw: bool, threads: int) -> None:
     from pyserini.pyclass import autoclass  # pyserini's JVM, on Anserini's jar; lighter than pyserini.index
 
-    args = ["-index", lucene_dir, "-storePositions", "-storeDocvectors", "-input", "", "-collection", "JsonCollection",
-            "-threads", str(max(1, threads)), "-append"] + (["-storeRaw"] if store_raw else [])
-    indexer = autoclass("io.anserini.index.SimpleIndexer")(args)
+    autoclass("io.anserini.index.IndexCollection").main(settings(lucene_dir, docs_dir, store_raw, threads))
+
+
+def add(lucene_dir: str, docs_file: str, store_raw: bool, threads: int) -> None:
+    from pyserini.pyclass import autoclass
+
+    indexer = autoclass("io.anserini.index.SimpleIndexer")([*settings(lucene_dir, "", store_raw, threads), "-append"])
     try:
         with open(docs_file, encoding="utf-8") as f:
             for number, line in enumerate(f, start=1):
@@ -83,8 +98,8 @@ def live_docs(lucene_dir: str) -> int:
 
 def main(argv: list[str]) -> None:
     operation, lucene_dir = argv[0], argv[1]
-    if operation == "add":
-        add(lucene_dir, argv[2], argv[3] == "true", int(argv[4]))
+    if operation in ("build", "add"):
+        (build if operation == "build" else add)(lucene_dir, argv[2], argv[3] == "true", int(argv[4]))
     elif operation == "delete":
         delete(lucene_dir, argv[2])
     else:
