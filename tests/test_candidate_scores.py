@@ -149,3 +149,25 @@ def test_the_bound_prunes_and_a_survivor_can_rank_below_once_exact(toy):
     assert bool((bounded & torch.isinf(new)).any())  # dropped on its bound, never scored exactly
     assert bool((bounded & torch.isfinite(new) & (final_want < kth)).any())  # survived, then ranked below
     assert counts["bound"] > 0 and counts["full"] < old_counts["full"]
+
+
+def test_the_query_start_describes_its_head_as_a_linear_layer(toy):
+    """``head_inputs`` then ``z @ W.T + b`` is the model's own logits; under ``restrict_output`` (whose
+    logits are not that layer) the decoder offers no linear head, and the kernel reads logits alone."""
+    model, batch, sequences, _ = toy
+    decoder = model.get_decoder()
+    head = linear_head(model)
+    assert head is decoder
+    encoded = encode_sources(model, batch["input_ids"], batch["attention_mask"], 1)
+    states, mask = encoded[0].last_hidden_state, encoded[1]  # [B, S, H], [B, S]
+    inputs = torch.cat([torch.full((len(QUERIES), 1), DECODER_START), sequences[:, 0, :-1]], dim=1)  # [B, L]
+    z, _ = head.head_inputs(inputs, states, mask, None)  # [B, L, H]
+    weight, bias = head.output_layer()
+    logits = model(encoder_outputs=encoded[0], attention_mask=mask, decoder_input_ids=inputs).logits  # [B, L, V]
+    torch.testing.assert_close(z @ weight.T + bias, logits, atol=1e-4, rtol=1e-5)
+    decoder.restrict_output(torch.arange(10))
+    try:
+        assert linear_head(model) is None
+    finally:
+        decoder.restrict_output(None)
+    assert linear_head(model) is decoder
