@@ -5,7 +5,7 @@ descriptions by ``offset + scale * s``, where ``s`` is beam search's score of th
 (summed raw logits or summed log-softmax, eos included, as :func:`genir.kernels.exhaustive.exhaustive_scores`
 computes it) and ``offset`` / ``scale`` are fixed per candidate (the plan and dense terms, one over the
 length). Scoring every candidate through the decoder costs ``rows x positions`` of the full output layer;
-three things make it cheaper without changing any score that is returned:
+four things make it cheaper without changing any score that is returned:
 
 * **The query's first step is computed once**, not once per candidate: position 0 reads only the
   decoder start and the query, so its logits (and their logsumexp) are shared by all candidates,
@@ -21,7 +21,6 @@ three things make it cheaper without changing any score that is returned:
   at a time on their KV caches, and one whose bound falls below the threshold (less ``margin``, which
   covers float rounding) is dropped; each candidate that finishes raises the threshold. Every
   candidate that can be among the ``k`` best is scored to its end, exactly.
-
 * **A bound from the candidates' own tokens** (``head`` given: a model whose logits are one linear
   layer ``z @ W.T + b`` of a head input ``z``, :class:`LinearHead`). A position's log-probability is
   ``logit_t - logsumexp_V``; over any subset ``U`` of the vocabulary ``logsumexp_U <= logsumexp_V``, so
