@@ -3,16 +3,20 @@
 Both trees search the same index with the same queries through the public API
 (``Searcher.load(...).batch_search``), each in its own Python process (one ``genir`` package per
 process) whose ``PYTHONPATH`` is that tree: ``--old`` is a checkout of the code to compare with
-(``git worktree add /tmp/sedsi-old 3d4dfdc``), the new one is this file's tree. Runs alternate
+(``git worktree add /tmp/sebound-old edc2ccb``), the new one is this file's tree. Runs alternate
 old, new, old, new... (``--repeats`` of each, at each ``k``) so that a machine shared with other work
 loads both alike; the time of a run is one ``batch_search`` over the queries after the index is
 loaded and one query searched (model start-up not counted), and the median is reported. The
 rankings of the first run of each tree are compared: the same documents in the same order (top 10
-and all ``k``), and the largest difference of a document's score.
+and all ``k``), and the largest difference of a document's score. Each run also counts the real
+positions (padding left out) its teacher-forced scoring computed, per query: ``full`` through the
+whole output layer, ``bound`` through a query's bound set alone
+(:func:`genir.kernels.candidate_scores.candidate_scores`' ``counts``; a tree whose kernel has none is
+counted at its model calls, every one of which is ``full``).
 
 Usage:
     python benchmarks/bench_sedsi_search.py --index bench-out/sedsi-quick \\
-        --collection ../shared/data/scifact --old /tmp/sedsi-old --queries 16 --k 10 100
+        --collection ../shared/data/scifact --old /tmp/sebound-old --queries 20 --k 10 100
 """
 
 from __future__ import annotations
@@ -45,11 +49,38 @@ def worker(args: argparse.Namespace) -> None:
     queries = list(Collection.open(args.collection).split_queries(args.split).items())[:args.queries]
     searcher = Searcher.load(args.index, device="cpu")
     searcher.batch_search([queries[0][1]], k)  # warm: descriptions and caches built once
+    counts = count_positions()
     started = time.perf_counter()
     results = searcher.batch_search([text for _, text in queries], k)
     seconds = time.perf_counter() - started
     rankings = {qid: [[hit.docid, hit.score] for hit in hits] for (qid, _), hits in zip(queries, results)}
-    print(json.dumps({"seconds": seconds, "rankings": rankings, "genir": str(Path(genir.__file__).parent)}))
+    positions = {kind: round(n / len(queries), 1) for kind, n in counts.items()}
+    print(json.dumps({"seconds": seconds, "rankings": rankings, "positions_per_query": positions,
+                      "genir": str(Path(genir.__file__).parent)}))
+
+
+def count_positions() -> dict[str, int]:
+    """A dict that gains the real positions this process's rescore scores from now on (module docstring)."""
+    import inspect
+
+    import genir.dsi.decoding as decoding
+    import genir.kernels.candidate_scores as kernel
+    from genir.seq2seq.vocab import EOS, PAD
+
+    counts: dict[str, int] = {"full": 0, "bound": 0}
+    if "counts" in inspect.signature(kernel.candidate_scores).parameters:
+        scores = decoding.candidate_scores
+        decoding.candidate_scores = lambda *args, **kwargs: scores(*args, counts=counts, **kwargs)
+    else:  # an older kernel: every model call is the whole output layer. Position 0 is its call without a
+        # cache (one per query); after it, a real position reads neither pad nor eos.
+        forward = kernel._forward
+
+        def counted(model, outputs, mask, inputs, cache):
+            counts["full"] += inputs.shape[0] if cache is None else int(((inputs != PAD) & (inputs != EOS)).sum())
+            return forward(model, outputs, mask, inputs, cache)
+
+        kernel._forward = counted
+    return counts
 
 
 def run_worker(tree: Path, args: argparse.Namespace, k: int) -> dict:
@@ -116,6 +147,7 @@ def main() -> None:
             row[f"{name}_seconds"] = [round(s, 3) for s in seconds]
             row[f"{name}_queries_per_second"] = round(args.queries / statistics.median(seconds), 3)
             row[f"{name}_ndcg10"] = round(ndcg10(done[0]["rankings"], str(args.collection), args.split), 4)
+            row[f"{name}_positions_per_query"] = done[0]["positions_per_query"]
         if "old" in runs:
             row["speedup"] = round(row["new_queries_per_second"] / row["old_queries_per_second"], 2)
             row.update(compare(runs["old"][0]["rankings"], runs["new"][0]["rankings"]))

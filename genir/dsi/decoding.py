@@ -59,7 +59,7 @@ from genir.kernels.exhaustive import pad_docids
 from genir.kernels.single_token import single_token_topk
 from genir.kernels.trie import DocidTrie, DocidTrieConstraint
 from genir.seq2seq.dense_start import is_dense_start
-from genir.seq2seq.query_head import pooled_query
+from genir.seq2seq.query_head import linear_head, pooled_query
 from genir.seq2seq.vocab import DECODER_START, EOS, FIRST_TOKEN, PAD
 
 QUERY_BATCH = 16  # queries decoded together: beams x batch rows share one decoder forward
@@ -213,7 +213,8 @@ class DocidDecoder:
             ranked = (terms.fused(*best[0]), scale, best[1])
         positions = RESCORE_POSITIONS_GPU if input_ids.device.type == "cuda" else RESCORE_POSITIONS
         sums = candidate_scores(self.model, encoded, described.padded[rows], decoder_start_token_id=DECODER_START,
-                                pad_token_id=PAD, score=score, best=ranked, positions_per_call=positions)  # [B, C']
+                                pad_token_id=PAD, score=score, best=ranked, head=linear_head(self.model),
+                                positions_per_call=positions)  # [B, C']
         return dataclasses.replace(terms, exact=sums / lengths if score == "logprob" else sums)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import BertLMHeadModel
+from transformers import BertLMHeadModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 
@@ -70,6 +70,13 @@ class PooledQueryDecoder(BertLMHeadModel):
         given the encoder's states ``[B, S, H]`` and mask ``[B, S]``."""
         raise NotImplementedError
 
+    def linear_head(self) -> Any:
+        """What computes :meth:`head_logits`' input and names its output layer (a
+        :class:`~genir.kernels.candidate_scores.LinearHead`), where those logits are one linear layer of
+        a head input; None here, and a subclass whose head is such a layer returns one. With None a
+        search reads the logits alone."""
+        return None
+
 
 def pooled_query(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """The dense query vector: ``states`` ``[B, S, H]`` averaged over ``mask`` ``[B, S]``, L2-normalized -> ``[B, H]``."""
@@ -79,3 +86,11 @@ def pooled_query(states: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
         weights = mask.unsqueeze(-1).to(states.dtype)  # [B, S, 1]
         pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
     return nn.functional.normalize(pooled, dim=-1)
+
+
+def linear_head(model: PreTrainedModel) -> Any:
+    """``model``'s decoder as a :class:`~genir.kernels.candidate_scores.LinearHead`, as the decoder
+    describes itself (:meth:`PooledQueryDecoder.linear_head`); None for a decoder that does not (a plain
+    BERT or T5 decoder, the dense start)."""
+    describe = getattr(model.get_decoder(), "linear_head", None) if hasattr(model, "get_decoder") else None
+    return describe() if describe is not None else None

@@ -71,9 +71,8 @@ class QueryStartDecoder(PooledQueryDecoder):
     def head_logits(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
                     encoder_attention_mask: torch.Tensor | None, past: int) -> torch.Tensor:
         """``(M q + T(h)) @ E.T + b``: ``hidden`` ``[B, T, H]`` -> logits ``[B, T, V]``."""
-        query = self.query_map(pooled_query(encoder_hidden_states, encoder_attention_mask))  # [B, H]
         predictions = self.cls.predictions
-        z = predictions.transform(hidden) + query.unsqueeze(1)  # [B, T, H]
+        z = self._head_input(hidden, encoder_hidden_states, encoder_attention_mask)  # [B, T, H]
         if self._rows is None:
             return predictions.decoder(z)
         rows, weight, bias = self._restricted_rows()
@@ -81,6 +80,30 @@ class QueryStartDecoder(PooledQueryDecoder):
         logits = part.new_full((*part.shape[:2], predictions.decoder.weight.shape[0]), torch.finfo(part.dtype).min)
         logits[..., rows] = part
         return logits
+
+    def linear_head(self) -> QueryStartDecoder | None:
+        """This decoder as a :class:`~genir.kernels.candidate_scores.LinearHead` (its logits are
+        ``z @ E.T + b``), or None while :meth:`restrict_output` holds rows (its logits are then not that layer)."""
+        return self if self._rows is None else None
+
+    def head_inputs(self, input_ids: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                    encoder_attention_mask: torch.Tensor | None, cache: Any) -> tuple[torch.Tensor, Any]:
+        """The decoder's forward up to the output layer: ``input_ids`` ``[B, T]`` int64 after ``cache``
+        (None: from the start), the encoder's states ``[B, S, H]`` and mask ``[B, S]`` -> ``z = M q + T(h)``
+        ``[B, T, H]`` (the model's dtype; :meth:`head_logits` is ``z @ E.T + b``) and the extended cache."""
+        outputs = self.decode(input_ids, encoder_hidden_states, encoder_attention_mask, cache)
+        return self._head_input(outputs.last_hidden_state, encoder_hidden_states, encoder_attention_mask), outputs.cache
+
+    def output_layer(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's weight ``E`` ``[V, H]`` (the tied token table) and bias ``b`` ``[V]``."""
+        head = self.cls.predictions.decoder
+        return head.weight.detach(), None if head.bias is None else head.bias.detach()
+
+    def _head_input(self, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                    encoder_attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """``z = M q + T(h)`` ``[B, T, H]`` of the decoder's ``hidden`` ``[B, T, H]``."""
+        query = self.query_map(pooled_query(encoder_hidden_states, encoder_attention_mask))  # [B, H]
+        return self.cls.predictions.transform(hidden) + query.unsqueeze(1)
 
     def _restricted_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``restrict_output``'s rows ``[R]`` and the head's weight ``[R, H]`` and bias ``[R]`` there, on the
