@@ -27,6 +27,7 @@ import pytest
 from conftest import paused_writer, wait_for, write_beir
 from typer.testing import CliRunner
 
+from genir.baselines.bm25 import LUCENE_WRITER
 from genir.cli.main import app
 from genir.errors import GenirError
 from genir.indexer import artifact
@@ -141,7 +142,7 @@ def test_a_killed_bm25_build_takes_its_lucene_child_along(tmp_path, toy_collecti
     process = subprocess.Popen([*GENIR, "index", "-m", "bm25", "-c", str(toy_collection), "-o", str(out / "idx")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(tmp_path))
     deadline = time.monotonic() + 120
-    while not any("pyserini.index.lucene" in c for c in _processes_mentioning(str(out))):
+    while not any(LUCENE_WRITER in c for c in _processes_mentioning(str(out))):
         assert process.poll() is None and time.monotonic() < deadline, "Lucene never started"
         time.sleep(0.05)
     process.send_signal(how)
