@@ -203,9 +203,10 @@ def main() -> None:
     env = {**os.environ, "GENIR_CACHE": str(work / "cache"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     os.environ["GENIR_CACHE"] = env["GENIR_CACHE"]
-    from genir.indexer.builtin_corpus import corpus_file
+    from genir.indexer.builtin_corpus import builtin_folder
 
-    corpus, corpus_name = corpus_file("pydocs")
+    corpus_folder = builtin_folder("pydocs")
+    corpus, corpus_name = corpus_folder / "corpus.jsonl", corpus_folder.name
     lines = [line for line in corpus.read_text(encoding="utf-8").splitlines() if line.strip()]
     if args.refit:
         record = json.loads(args.output.read_text(encoding="utf-8"))

@@ -102,6 +102,16 @@ def test_builtin_stdlib_corpus_is_deterministic():
     assert Collection.open("builtin:stdlib").fingerprint == coll.fingerprint
 
 
+def test_builtin_toy_has_queries_and_judgements_and_is_written_once_per_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENIR_CACHE", str(tmp_path))
+    toy = Collection.open("builtin:toy")
+    assert len(toy.doc_ids) == 24 and len(toy.qrels("train")) == 24 and len(toy.qrels("test")) == 12
+    assert all(set(grades) <= set(toy.doc_ids) for grades in toy.qrels("test").values())
+    folders = list((tmp_path / "builtin").iterdir())
+    assert [f.name[:4] for f in folders] == ["toy-"] and Collection.open("builtin:toy").fingerprint == toy.fingerprint
+    assert list((tmp_path / "builtin").iterdir()) == folders  # the second open read the same copy
+
+
 def test_shared_collections_validate():
     scifact = Collection.open(shared_collection("scifact"))
     assert len(scifact.doc_ids) == 5183

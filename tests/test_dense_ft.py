@@ -13,7 +13,7 @@ from genir.errors import GenirError
 from genir.indexer.collection import Collection
 from genir.retrieval.searcher import Searcher, build_index, parse_config, searcher_class
 
-TOY = Path(__file__).resolve().parents[1] / "benchmarks" / "conditions" / "toy"
+TOY = "builtin:toy"
 
 
 def _config(*settings: str):

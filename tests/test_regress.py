@@ -54,7 +54,7 @@ def test_a_malformed_conditions_file_is_one_clear_error(tmp_path, text, message)
 
 @pytest.mark.slow
 def test_regress_passes_within_tolerance_and_fails_when_an_expected_score_moves(tmp_path):
-    toy = CONDITIONS / "toy"
+    toy = "builtin:toy"
     conditions = tmp_path / "c.yaml"
     conditions.write_text(BM25_TOY.format(name="as-measured", toy=toy, expected=1.0)
                           + BM25_TOY.format(name="moved", toy=toy, expected=0.9), encoding="utf-8")

@@ -32,7 +32,8 @@ CollectionOpt = Annotated[str, typer.Option(
     "--collection", "-c",
     help="BEIR directory (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); a .jsonl corpus (BEIR _id/title/text or "
          "pyserini id/contents); a .tsv or .csv corpus (id,text or id,title,text rows, or a header row naming id, title "
-         "and text columns); a folder of .txt/.md files (id: path without extension, title: first line); or builtin:stdlib / builtin:pydocs.",
+         "and text columns); a folder of .txt/.md files (id: path without extension, title: first line); or builtin:stdlib / "
+         "builtin:pydocs / builtin:toy (24 documents with queries).",
 )]
 SplitOpt = Annotated[str, typer.Option("--split", help="qrels split to evaluate on (qrels/SPLIT.tsv).")]
 AllowEmptyOpt = Annotated[bool, typer.Option(

@@ -5,7 +5,7 @@ A conditions file (``benchmarks/conditions/*.yaml``) lists conditions. Each one 
 the scores it gave with a tolerance, and where it was measured::
 
     - name: bm25-scifact
-      collection: scifact            # under --data (../shared/data), or ./PATH beside the YAML file
+      collection: scifact            # under --data (../shared/data), ./PATH beside the YAML file, or builtin:NAME
       split: test
       commands:
         - index -m bm25 -c {collection} -o {work}/index
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from genir.errors import InputError
 from genir.evaluation.runs import read_run
+from genir.indexer.builtin_corpus import BUILTIN_PREFIX, builtin_folder
 from genir.indexer.collection import Collection
 from genir.measures import MEASURES, evaluate
 
@@ -131,7 +132,10 @@ def select(conditions: list[Condition], only: list[str] | None = None, cheap: bo
 
 
 def collection_path(condition: Condition, conditions_file: Path, data: Path) -> Path:
-    """Where a condition's collection is: ``./PATH`` beside the conditions file, else under ``data``."""
+    """Where a condition's collection is: ``builtin:NAME`` in genir's cache, ``./PATH`` beside the
+    conditions file, else under ``data``."""
+    if condition.collection.startswith(BUILTIN_PREFIX):
+        return builtin_folder(condition.collection[len(BUILTIN_PREFIX):])
     if condition.collection.startswith("./"):
         return conditions_file.parent / condition.collection
     return data / condition.collection

@@ -1,4 +1,5 @@
-"""The embedded corpora: docstrings of the running Python's standard library and installed packages.
+"""The embedded corpora: docstrings of the running Python's standard library and installed packages,
+and a toy collection with queries.
 
 They need no download and are the same on every machine with the same Python and packages.
 Sources are parsed with :mod:`ast`, never imported, so building them runs no library code.
@@ -17,10 +18,12 @@ Sources are parsed with :mod:`ast`, never imported, so building them runs no lib
   modules and names), in about 2 minutes; ``benchmarks/bench_scale.py`` builds its 10k/30k/100k
   corpora as prefixes of it. The file's name carries a hash of the installed distributions, so
   another set of packages writes another corpus.
+* ``builtin:toy``: 24 hand-written documents with training and test queries and their judgements
+  (:mod:`genir.indexer.builtin_toy`).
 
-This module only writes the corpora, as BEIR ``corpus.jsonl`` files in genir's cache;
+This module only writes the corpora, as BEIR folders in genir's cache;
 :meth:`genir.indexer.collection.Collection.open` reads them (``builtin:<name>``) and validates them
-like any other collection. It imports nothing else of :mod:`genir.indexer`.
+like any other collection. Of :mod:`genir.indexer` it imports the toy's text alone.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from genir.atomic_files import atomic_open
+from genir.atomic_files import atomic_dir, atomic_open
 from genir.cache import cache_dir
 from genir.errors import GenirError
+from genir.indexer import builtin_toy
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_NAMES = ("stdlib", "pydocs")
+BUILTIN_NAMES = ("stdlib", "pydocs", "toy")
 
 # Packages that are tests, demos or tooling rather than library API.
 _SKIPPED_PARTS = {"test", "tests", "testing", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
@@ -163,22 +167,30 @@ def _installed_fingerprint() -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()[:10]
 
 
-def corpus_file(name: str) -> tuple[Path, str]:
-    """The ``corpus.jsonl`` of built-in corpus ``name`` (written to the cache on first use) and its collection name.
+def builtin_folder(name: str) -> Path:
+    """The folder of built-in collection ``name`` in genir's cache (written on first use), named for the
+    collection: ``corpus.jsonl``, and for ``toy`` its queries and qrels too (:mod:`genir.indexer.builtin_toy`).
 
     Raises:
-        GenirError: ``name`` is not a built-in corpus.
+        GenirError: ``name`` is not a built-in collection.
     """
     if name not in BUILTIN_NAMES:
         raise GenirError(f"unknown built-in corpus {name!r} (available: {', '.join(BUILTIN_NAMES)})")
+    if name == "toy":  # one folder per version of its text, so an edited toy is never read from an old copy
+        text = json.dumps([builtin_toy.DOCS, builtin_toy.QUERIES, builtin_toy.QRELS]).encode()
+        folder = cache_dir() / "builtin" / f"toy-{hashlib.sha256(text).hexdigest()[:10]}"
+        if not folder.is_dir():
+            with atomic_dir(folder, replace=True) as staging:
+                builtin_toy.write_toy(staging)
+        return folder
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     if name == "stdlib":
         collection_name, records = f"stdlib-py{version}", stdlib_records
     else:
         collection_name, records = f"pydocs-py{version}-{_installed_fingerprint()}", pydocs_records
-    corpus = cache_dir() / "builtin" / collection_name / "corpus.jsonl"
-    if not corpus.is_file():
-        with atomic_open(corpus) as f:
+    folder = cache_dir() / "builtin" / collection_name
+    if not (folder / "corpus.jsonl").is_file():
+        with atomic_open(folder / "corpus.jsonl") as f:
             for record in records():
                 f.write(json.dumps(record) + "\n")
-    return corpus, collection_name
+    return folder

@@ -50,7 +50,7 @@ from functools import cached_property
 from pathlib import Path
 
 from genir.errors import GenirError, InputError
-from genir.indexer.builtin_corpus import BUILTIN_PREFIX, corpus_file
+from genir.indexer.builtin_corpus import BUILTIN_PREFIX, builtin_folder
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +377,7 @@ class Collection:
         files, or ``builtin:<name>`` (module docstring)."""
         text = str(location)
         if text.startswith(BUILTIN_PREFIX):
-            corpus, name = corpus_file(text[len(BUILTIN_PREFIX):])
-            return cls(corpus, name=name, allow_empty_docs=allow_empty_docs)
+            return cls.open(builtin_folder(text[len(BUILTIN_PREFIX):]), allow_empty_docs)
         path = Path(location)
         if path.is_dir():
             corpus = path / "corpus.jsonl"
@@ -399,7 +398,7 @@ class Collection:
                                              ".txt/.md files")
             return cls(path, allow_empty_docs=allow_empty_docs)
         raise InputError(path, None, "no such collection (expected a BEIR directory, a .jsonl, .tsv or .csv file, a "
-                                     "folder of .txt/.md files, or builtin:stdlib / builtin:pydocs)")
+                                     "folder of .txt/.md files, or builtin:stdlib / builtin:pydocs / builtin:toy)")
 
     @classmethod
     def _text_folder(cls, folder: Path, allow_empty_docs: bool) -> Collection:
