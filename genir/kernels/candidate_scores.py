@@ -208,8 +208,9 @@ class _TopK:
 
     def ranked(self, candidates: torch.Tensor) -> torch.Tensor:
         """``candidates`` ``[B*C]`` bool less those whose value misses their query's ``k``-th best finished one."""
-        threshold = _kth_best(self.values(), self.finished, self.n_queries, self.k)  # [B]
-        return candidates & (self.values() >= threshold[self.query] - self.margin)
+        values = self.values()
+        threshold = _kth_best(values, self.finished, self.n_queries, self.k)  # [B]
+        return candidates & (values >= threshold[self.query] - self.margin)
 
 
 class _Advance:
